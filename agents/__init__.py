@@ -1,0 +1,1 @@
+"""faust stream agents: router, deadlines (they call the rules of ``schemas``)."""

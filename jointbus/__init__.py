@@ -1,0 +1,1 @@
+"""The composition root: the ``jointbus`` command wires schemas, streams, agents and audit."""

@@ -1,0 +1,3 @@
+from jointbus.cli import main
+
+main()

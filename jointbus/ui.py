@@ -1,0 +1,35 @@
+"""What a person sees: tables, progress, one-line errors (on stdout/stderr via rich)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Print a table with a title; numbers right-aligned."""
+    rows = [list(r) for r in rows]
+    t = Table(title=title, title_justify="left", show_lines=False)
+    for i, name in enumerate(columns):
+        numeric = bool(rows) and all(isinstance(r[i], int | float) for r in rows)
+        t.add_column(name, justify="right" if numeric else "left")
+    for r in rows:
+        t.add_row(*(str(c) for c in r))
+    out.print(t)
+
+
+def say(message: str) -> None:
+    """One line for the person at the terminal."""
+    out.print(message)
+
+
+def fail(message: str) -> None:
+    """One error line on stderr, no traceback."""
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True)

@@ -1,0 +1,26 @@
+"""Unpadded base64url, the one binary-to-text encoding of the wire contract."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from schemas.errors import Reason, rejection
+
+_ALPHABET = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+def b64e(data: bytes) -> str:
+    """Encode as unpadded base64url."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64d(text: str, *, what: str = "value") -> bytes:
+    """Decode unpadded base64url strictly; ``schema`` error on anything else."""
+    if not _ALPHABET.match(text) or len(text) % 4 == 1:
+        raise rejection(Reason.SCHEMA, f"{what} is not unpadded base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise rejection(Reason.SCHEMA, f"{what} is not unpadded base64url") from None

@@ -1,0 +1,113 @@
+"""The envelope: CloudEvents 1.0 structured-mode JSON plus jointbus extensions.
+
+``recipients``, ``correlationid``, ``causationid``, ``sigkeyid`` and ``signature`` are
+CloudEvents extension attributes. The wire value is the envelope's JSON object; parsing is
+strict: a size limit, no duplicate keys, no NaN, no unknown attributes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schemas.errors import Reason, rejection
+from schemas.ids import TIME_PATTERN, UUID_PATTERN
+
+#: the largest envelope the bus accepts, in bytes of its wire form
+MAX_ENVELOPE_BYTES = 256 * 1024
+PLAIN_CONTENT_TYPE = "application/json"
+SEALED_CONTENT_TYPE = "application/jointbus-sealed+json"
+#: the Kafka ``content-type`` header of structured-mode CloudEvents
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+SOURCE_PREFIX = "urn:jointbus:"
+
+MemberRef = Annotated[str, Field(pattern=r"^([a-z]{2}-[a-z]{2,20}|svc-[a-z]{2,20})$")]
+AgencyRef = Annotated[str, Field(pattern=r"^[a-z]{2}-[a-z]{2,20}$")]
+
+
+class Envelope(BaseModel):
+    """A signed jointbus event as it travels on Kafka and sits in the audit log."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    specversion: Literal["1.0"]
+    id: Annotated[str, Field(pattern=UUID_PATTERN)]
+    source: Annotated[str, Field(pattern=r"^urn:jointbus:([a-z]{2}-[a-z]{2,20}|svc-[a-z]{2,20})$")]
+    type: Annotated[str, Field(pattern=r"^org\.jointbus\.[a-z_]+(\.[a-z_]+)*\.v[1-9][0-9]{0,2}$")]
+    subject: Annotated[str, Field(pattern=r"^[a-z]+/[A-Za-z0-9._-]{1,80}$")]
+    time: Annotated[str, Field(pattern=TIME_PATTERN)]
+    datacontenttype: Literal["application/json", "application/jointbus-sealed+json"]
+    recipients: Annotated[list[AgencyRef], Field(min_length=1, max_length=16)]
+    correlationid: Annotated[str, Field(pattern=UUID_PATTERN)]
+    causationid: Annotated[str, Field(pattern=UUID_PATTERN)] | None = None
+    sigkeyid: Annotated[str, Field(pattern=r"^[a-z0-9-]{2,30}#sig-[0-9]{1,6}$")]
+    signature: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{86}$")]
+    data: dict[str, Any]
+
+    @property
+    def sender(self) -> str:
+        """The member id that claims to have sent this event."""
+        return self.source.removeprefix(SOURCE_PREFIX)
+
+    @property
+    def sealed(self) -> bool:
+        return self.datacontenttype == SEALED_CONTENT_TYPE
+
+    def wire(self) -> bytes:
+        """The envelope's wire bytes (compact JSON, UTF-8)."""
+        return to_wire(self.model_dump(exclude_none=True))
+
+
+def source_of(member_id: str) -> str:
+    """The CloudEvents ``source`` of a member."""
+    return SOURCE_PREFIX + member_id
+
+
+def to_wire(envelope: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON of an envelope dict (any key order; signatures use RFC 8785)."""
+    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {key[:40]!r}")
+        obj[key] = value
+    return obj
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(raw: bytes) -> Any:
+    """Parse JSON refusing what parsers disagree on: duplicate keys, NaN/Infinity, bad UTF-8."""
+    try:
+        text = raw.decode("utf-8")
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise rejection(Reason.SCHEMA, f"not strict JSON: {str(exc)[:200]}") from None
+
+
+def parse_envelope(raw: bytes) -> tuple[dict[str, Any], Envelope]:
+    """Size-check, parse and validate wire bytes; returns the raw object and the model.
+
+    The raw object is what the signature is checked over, so no normalisation by the model
+    can change what was signed.
+    """
+    if len(raw) > MAX_ENVELOPE_BYTES:
+        raise rejection(
+            Reason.TOO_LARGE, f"envelope is {len(raw)} bytes; the limit is {MAX_ENVELOPE_BYTES}"
+        )
+    obj = loads_strict(raw)
+    if not isinstance(obj, dict):
+        raise rejection(Reason.SCHEMA, "an envelope is a JSON object")
+    try:
+        return obj, Envelope.model_validate(obj)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        raise rejection(Reason.SCHEMA, f"envelope {where}: {err['msg']}"[:300]) from None

@@ -1,0 +1,173 @@
+"""Private keyrings and the lifecycle of the federation's keys: create, rotate, revoke.
+
+Pure functions over registry values; writing keyrings to disk is the caller's business
+(``streams.keystore``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+from pydantic import BaseModel, ConfigDict
+
+from schemas.b64 import b64d, b64e
+from schemas.errors import Reason, rejection
+from schemas.registry import (
+    AGENCIES,
+    AGENCY_RIGHTS,
+    AUDIT,
+    ROUTER,
+    SERVICE_RIGHTS,
+    KeyRecord,
+    Member,
+    Registry,
+)
+
+Purpose = Literal["sign", "seal"]
+
+
+class Keyring(BaseModel):
+    """One member's private keys, by key id (raw 32-byte seeds, base64url)."""
+
+    model_config = ConfigDict(extra="forbid")
+    owner: str
+    keys: dict[str, str]
+
+    def signer(self, registry: Registry, at: datetime) -> tuple[str, Ed25519PrivateKey]:
+        """The key id and private key this member signs with at ``at``."""
+        record = registry.current_key(self.owner, "sign", at)
+        if record.kid not in self.keys:
+            raise rejection(Reason.UNKNOWN_KEY, f"keyring of {self.owner} lacks {record.kid}")
+        return record.kid, Ed25519PrivateKey.from_private_bytes(b64d(self.keys[record.kid]))
+
+    def openers(self) -> dict[str, X25519PrivateKey]:
+        """Every sealing private key, by kid: old ones still open old events."""
+        return {
+            kid: X25519PrivateKey.from_private_bytes(b64d(seed))
+            for kid, seed in self.keys.items()
+            if "#seal-" in kid
+        }
+
+
+def _raw_private(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+
+def new_key(
+    owner: str, purpose: Purpose, serial: int, not_before: datetime
+) -> tuple[KeyRecord, str]:
+    """A fresh key pair: its public registry record and its private seed (base64url)."""
+    private: Ed25519PrivateKey | X25519PrivateKey
+    if purpose == "sign":
+        private = Ed25519PrivateKey.generate()
+        algorithm: Literal["Ed25519", "X25519"] = "Ed25519"
+    else:
+        private = X25519PrivateKey.generate()
+        algorithm = "X25519"
+    public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    kid = f"{owner}#{'sig' if purpose == 'sign' else 'seal'}-{serial}"
+    record = KeyRecord(
+        kid=kid,
+        owner=owner,
+        purpose=purpose,
+        algorithm=algorithm,
+        public_key=b64e(public),
+        not_before=not_before,
+    )
+    return record, b64e(_raw_private(private))
+
+
+def members() -> tuple[Member, ...]:
+    """The eight agencies and the bus services, with their default rights."""
+    agencies = tuple(
+        Member(
+            id=a.id,
+            name_zh=a.name_zh,
+            name_en=a.name_en,
+            kind="agency",
+            region=a.region,
+            publish=AGENCY_RIGHTS,
+        )
+        for a in AGENCIES
+    )
+    services = (
+        Member(
+            id=ROUTER,
+            name_zh="协作总线路由",
+            name_en="jointbus router",
+            kind="service",
+            region="bus",
+            publish=SERVICE_RIGHTS[ROUTER],
+        ),
+        Member(
+            id=AUDIT,
+            name_zh="协作总线审计日志",
+            name_en="jointbus audit log",
+            kind="service",
+            region="bus",
+            publish=SERVICE_RIGHTS[AUDIT],
+        ),
+    )
+    return agencies + services
+
+
+def new_federation(now: datetime) -> tuple[Registry, dict[str, Keyring]]:
+    """A development federation: registry v1 and every member's keyring."""
+    records: list[KeyRecord] = []
+    rings: dict[str, Keyring] = {}
+    for member in members():
+        ring = Keyring(owner=member.id, keys={})
+        purposes: tuple[Purpose, ...] = ("sign", "seal") if member.kind == "agency" else ("sign",)
+        for purpose in purposes:
+            record, seed = new_key(member.id, purpose, 1, now)
+            records.append(record)
+            ring.keys[record.kid] = seed
+        rings[member.id] = ring
+    registry = Registry(version=1, issued_at=now, members=members(), keys=tuple(records))
+    return registry, rings
+
+
+def rotate(
+    registry: Registry, ring: Keyring, purpose: Purpose, now: datetime, overlap: timedelta
+) -> tuple[Registry, Keyring]:
+    """Add a new key for ``ring.owner``; the old one stays valid for ``overlap`` then expires.
+
+    Old keys are never removed, so every event they signed still verifies.
+    """
+    mine = [k for k in registry.keys if k.owner == ring.owner and k.purpose == purpose]
+    serial = max(int(k.kid.rsplit("-", 1)[1]) for k in mine) + 1 if mine else 1
+    record, seed = new_key(ring.owner, purpose, serial, now)
+    keys = [
+        k.model_copy(update={"not_after": now + overlap})
+        if k in mine and (k.not_after is None or k.not_after > now + overlap)
+        else k
+        for k in registry.keys
+    ]
+    updated = registry.model_copy(
+        update={"version": registry.version + 1, "issued_at": now, "keys": (*keys, record)}
+    )
+    return Registry.model_validate(updated.model_dump()), Keyring(
+        owner=ring.owner, keys={**ring.keys, record.kid: seed}
+    )
+
+
+def revoke(registry: Registry, kid: str, at: datetime, reason: str) -> Registry:
+    """Mark ``kid`` revoked from ``at``: events arriving after that are rejected."""
+    registry.key(kid)
+    keys = tuple(
+        k.model_copy(update={"revoked_at": at, "revocation_reason": reason}) if k.kid == kid else k
+        for k in registry.keys
+    )
+    updated = registry.model_copy(
+        update={"version": registry.version + 1, "issued_at": at, "keys": keys}
+    )
+    return Registry.model_validate(updated.model_dump())

@@ -1,0 +1,211 @@
+"""The federation's public registry: members, their keys (with validity windows and
+revocation) and their rights.
+
+The registry is data, signed and versioned by governance; this module only reads it and
+answers questions such as "which key of this agency was valid at this time".
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from datetime import datetime
+from functools import cached_property
+from typing import Annotated, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.b64 import b64d
+from schemas.errors import Reason, rejection
+
+MemberId = Annotated[str, Field(pattern=r"^([a-z]{2}-[a-z]{2,20}|svc-[a-z]{2,20})$")]
+
+
+class Agency(BaseModel):
+    """One of the eight agencies of the mechanism (DESIGN.md §1)."""
+
+    model_config = ConfigDict(frozen=True)
+    id: str
+    name_zh: str
+    name_en: str
+    region: Literal["sichuan", "chongqing"]
+    level: Literal["city", "district"]
+
+
+AGENCIES: tuple[Agency, ...] = (
+    Agency(
+        id="sc-zigong", name_zh="自贡市纪委监委", name_en="Zigong", region="sichuan", level="city"
+    ),
+    Agency(
+        id="sc-luzhou", name_zh="泸州市纪委监委", name_en="Luzhou", region="sichuan", level="city"
+    ),
+    Agency(
+        id="sc-neijiang",
+        name_zh="内江市纪委监委",
+        name_en="Neijiang",
+        region="sichuan",
+        level="city",
+    ),
+    Agency(
+        id="sc-yibin", name_zh="宜宾市纪委监委", name_en="Yibin", region="sichuan", level="city"
+    ),
+    Agency(
+        id="cq-jiangjin",
+        name_zh="江津区纪委监委",
+        name_en="Jiangjin",
+        region="chongqing",
+        level="district",
+    ),
+    Agency(
+        id="cq-yongchuan",
+        name_zh="永川区纪委监委",
+        name_en="Yongchuan",
+        region="chongqing",
+        level="district",
+    ),
+    Agency(
+        id="cq-dazu", name_zh="大足区纪委监委", name_en="Dazu", region="chongqing", level="district"
+    ),
+    Agency(
+        id="cq-rongchang",
+        name_zh="荣昌区纪委监委",
+        name_en="Rongchang",
+        region="chongqing",
+        level="district",
+    ),
+)
+AGENCY_IDS: tuple[str, ...] = tuple(a.id for a in AGENCIES)
+
+#: the bus's own services: the router signs rejection notices and overdue alerts,
+#: the audit log signs checkpoints.
+ROUTER = "svc-router"
+AUDIT = "svc-audit"
+SERVICES = (ROUTER, AUDIT)
+
+#: event families every agency may publish
+AGENCY_RIGHTS = (
+    "clue.*",
+    "jointcheck.*",
+    "rectification.*",
+    "receipt",
+    "meeting.held",
+    "chair.rotated",
+    "mechanism.established",
+)
+SERVICE_RIGHTS = {ROUTER: ("rejection", "deadline.overdue", "receipt"), AUDIT: ()}
+
+
+class Member(BaseModel):
+    """A party that signs: an agency or a bus service."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: MemberId
+    name_zh: str
+    name_en: str
+    kind: Literal["agency", "service"]
+    region: Literal["sichuan", "chongqing", "bus"]
+    publish: tuple[str, ...] = Field(description="event families this member may publish (globs)")
+
+    def may_publish(self, family: str) -> bool:
+        """True when one of the member's rights covers ``family``."""
+        return any(fnmatch.fnmatchcase(family, pattern) for pattern in self.publish)
+
+
+class KeyRecord(BaseModel):
+    """A public key with its owner, purpose and validity window."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kid: Annotated[str, Field(pattern=r"^[a-z0-9-]{2,30}#(sig|seal)-[0-9]{1,6}$")]
+    owner: MemberId
+    purpose: Literal["sign", "seal"]
+    algorithm: Literal["Ed25519", "X25519"]
+    public_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$", description="raw, base64url")]
+    not_before: datetime
+    not_after: datetime | None = None
+    revoked_at: datetime | None = None
+    revocation_reason: str | None = None
+
+    def valid_at(self, moment: datetime) -> bool:
+        """Inside the validity window (revocation is judged separately)."""
+        return self.not_before <= moment and (self.not_after is None or moment < self.not_after)
+
+    def revoked_by(self, moment: datetime) -> bool:
+        """Revoked at or before ``moment``."""
+        return self.revoked_at is not None and self.revoked_at <= moment
+
+    def raw(self) -> bytes:
+        return b64d(self.public_key, what="public_key")
+
+
+class Registry(BaseModel):
+    """The versioned public registry every party verifies against."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    version: Annotated[int, Field(ge=1)]
+    issued_at: datetime
+    members: tuple[Member, ...]
+    keys: tuple[KeyRecord, ...]
+
+    @cached_property
+    def _members(self) -> dict[str, Member]:
+        return {m.id: m for m in self.members}
+
+    @cached_property
+    def _keys(self) -> dict[str, KeyRecord]:
+        return {k.kid: k for k in self.keys}
+
+    @cached_property
+    def _ed25519(self) -> dict[str, Ed25519PublicKey]:
+        return {
+            k.kid: Ed25519PublicKey.from_public_bytes(k.raw())
+            for k in self.keys
+            if k.purpose == "sign"
+        }
+
+    @property
+    def agency_ids(self) -> tuple[str, ...]:
+        return tuple(m.id for m in self.members if m.kind == "agency")
+
+    def member(self, member_id: str) -> Member:
+        """The member ``member_id``; ``unknown_sender`` if absent."""
+        found = self._members.get(member_id)
+        if found is None:
+            raise rejection(Reason.UNKNOWN_SENDER, f"{member_id[:60]!r} is not a registered member")
+        return found
+
+    def is_agency(self, member_id: str) -> bool:
+        m = self._members.get(member_id)
+        return m is not None and m.kind == "agency"
+
+    def key(self, kid: str) -> KeyRecord:
+        """The key ``kid``; ``unknown_key`` if absent."""
+        found = self._keys.get(kid)
+        if found is None:
+            raise rejection(
+                Reason.UNKNOWN_KEY, f"key {kid[:60]!r} is not in registry v{self.version}"
+            )
+        return found
+
+    def verifier(self, kid: str) -> Ed25519PublicKey:
+        """The Ed25519 public key object of a signing key (parsed once per registry)."""
+        self.key(kid)
+        return self._ed25519[kid]
+
+    def current_key(self, owner: str, purpose: Literal["sign", "seal"], at: datetime) -> KeyRecord:
+        """The newest unrevoked key of ``owner`` for ``purpose`` valid at ``at``."""
+        usable = [
+            k
+            for k in self.keys
+            if k.owner == owner and k.purpose == purpose and k.valid_at(at) and not k.revoked_by(at)
+        ]
+        if not usable:
+            raise rejection(
+                Reason.UNKNOWN_KEY, f"{owner} has no valid {purpose} key at {at.isoformat()}"
+            )
+        return max(usable, key=lambda k: k.not_before)
+
+    def sealing_key(self, owner: str, at: datetime) -> tuple[str, X25519PublicKey]:
+        """The key id and public key to seal for ``owner`` at time ``at``."""
+        record = self.current_key(owner, "seal", at)
+        return record.kid, X25519PublicKey.from_public_bytes(record.raw())

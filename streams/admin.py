@@ -1,0 +1,31 @@
+"""Cluster set-up shared by the CLI, the demo and the tests."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from schemas.registry import AGENCY_IDS
+from streams.settings import Settings
+from streams.topics import ensure_topics, layout
+
+
+@contextlib.asynccontextmanager
+async def admin_client(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client, closed on exit."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def provision_topics(settings: Settings, bootstrap: str | None = None) -> list[str]:
+    """Create the topics of DESIGN.md §4 that are missing; returns those created."""
+    min_isr = 2 if settings.replication >= 3 else 1
+    specs = layout(AGENCY_IDS, settings.partitions, min_isr=min_isr)
+    async with admin_client(bootstrap or settings.bootstrap_servers) as admin:
+        return await ensure_topics(admin, specs, settings.replication)

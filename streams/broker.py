@@ -1,0 +1,401 @@
+"""The embedded single-node Kafka broker (KRaft, broker+controller on loopback).
+
+Jars come from Maven Central through ``streams/kafka/pom.xml`` into a cache outside git
+(``$JOINTBUS_CACHE`` or ``~/.cache/jointbus``). The data directory holds the broker's
+config, logs, pid and KRaft metadata, so data survives a stop and a start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.errors import BrokerError
+
+KAFKA_VERSION = "4.1.1"  # keep in step with streams/kafka/pom.xml
+_HERE = Path(__file__).parent / "kafka"
+POM = _HERE / "pom.xml"
+LOG4J2 = _HERE / "log4j2.properties"
+READY_TIMEOUT = 90.0
+log = structlog.get_logger("jointbus.broker")
+
+
+def cache_dir() -> Path:
+    """Where the Kafka jars are cached (outside the repository)."""
+    base = os.environ.get("JOINTBUS_CACHE") or os.path.join(Path.home(), ".cache", "jointbus")
+    return Path(base) / f"kafka-{KAFKA_VERSION}"
+
+
+def java_major(java: str) -> int:
+    """The major version of a ``java`` executable (17 for "17.0.15")."""
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if not match:
+        return 0
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def find_java() -> str:
+    """A Java 17+ executable: ``$JAVA_HOME/bin/java`` or ``java`` on PATH."""
+    home = os.environ.get("JAVA_HOME")
+    candidate = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not candidate or not Path(candidate).exists():
+        raise BrokerError(
+            "Java 17+ is needed to run the local Kafka broker; install a JDK "
+            "(e.g. apt-get install openjdk-17-jre-headless)",
+            reason="java_missing",
+        )
+    if java_major(candidate) < 17:
+        raise BrokerError(
+            f"{candidate} is older than Java 17, which Kafka {KAFKA_VERSION} needs",
+            reason="java_missing",
+        )
+    return candidate
+
+
+def fetch_jars(*, quiet: bool = True) -> Path:
+    """Resolve the broker's jars from Maven Central once; returns the jar directory."""
+    lib = cache_dir() / "lib"
+    if (lib / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+        return lib
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError(
+            "Maven (mvn) is needed once to fetch the Kafka jars; install it "
+            "(e.g. apt-get install maven)",
+            reason="maven_missing",
+        )
+    staging = cache_dir() / "lib.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        mvn,
+        "-B",
+        *(["-q"] if quiet else []),
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={staging}",
+        "-DincludeScope=runtime",
+    ]
+    log.info("fetching kafka jars", version=KAFKA_VERSION, into=str(lib))
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not (staging / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
+        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+        raise BrokerError(
+            "could not fetch the Kafka jars: " + " | ".join(tail), reason="fetch_failed"
+        )
+    shutil.rmtree(lib, ignore_errors=True)
+    staging.rename(lib)
+    return lib
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing listens on (host, port) and we could bind it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port the OS says is free now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_open(bootstrap: str) -> bool:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+async def probe(bootstrap: str, wait: float = 5.0) -> bool:
+    """True when the cluster answers a metadata request (not merely an open port)."""
+    if not _port_open(bootstrap):
+        return False
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        return await _describe(bootstrap, wait)
+    finally:
+        quiet.setLevel(level)
+
+
+async def _describe(bootstrap: str, wait: float) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_wait_ms=int(wait * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), wait)
+        await asyncio.wait_for(admin.describe_cluster(), wait)
+        return True
+    except Exception:  # any failure means "not serving yet"
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+@dataclass
+class BrokerState:
+    """What the data directory remembers of its broker."""
+
+    port: int
+    controller_port: int
+    cluster_id: str
+    pid: int | None = None
+
+
+class LocalBroker:
+    """A single-node KRaft Kafka in ``data_dir`` listening on 127.0.0.1:``port``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        heap: str = "768m",
+        extra_config: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port
+        self.heap = heap
+        self.extra_config = extra_config or {}
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def _state_file(self) -> Path:
+        return self.data_dir / "broker.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "broker.log"
+
+    def state(self) -> BrokerState | None:
+        """The remembered state, or None before the first start."""
+        if not self._state_file.exists():
+            return None
+        return BrokerState(**json.loads(self._state_file.read_text()))
+
+    def _save(self, state: BrokerState) -> None:
+        self._state_file.write_text(json.dumps(state.__dict__))
+
+    def pid(self) -> int | None:
+        """The pid of this data directory's running broker, if any."""
+        state = self.state()
+        if state is None or state.pid is None:
+            return None
+        try:
+            cmdline = Path(f"/proc/{state.pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return None
+        return state.pid if "kafka.Kafka" in cmdline and str(self.data_dir) in cmdline else None
+
+    def _write_config(self, state: BrokerState) -> Path:
+        config = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{state.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{state.port},CONTROLLER://127.0.0.1:{state.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{state.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.data_dir / "kraft"),
+            "num.partitions": "3",
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "log.retention.check.interval.ms": "60000",
+            **self.extra_config,
+        }
+        path = self.data_dir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
+        return path
+
+    def _java(self, java: str, lib: Path, main: str, *args: str, heap: str = "256m") -> list[str]:
+        return [
+            java,
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J2}",
+            "-cp",
+            f"{lib}/*",
+            main,
+            *args,
+        ]
+
+    def start(self, timeout: float = READY_TIMEOUT) -> BrokerState:
+        """Start (formatting on first use) and wait until the broker serves requests."""
+        running = self.pid()
+        if running is not None:
+            state = self.state()
+            assert state is not None
+            if asyncio.run(probe(f"127.0.0.1:{state.port}")):
+                return state
+            raise BrokerError(
+                f"a broker (pid {running}) owns {self.data_dir} but does not answer; "
+                "run 'jointbus broker stop' first",
+                reason="start_failed",
+            )
+        java = find_java()
+        lib = fetch_jars()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        state = self.state()
+        if not port_free(self.port):
+            raise BrokerError(
+                f"port {self.port} on 127.0.0.1 is already in use; choose another with --port",
+                reason="port_taken",
+            )
+        if state is None or not port_free(state.controller_port):
+            controller = free_port()
+            while controller == self.port:
+                controller = free_port()
+        else:
+            controller = state.controller_port
+        formatted = (self.data_dir / "kraft" / "meta.properties").exists()
+        cluster_id = state.cluster_id if state and formatted else _random_cluster_id()
+        state = BrokerState(port=self.port, controller_port=controller, cluster_id=cluster_id)
+        config = self._write_config(state)
+        if not formatted:
+            done = subprocess.run(
+                self._java(
+                    java,
+                    lib,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(config),
+                    "--ignore-formatted",
+                ),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise BrokerError(
+                    "formatting the broker's storage failed: "
+                    + done.stdout[-300:]
+                    + done.stderr[-300:],
+                    reason="start_failed",
+                )
+        with self.log_file.open("ab") as out:
+            proc = subprocess.Popen(
+                self._java(java, lib, "kafka.Kafka", str(config), heap=self.heap),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.data_dir,
+            )
+        state.pid = proc.pid
+        self._save(state)
+        log.info(
+            "broker starting", pid=proc.pid, bootstrap=self.bootstrap, data_dir=str(self.data_dir)
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BrokerError(
+                    f"the broker exited with status {proc.returncode}: " + self._log_tail(),
+                    reason="start_failed",
+                )
+            if asyncio.run(probe(self.bootstrap, wait=3.0)):
+                return state
+            time.sleep(0.3)
+        self.stop()
+        raise BrokerError(
+            f"the broker did not serve within {timeout:.0f}s: " + self._log_tail(),
+            reason="start_failed",
+        )
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        errors = [ln for ln in lines if " ERROR " in ln or "Exception" in ln]
+        return " | ".join((errors or lines)[-3:])[:600]
+
+    def stop(self, timeout: float = 30.0, *, kill: bool = False) -> bool:
+        """Stop the broker (SIGTERM, then SIGKILL after ``timeout``); False if none ran."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.05)
+        state = self.state()
+        if state is not None:
+            state.pid = None
+            self._save(state)
+        return True
+
+    def status(self) -> tuple[bool, BrokerState | None]:
+        """(serving, remembered state)."""
+        state = self.state()
+        if self.pid() is None or state is None:
+            return False, state
+        return asyncio.run(probe(f"127.0.0.1:{state.port}")), state
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        if stat.read_text().split(")")[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def _random_cluster_id() -> str:
+    import base64
+    import uuid
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()

@@ -1,0 +1,68 @@
+"""The keystore directory: the public registry file and one private keyring per member.
+
+Layout: ``registry.json`` (public), ``private/<member>.json`` (mode 0600, directory 0700).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from schemas.keys import Keyring
+from schemas.registry import Registry
+from streams.errors import ConfigError
+
+REGISTRY_FILE = "registry.json"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read, atomically."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def save_registry(directory: Path, registry: Registry) -> Path:
+    """Write the public registry file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / REGISTRY_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(registry.model_dump_json(indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def save_keyring(directory: Path, ring: Keyring) -> Path:
+    """Write one member's private keyring, readable by the owner only."""
+    private = directory / "private"
+    private.mkdir(parents=True, exist_ok=True)
+    private.chmod(0o700)
+    path = private / f"{ring.owner}.json"
+    write_private(path, ring.model_dump_json(indent=2))
+    return path
+
+
+def load_registry(directory: Path) -> Registry:
+    """Read the public registry file of a keystore."""
+    path = directory / REGISTRY_FILE
+    if not path.exists():
+        raise ConfigError(
+            f"no registry at {path}; create one with 'jointbus keys init --dir {directory}'"
+        )
+    return Registry.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def load_keyring(directory: Path, owner: str) -> Keyring:
+    """Read one member's private keyring; refuses files others can read."""
+    path = directory / "private" / f"{owner}.json"
+    if not path.exists():
+        raise ConfigError(f"no private keys for {owner} in {directory}")
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"{path} is readable by others; chmod 600 it")
+    ring = Keyring.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    if ring.owner != owner:
+        raise ConfigError(f"{path} holds the keys of {ring.owner}, not {owner}")
+    return ring

@@ -1,0 +1,69 @@
+"""The topic layout of DESIGN.md §4 and its idempotent creation."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+AUDIT_TOPIC = "jointbus.audit"
+CHECKPOINT_TOPIC = "jointbus.checkpoints"
+REGISTRY_TOPIC = "jointbus.registry"
+DAYS = 24 * 3600 * 1000
+
+
+def outbox(agency: str) -> str:
+    """The topic an agency publishes to; only the router reads it."""
+    return f"jointbus.outbox.{agency}"
+
+
+def inbox(agency: str) -> str:
+    """The topic the router delivers an agency's events to; only that agency reads it."""
+    return f"jointbus.inbox.{agency}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic with its partition count and configs."""
+
+    name: str
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+def layout(
+    agencies: Iterable[str], partitions: int = 3, retention_days: int = 30, min_isr: int = 1
+) -> list[TopicSpec]:
+    """Every topic jointbus needs: outbox and inbox per agency, audit, checkpoints, registry."""
+    kept = {"retention.ms": str(retention_days * DAYS), "min.insync.replicas": str(min_isr)}
+    forever = {"retention.ms": "-1", "retention.bytes": "-1", "min.insync.replicas": str(min_isr)}
+    specs: list[TopicSpec] = []
+    for agency in agencies:
+        specs += [
+            TopicSpec(outbox(agency), partitions, kept),
+            TopicSpec(inbox(agency), partitions, kept),
+        ]
+    specs += [
+        TopicSpec(AUDIT_TOPIC, 1, forever),
+        TopicSpec(CHECKPOINT_TOPIC, 1, forever),
+        TopicSpec(REGISTRY_TOPIC, 1, {**forever, "cleanup.policy": "compact"}),
+    ]
+    return specs
+
+
+async def ensure_topics(
+    admin: AIOKafkaAdminClient, specs: Iterable[TopicSpec], replication: int = 1
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    existing = set(await admin.list_topics())
+    missing = [s for s in specs if s.name not in existing]
+    if not missing:
+        return []
+    with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
+        await admin.create_topics(
+            [NewTopic(s.name, s.partitions, replication, topic_configs=s.configs) for s in missing]
+        )
+    return [s.name for s in missing]
