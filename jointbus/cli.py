@@ -144,6 +144,42 @@ def keys_init(directory: Path | None, force: bool) -> None:
     )
 
 
+# --------------------------------------------------------------------------------- schemas
+@cli.group("schemas")
+def schemas_group() -> None:
+    """The wire contract for other languages: JSON Schema files and test vectors."""
+
+
+@schemas_group.command("write")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("schemas/json"))
+def schemas_write(directory: Path) -> None:
+    """Regenerate the JSON Schema files from the models."""
+    from schemas.jsonschema import documents, render
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.schema.json"):
+        stale.unlink()
+    docs = documents()
+    for name, doc in docs.items():
+        (directory / name).write_text(render(doc), encoding="utf-8")
+    ui.say(f"{len(docs)} schema files written to {directory}")
+
+
+@schemas_group.command("vectors")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("schemas/vectors/wire-v1.json")
+)
+def schemas_vectors(out: Path) -> None:
+    """Regenerate the test-vector file (the sealed case changes: HPKE is randomized)."""
+    import json
+
+    from schemas.vectors import build
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(build(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    ui.say(f"test vectors written to {out}")
+
+
 def main() -> None:
     """Entry point of the ``jointbus`` console script."""
     cli(prog_name="jointbus")

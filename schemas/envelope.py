@@ -8,10 +8,12 @@ strict: a size limit, no duplicate keys, no NaN, no unknown attributes.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from schemas.canonical import MAX_SAFE_INT, astral_free
 from schemas.errors import Reason, rejection
 from schemas.ids import TIME_PATTERN, UUID_PATTERN
 
@@ -71,11 +73,11 @@ def to_wire(envelope: dict[str, Any]) -> bytes:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"duplicate key {key[:40]!r}")
-        obj[key] = value
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key {dup[:40]!r}")
     return obj
 
 
@@ -85,28 +87,66 @@ def _no_constants(name: str) -> Any:
 
 def loads_strict(raw: bytes) -> Any:
     """Parse JSON refusing what parsers disagree on: duplicate keys, NaN/Infinity, bad UTF-8."""
+    return _loads(raw)[0]
+
+
+def _no_floats(text: str) -> Any:
+    raise ValueError(f"number {text[:20]} is not an integer: the contract carries integers only")
+
+
+def _safe_int(text: str) -> int:
+    value = int(text)
+    if not -MAX_SAFE_INT < value < MAX_SAFE_INT:
+        raise ValueError(f"integer {text[:20]} is outside ±2^53")
+    return value
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates,
+    parse_constant=_no_constants,
+    parse_float=_no_floats,
+    parse_int=_safe_int,
+)
+
+
+def _loads(raw: bytes) -> tuple[Any, bool]:
+    """Strict parse; also says whether ``canonical``'s fast path applies (no astral chars).
+
+    The contract's numbers are integers within ±2^53 (I-JSON), so floats and huge integers
+    are refused here: no implementation has to agree on float formatting.
+    """
     try:
-        text = raw.decode("utf-8")
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = _DECODER.decode(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise rejection(Reason.SCHEMA, f"not strict JSON: {str(exc)[:200]}") from None
+    return value, astral_free(raw)
 
 
-def parse_envelope(raw: bytes) -> tuple[dict[str, Any], Envelope]:
-    """Size-check, parse and validate wire bytes; returns the raw object and the model.
+@dataclass(frozen=True)
+class ParsedEnvelope:
+    """Wire bytes parsed: the raw object (what was signed), the model, canonical-fast flag."""
+
+    raw: dict[str, Any]
+    envelope: Envelope
+    plain: bool
+
+
+def parse_envelope(wire: bytes) -> ParsedEnvelope:
+    """Size-check, parse and validate wire bytes.
 
     The raw object is what the signature is checked over, so no normalisation by the model
     can change what was signed.
     """
+    raw = wire
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise rejection(
             Reason.TOO_LARGE, f"envelope is {len(raw)} bytes; the limit is {MAX_ENVELOPE_BYTES}"
         )
-    obj = loads_strict(raw)
+    obj, plain = _loads(raw)
     if not isinstance(obj, dict):
         raise rejection(Reason.SCHEMA, "an envelope is a JSON object")
     try:
-        return obj, Envelope.model_validate(obj)
+        return ParsedEnvelope(obj, Envelope.model_validate(obj), plain)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in err["loc"]) or "(root)"

@@ -54,7 +54,7 @@ def format_time(moment: datetime) -> str:
 
 def parse_time(value: str) -> datetime:
     """Parse the wire form of a timestamp into an aware UTC datetime."""
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(value)
 
 
 def utcnow() -> datetime:

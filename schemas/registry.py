@@ -109,7 +109,15 @@ class Member(BaseModel):
 
     def may_publish(self, family: str) -> bool:
         """True when one of the member's rights covers ``family``."""
-        return any(fnmatch.fnmatchcase(family, pattern) for pattern in self.publish)
+        allowed = self._allowed.get(family)
+        if allowed is None:
+            allowed = any(fnmatch.fnmatchcase(family, pattern) for pattern in self.publish)
+            self._allowed[family] = allowed
+        return allowed
+
+    @cached_property
+    def _allowed(self) -> dict[str, bool]:
+        return {}
 
 
 class KeyRecord(BaseModel):
@@ -163,9 +171,9 @@ class Registry(BaseModel):
             if k.purpose == "sign"
         }
 
-    @property
-    def agency_ids(self) -> tuple[str, ...]:
-        return tuple(m.id for m in self.members if m.kind == "agency")
+    @cached_property
+    def agency_ids(self) -> frozenset[str]:
+        return frozenset(m.id for m in self.members if m.kind == "agency")
 
     def member(self, member_id: str) -> Member:
         """The member ``member_id``; ``unknown_sender`` if absent."""
@@ -189,8 +197,11 @@ class Registry(BaseModel):
 
     def verifier(self, kid: str) -> Ed25519PublicKey:
         """The Ed25519 public key object of a signing key (parsed once per registry)."""
-        self.key(kid)
-        return self._ed25519[kid]
+        found = self._ed25519.get(kid)
+        if found is None:
+            self.key(kid)  # raises unknown_key
+            raise rejection(Reason.UNKNOWN_KEY, f"{kid[:60]!r} is not a signing key")
+        return found
 
     def current_key(self, owner: str, purpose: Literal["sign", "seal"], at: datetime) -> KeyRecord:
         """The newest unrevoked key of ``owner`` for ``purpose`` valid at ``at``."""

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
-import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from schemas.b64 import b64d, b64e
+from schemas.canonical import canonical
 from schemas.errors import ContractError
 
 
-def signing_input(envelope: dict[str, Any]) -> bytes:
+def signing_input(envelope: dict[str, Any], *, plain: bool = False) -> bytes:
     """The bytes a signature covers: RFC 8785 JSON of every attribute except ``signature``."""
-    return rfc8785.dumps({k: v for k, v in envelope.items() if k != "signature"})
+    return canonical({k: v for k, v in envelope.items() if k != "signature"}, plain=plain)
 
 
 def sign_envelope(unsigned: dict[str, Any], key: Ed25519PrivateKey, kid: str) -> dict[str, Any]:
@@ -25,13 +26,21 @@ def sign_envelope(unsigned: dict[str, Any], key: Ed25519PrivateKey, kid: str) ->
     return body
 
 
-def signature_valid(envelope: dict[str, Any], public_key: Ed25519PublicKey) -> bool:
+def _signature_bytes(text: str) -> bytes:
+    if len(text) == 86:  # the envelope schema already checked the base64url alphabet
+        return base64.urlsafe_b64decode(text + "==")
+    return b64d(text, what="signature")
+
+
+def signature_valid(
+    envelope: dict[str, Any], public_key: Ed25519PublicKey, *, plain: bool = False
+) -> bool:
     """True when the envelope's signature verifies under ``public_key``."""
     signature = envelope.get("signature")
     if not isinstance(signature, str):
         return False
     try:
-        public_key.verify(b64d(signature, what="signature"), signing_input(envelope))
+        public_key.verify(_signature_bytes(signature), signing_input(envelope, plain=plain))
     except (InvalidSignature, ValueError, ContractError):
         return False
     return True

@@ -146,7 +146,7 @@ async def probe(bootstrap: str, wait: float = 5.0) -> bool:
 
 
 async def _describe(bootstrap: str, wait: float) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_wait_ms=int(wait * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(wait * 1000))
     try:
         await asyncio.wait_for(admin.start(), wait)
         await asyncio.wait_for(admin.describe_cluster(), wait)

@@ -1,0 +1,130 @@
+"""Test vectors of the wire contract: fixed keys and events, their exact canonical bytes and
+signatures, and a sealed payload that opens. Implementers in Java or Go check against
+``schemas/vectors/wire-v1.json``; the test suite checks the file against this code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from schemas.b64 import b64e
+from schemas.compose import compose
+from schemas.keys import Keyring, members
+from schemas.registry import KeyRecord, Registry
+from schemas.signing import signing_input
+
+VECTOR_TIME = datetime(2026, 3, 1, 8, 30, 0, tzinfo=UTC)
+PARTIES = ("sc-zigong", "cq-yongchuan", "sc-luzhou", "sc-yibin")
+
+
+def seed(kid: str) -> bytes:
+    """The fixed private seed of a test-vector key: SHA-256 of a label."""
+    return hashlib.sha256(f"jointbus test vector key {kid}".encode()).digest()
+
+
+def vector_federation() -> tuple[Registry, dict[str, Keyring]]:
+    """A federation whose keys are all derived from fixed seeds."""
+    records, rings = [], {}
+    for member in members():
+        ring = Keyring(owner=member.id, keys={})
+        for purpose, tag in (("sign", "sig"), ("seal", "seal")):
+            if member.kind == "service" and purpose == "seal":
+                continue
+            kid = f"{member.id}#{tag}-1"
+            raw = seed(kid)
+            public = (
+                Ed25519PrivateKey.from_private_bytes(raw).public_key()
+                if purpose == "sign"
+                else X25519PrivateKey.from_private_bytes(raw).public_key()
+            ).public_bytes(Encoding.Raw, PublicFormat.Raw)
+            records.append(
+                KeyRecord(
+                    kid=kid,
+                    owner=member.id,
+                    purpose=purpose,
+                    algorithm="Ed25519" if purpose == "sign" else "X25519",
+                    public_key=b64e(public),
+                    not_before=datetime(2026, 1, 1, tzinfo=UTC),
+                )
+            )
+            ring.keys[kid] = b64e(raw)
+        rings[member.id] = ring
+    registry = Registry(
+        version=1,
+        issued_at=datetime(2026, 1, 1, tzinfo=UTC),
+        members=members(),
+        keys=tuple(records),
+    )
+    return registry, rings
+
+
+def build() -> dict[str, Any]:
+    """Build the vector document (the sealed case differs per run: HPKE is randomized)."""
+    registry, rings = vector_federation()
+    plain = compose(
+        keyring=rings["sc-zigong"],
+        registry=registry,
+        event_type="jointcheck.invited",
+        subject="jointcheck/01950c2a-0000-7000-8000-000000000001",
+        recipients=["cq-yongchuan", "sc-luzhou"],
+        payload={
+            "project": {
+                "name": "向家坝灌区北总干渠",
+                "location": "自贡市",
+                "kind": "irrigation canal",
+            },
+            "scope": "工程建设资金使用与质量监督 (funds and quality)",
+            "start_date": "2026-04-01",
+            "end_date": "2026-04-10",
+            "staff_requested": {"cq-yongchuan": 2, "sc-luzhou": 1},
+            "respond_by": "2026-03-15",
+        },
+        now=VECTOR_TIME,
+        event_id="01950c2a-0000-7000-8000-000000000001",
+    )
+    clue_plaintext = {
+        "title": "某项目负责人涉嫌违规插手工程分包",
+        "summary": "Example clue for the test vector.",
+        "persons": [{"name": "张某", "position": "项目经理", "unit": "某建设公司"}],
+        "allegations": ["违规插手工程分包"],
+        "jurisdiction_basis": "被反映人系永川区管理干部",
+        "acknowledge_by": "2026-03-08",
+    }
+    sealed = compose(
+        keyring=rings["sc-zigong"],
+        registry=registry,
+        event_type="clue.transferred",
+        subject="clue/01950c2a-0000-7000-8000-000000000002",
+        recipients=["cq-yongchuan"],
+        payload=clue_plaintext,
+        now=VECTOR_TIME,
+        event_id="01950c2a-0000-7000-8000-000000000002",
+    )
+    return {
+        "description": "jointbus wire contract v1 test vectors; see docs/wire-format.md",
+        "private_seeds": {"derivation": "SHA-256('jointbus test vector key ' + kid)"},
+        "registry": registry.model_dump(mode="json"),
+        "cases": [
+            {
+                "name": "plain joint-check invitation",
+                "envelope": plain,
+                "signing_input_utf8": signing_input(plain).decode(),
+                "signing_input_sha256": hashlib.sha256(signing_input(plain)).hexdigest(),
+                "signature": plain["signature"],
+            },
+            {
+                "name": "sealed clue transfer, opened by cq-yongchuan#seal-1",
+                "envelope": sealed,
+                "signing_input_sha256": hashlib.sha256(signing_input(sealed)).hexdigest(),
+                "signature": sealed["signature"],
+                "opens_as": clue_plaintext,
+                "opener": "cq-yongchuan#seal-1",
+            },
+        ],
+    }
