@@ -180,6 +180,120 @@ def schemas_vectors(out: Path) -> None:
     ui.say(f"test vectors written to {out}")
 
 
+# ------------------------------------------------------------------------------ the bus
+@cli.group()
+def topics() -> None:
+    """The topics of the bus (DESIGN.md §4)."""
+
+
+@topics.command("create")
+def topics_create() -> None:
+    """Create the missing topics on the configured cluster."""
+    cfg = context.settings()
+    created = asyncio.run(provision_topics(cfg))
+    ui.say(f"{len(created)} topics created on {cfg.bootstrap_servers}")
+
+
+@cli.command()
+@click.option(
+    "--ack-deadline",
+    type=float,
+    default=None,
+    help="seconds a transferred clue may wait for its acknowledgement",
+)
+@click.option("--scan-every", type=float, default=None, help="seconds between deadline scans")
+def worker(ack_deadline: float | None, scan_every: float | None) -> None:
+    """Run the router and deadline agents (foreground; stop with Ctrl-C or SIGTERM)."""
+    from agents.worker import run_worker
+
+    cfg = context.settings(ack_deadline_seconds=ack_deadline, deadline_scan_seconds=scan_every)
+    run_worker(cfg)
+
+
+@cli.command()
+@click.option("--as", "agency", required=True, help="the publishing agency (its keys sign)")
+@click.option("--type", "family", required=True, help="event family, e.g. clue.transferred")
+@click.option("--to", "recipients", required=True, help="comma-separated recipient agencies")
+@click.option("--subject", default=None, help="aggregate subject (default: a new one)")
+@click.option("--data", "data_text", default=None, help="payload JSON (or use --file)")
+@click.option(
+    "--file",
+    "data_file",
+    type=click.File("r", encoding="utf-8"),
+    default=None,
+    help="payload JSON file ('-' for standard input)",
+)
+@click.option("--causation", default=None, help="id of the event this one answers")
+@click.option("--correlation", default=None, help="conversation id (default: this event's id)")
+def publish(
+    agency: str,
+    family: str,
+    recipients: str,
+    subject: str | None,
+    data_text: str | None,
+    data_file: click.utils.LazyFile | None,
+    causation: str | None,
+    correlation: str | None,
+) -> None:
+    """Sign (and seal) one event as AGENCY and publish it to its outbox."""
+    import json
+
+    from schemas.catalog import CURRENT
+    from streams.sdk import Publisher, new_subject
+
+    if (data_text is None) == (data_file is None):
+        raise JointbusError("give the payload with exactly one of --data or --file", reason="usage")
+    try:
+        payload = json.loads(data_text if data_text is not None else data_file.read())  # type: ignore[union-attr]
+    except json.JSONDecodeError as exc:
+        raise JointbusError(f"the payload is not JSON: {exc}", reason="schema") from None
+    spec = CURRENT.get(family)
+    if spec is None:
+        raise JointbusError(
+            f"unknown event family {family!r}; known: {', '.join(sorted(CURRENT))}",
+            reason="unknown_type",
+        )
+    cfg = context.settings()
+    registry = keystore.load_registry(cfg.keystore_dir)
+    ring = keystore.load_keyring(cfg.keystore_dir, agency)
+
+    async def go() -> str:
+        async with Publisher(agency, ring, registry, cfg.bootstrap_servers) as pub:
+            return await pub.publish(
+                family,
+                subject or new_subject(spec.aggregate),
+                [r.strip() for r in recipients.split(",") if r.strip()],
+                payload,
+                causationid=causation,
+                correlationid=correlation,
+            )
+
+    ui.say(f"published {asyncio.run(go())} to jointbus.outbox.{agency}")
+
+
+@cli.command("inbox")
+@click.option("--agency", required=True, help="whose inbox (its private keys open sealed events)")
+@click.option("--follow", is_flag=True, help="keep waiting for new events")
+@click.option("--no-receipts", is_flag=True, help="do not send receipts")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per event")
+def inbox_cmd(agency: str, follow: bool, no_receipts: bool, as_json: bool) -> None:
+    """Read AGENCY's inbox: verified, opened, deduplicated; receipts sent."""
+    from jointbus.inbox import show_inbox
+
+    cfg = context.settings()
+    asyncio.run(show_inbox(cfg, agency, follow=follow, receipts=not no_receipts, as_json=as_json))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def status(as_json: bool) -> None:
+    """Per agency: clues, checks, rectifications, open and overdue items (from the audit log)."""
+    from jointbus.views import load_projection, print_projection
+
+    cfg = context.settings()
+    print_projection(asyncio.run(load_projection(cfg)), as_json=as_json, title="jointbus status")
+
+
 def main() -> None:
     """Entry point of the ``jointbus`` console script."""
     cli(prog_name="jointbus")

@@ -61,3 +61,18 @@ def utcnow() -> datetime:
     """Now, in UTC, truncated to the millisecond precision of the wire."""
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def uuid7_from(moment: datetime, seed: bytes) -> str:
+    """A deterministic UUIDv7 for ``moment`` whose other bits come from SHA-256(``seed``).
+
+    The bus's own events (rejection notices, overdue alerts) use it, so processing the same
+    input again after a crash yields the very same event, which readers then deduplicate.
+    """
+    import hashlib
+
+    ms = int(moment.timestamp() * 1000)
+    rand = int.from_bytes(hashlib.sha256(seed).digest()[:10], "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))

@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     replication: int = Field(default=1, ge=1, le=5)
     security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     log_level: str = "INFO"
+    ack_deadline_seconds: float = Field(
+        default=3 * 24 * 3600,
+        gt=0,
+        description="bus policy: a transferred clue is acknowledged within",
+    )
+    deadline_scan_seconds: float = Field(
+        default=30.0, gt=0, description="how often deadlines are checked"
+    )
+    worker_commit_interval: float = Field(default=1.0, gt=0)
 
     @classmethod
     def settings_customise_sources(
@@ -60,6 +69,10 @@ class Settings(BaseSettings):
     @property
     def broker_dir(self) -> Path:
         return self.home / "broker"
+
+    @property
+    def worker_dir(self) -> Path:
+        return self.home / "worker"
 
     @property
     def keystore_dir(self) -> Path:

@@ -1,0 +1,68 @@
+"""Projections read from the audit topic and printed for people or machines."""
+
+from __future__ import annotations
+
+import json
+
+from jointbus import ui
+from schemas.errors import ContractError
+from schemas.projections import COLUMNS, Projection, apply
+from schemas.records import AuditRecord
+from streams.reader import read_topic
+from streams.settings import Settings
+from streams.topics import AUDIT_TOPIC
+
+GROUPS = {
+    "clues": COLUMNS[:6],
+    "joint checks, rectifications, other": COLUMNS[6:],
+}
+SHORT = {
+    "clues_transferred": "clue→",
+    "clues_received": "clue←",
+    "clues_accepted": "acc",
+    "clues_returned": "ret",
+    "clues_disposed": "disp",
+    "clues_open": "clue open",
+    "checks_convened": "chk conv",
+    "checks_joined": "chk join",
+    "findings_reported": "findings",
+    "rect_issued": "rect iss",
+    "rect_completed": "rect done",
+    "rect_verified": "rect ver",
+    "rect_reopened": "reopen",
+    "rect_open": "rect open",
+    "overdue": "overdue",
+    "mechanisms": "mech",
+    "meetings_chaired": "chair",
+    "rejected": "rejected",
+}
+
+
+async def load_projection(settings: Settings, until: str | None = None) -> Projection:
+    """Fold the whole audit topic into a projection."""
+    from schemas.ids import parse_time
+
+    projection = Projection(until=until)
+    limit = parse_time(until) if until else None
+    async for _, _, value in read_topic(settings.bootstrap_servers, AUDIT_TOPIC):
+        try:
+            record = AuditRecord.model_validate_json(value)
+        except (ValueError, ContractError):
+            continue
+        if limit is None or parse_time(record.received_at) <= limit:
+            apply(projection, record)
+    return projection
+
+
+def print_projection(projection: Projection, *, as_json: bool, title: str) -> None:
+    """A per-agency table (or JSON) of the projection."""
+    rows = projection.rows()
+    if as_json:
+        ui.out.print_json(json.dumps({"records": projection.records, "agencies": rows}))
+        return
+    for part, columns in GROUPS.items():
+        ui.table(
+            f"{title}: {part} ({projection.records} audit records)",
+            ["agency", *(SHORT[c] for c in columns)],
+            [[r["agency"], *(r[c] for c in columns)] for r in rows],
+        )

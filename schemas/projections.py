@@ -1,0 +1,165 @@
+"""Projections: the figures the agencies count, rebuilt from audit records alone.
+
+``jointbus status`` shows them live and ``jointbus audit replay`` rebuilds them from
+history; both fold the same function over the same records, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.catalog import JointCheckResponded, MechanismEstablished, parse_payload
+from schemas.errors import ContractError
+from schemas.ids import parse_time
+from schemas.records import AuditRecord
+from schemas.registry import AGENCY_IDS
+
+COLUMNS = (
+    "clues_transferred",
+    "clues_received",
+    "clues_accepted",
+    "clues_returned",
+    "clues_disposed",
+    "clues_open",
+    "checks_convened",
+    "checks_joined",
+    "findings_reported",
+    "rect_issued",
+    "rect_completed",
+    "rect_verified",
+    "rect_reopened",
+    "rect_open",
+    "overdue",
+    "mechanisms",
+    "meetings_chaired",
+    "rejected",
+)
+
+
+@dataclass
+class Projection:
+    """Per-agency counters and the open items behind them."""
+
+    counts: dict[str, Counter[str]] = field(
+        default_factory=lambda: {a: Counter() for a in AGENCY_IDS}
+    )
+    clues: dict[str, tuple[str, str]] = field(default_factory=dict)  # subject -> (receiver, status)
+    rects: dict[str, tuple[list[str], str]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    records: int = 0
+    until: str | None = None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per agency with every column (open items computed from the items)."""
+        open_clues = Counter(r for r, status in self.clues.values() if status in _CLUE_OPEN)
+        open_rects: Counter[str] = Counter()
+        for responsible, status in self.rects.values():
+            if status != "verified":
+                open_rects.update(responsible)
+        out = []
+        for agency in AGENCY_IDS:
+            c = self.counts[agency]
+            c["clues_open"], c["rect_open"] = open_clues[agency], open_rects[agency]
+            out.append({"agency": agency, **{col: c[col] for col in COLUMNS}})
+        return out
+
+
+_CLUE_OPEN = ("transferred", "acknowledged", "accepted")
+_CLUE_STATUS = {
+    "clue.acknowledged": "acknowledged",
+    "clue.accepted": "accepted",
+    "clue.returned": "returned",
+    "clue.disposition_reported": "disposed",
+}
+_RECT_STATUS = {
+    "rectification.completion_reported": "completed",
+    "rectification.verified": "verified",
+    "rectification.reopened": "reopened",
+}
+_SENDER_COUNTS = {
+    "clue.transferred": "clues_transferred",
+    "clue.accepted": "clues_accepted",
+    "clue.returned": "clues_returned",
+    "clue.disposition_reported": "clues_disposed",
+    "jointcheck.invited": "checks_convened",
+    "jointcheck.findings_reported": "findings_reported",
+    "rectification.issued": "rect_issued",
+    "rectification.completion_reported": "rect_completed",
+    "rectification.verified": "rect_verified",
+    "rectification.reopened": "rect_reopened",
+}
+
+
+def _family(event_type: str) -> str:
+    return event_type.removeprefix("org.jointbus.").rsplit(".v", 1)[0]
+
+
+def apply(p: Projection, record: AuditRecord) -> None:
+    """Fold one audit record into the projection (duplicates by position are ignored)."""
+    if record.position in p.seen:
+        return
+    p.seen.add(record.position)
+    p.records += 1
+    sender = record.sender or ""
+    if record.decision == "rejected":
+        if sender in p.counts:
+            p.counts[sender]["rejected"] += 1
+        return
+    event = record.event or {}
+    family = _family(str(event.get("type", "")))
+    subject = str(event.get("subject", ""))
+    recipients = [str(r) for r in event.get("recipients", [])]
+    if family in _SENDER_COUNTS and sender in p.counts:
+        p.counts[sender][_SENDER_COUNTS[family]] += 1
+    if family == "clue.transferred":
+        for r in recipients:
+            p.counts[r]["clues_received"] += 1
+        p.clues[subject] = (recipients[0], "transferred")
+    elif family in _CLUE_STATUS and subject in p.clues:
+        p.clues[subject] = (p.clues[subject][0], _CLUE_STATUS[family])
+    elif family == "rectification.issued":
+        p.rects[subject] = (recipients, "open")
+    elif family in _RECT_STATUS and subject in p.rects:
+        p.rects[subject] = (p.rects[subject][0], _RECT_STATUS[family])
+    elif family in (
+        "jointcheck.responded",
+        "mechanism.established",
+        "deadline.overdue",
+        "meeting.held",
+    ):
+        _plain_payload_counts(p, family, sender, event)
+
+
+def _plain_payload_counts(p: Projection, family: str, sender: str, event: dict[str, Any]) -> None:
+    try:
+        payload = parse_payload(str(event["type"]), event["data"])
+    except (ContractError, KeyError, TypeError):
+        return
+    if isinstance(payload, JointCheckResponded) and payload.accepted and sender in p.counts:
+        p.counts[sender]["checks_joined"] += 1
+    elif isinstance(payload, MechanismEstablished):
+        for agency in payload.participants:
+            if agency in p.counts:
+                p.counts[agency]["mechanisms"] += 1
+    elif family == "deadline.overdue":
+        responsible = getattr(payload, "responsible", "")
+        if responsible in p.counts:
+            p.counts[responsible]["overdue"] += 1
+    elif family == "meeting.held":
+        chair = getattr(payload, "chair", "")
+        if chair in p.counts:
+            p.counts[chair]["meetings_chaired"] += 1
+
+
+def project(records: Iterable[AuditRecord], until: str | None = None) -> Projection:
+    """The projection of ``records`` (in log order), up to the receive time ``until``."""
+    p = Projection(until=until)
+    limit = parse_time(until) if until else None
+    for record in records:
+        if limit is not None and parse_time(record.received_at) > limit:
+            continue
+        apply(p, record)
+    return p

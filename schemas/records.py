@@ -1,0 +1,69 @@
+"""Audit records: what the router appends to ``jointbus.audit`` for every decision.
+
+Shared by the router (which writes them) and the audit log (which makes them leaves), who
+meet only through the topic. A record's ``position`` names the Kafka record it decided
+(``topic:partition:offset``) or the deadline it raised, so the same decision written twice
+after a crash is recognised as one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from schemas.canonical import canonical
+from schemas.envelope import MAX_ENVELOPE_BYTES, loads_strict, to_wire
+from schemas.errors import ContractError
+
+RECORD_VERSION = 1
+
+
+class AuditRecord(BaseModel):
+    """One decision of the bus, as kept forever."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    record: Literal[1] = 1
+    position: str
+    received_at: str
+    decision: Literal["accepted", "rejected", "emitted"]
+    reason: str | None = None
+    detail: str = ""
+    event_id: str | None = None
+    sender: str | None = None
+    event: dict[str, Any] | None = None
+    wire_b64: str | None = None
+    wire_sha256: str | None = None
+    wire_size: int | None = None
+    delivered_to: list[str] = []
+    notice: dict[str, Any] | None = None
+
+    def to_bytes(self) -> bytes:
+        """The canonical bytes of the record: what the Merkle leaf hashes."""
+        return canonical(self.model_dump(exclude_none=True))
+
+    def wire(self) -> bytes | None:
+        """The bytes of the decided event (None when only a digest of an oversized one is kept)."""
+        if self.wire_b64 is not None:
+            return base64.b64decode(self.wire_b64)
+        return None if self.event is None else to_wire(self.event)
+
+
+def event_fields(wire: bytes) -> dict[str, Any]:
+    """How to keep received bytes: the JSON object, else base64, else (oversized) a digest."""
+    if len(wire) > MAX_ENVELOPE_BYTES:
+        return {"wire_sha256": hashlib.sha256(wire).hexdigest(), "wire_size": len(wire)}
+    try:
+        obj = loads_strict(wire)
+    except ContractError:
+        obj = None
+    if isinstance(obj, dict):
+        return {"event": obj}
+    return {"wire_b64": base64.b64encode(wire).decode("ascii")}
+
+
+def position_of(topic: str, partition: int, offset: int) -> str:
+    """The position string of a Kafka record."""
+    return f"{topic}:{partition}:{offset}"

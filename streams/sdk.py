@@ -1,0 +1,342 @@
+"""The agency SDK: ``Publisher`` signs, seals and sends; ``Subscriber`` reads one's own inbox.
+
+Both speak only the wire contract of ``schemas``; an agency system written in another
+language does the same by following docs/wire-format.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas.catalog import Payload, parse_payload
+from schemas.compose import compose
+from schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, Envelope, to_wire
+from schemas.errors import ContractError
+from schemas.keys import Keyring
+from schemas.registry import Registry
+from schemas.sealing import open_sealed
+from schemas.verify import VerifiedEvent, verify_event
+from streams.topics import inbox, outbox
+
+log = structlog.get_logger("jointbus.sdk")
+HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
+#: events the Subscriber does not answer with a receipt (they are receipts or bus notices)
+NO_RECEIPT = {"receipt", "rejection", "deadline.overdue"}
+
+
+class Publisher:
+    """Publishes signed (and, when sensitive, sealed) events to the agency's own outbox.
+
+    ``publish`` waits for the broker's acknowledgement (acks=all, idempotent producer);
+    ``submit`` returns at once with a future, so many events travel in one batch.
+    """
+
+    def __init__(
+        self, agency: str, keyring: Keyring, registry: Registry, bootstrap: str, **kafka: Any
+    ) -> None:
+        self.agency = agency
+        self.keyring = keyring
+        self.registry = registry
+        self.topic = outbox(agency)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=256 * 1024,
+            max_request_size=1024 * 1024,
+            **kafka,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def __aenter__(self) -> Publisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def build(
+        self,
+        family: str,
+        subject: str,
+        recipients: Sequence[str],
+        payload: Payload | dict[str, Any],
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """A signed envelope from this agency (validated, sealed when sensitive)."""
+        return compose(
+            keyring=self.keyring,
+            registry=self.registry,
+            event_type=family,
+            subject=subject,
+            recipients=list(recipients),
+            payload=payload,
+            **kw,
+        )
+
+    async def submit(
+        self,
+        family: str,
+        subject: str,
+        recipients: Sequence[str],
+        payload: Payload | dict[str, Any],
+        **kw: Any,
+    ) -> tuple[str, asyncio.Future[Any]]:
+        """Queue an event; returns its id and a future resolved when the broker has it."""
+        envelope = self.build(family, subject, recipients, payload, **kw)
+        future = await self.send_wire(to_wire(envelope), subject)
+        return envelope["id"], future
+
+    async def publish(
+        self,
+        family: str,
+        subject: str,
+        recipients: Sequence[str],
+        payload: Payload | dict[str, Any],
+        **kw: Any,
+    ) -> str:
+        """Publish one event and wait until the broker acknowledged it; returns its id."""
+        event_id, future = await self.submit(family, subject, recipients, payload, **kw)
+        await future
+        return event_id
+
+    async def send_wire(self, wire: bytes, key: str) -> asyncio.Future[Any]:
+        """Send already-built wire bytes to the outbox (the router judges them)."""
+        fut: asyncio.Future[Any] = await self._producer.send(
+            self.topic, wire, key=key.encode(), headers=HEADERS
+        )
+        return fut
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An event delivered to this agency, verified end to end and opened."""
+
+    envelope: Envelope
+    payload: Payload
+    verified: VerifiedEvent
+    partition: int
+    offset: int
+
+    @property
+    def id(self) -> str:
+        return self.envelope.id
+
+    @property
+    def family(self) -> str:
+        return self.verified.spec.family
+
+
+class SeenStore:
+    """Event ids already handed to the application: in memory, and on disk when given a path."""
+
+    def __init__(self, path: Path | None, memory: int = 200_000) -> None:
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._memory = memory
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path)
+            self._db.execute("CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY)")
+
+    def __contains__(self, event_id: str) -> bool:
+        if event_id in self._recent:
+            return True
+        if self._db is None:
+            return False
+        row = self._db.execute("SELECT 1 FROM seen WHERE id = ?", (event_id,)).fetchone()
+        return row is not None
+
+    def add(self, event_id: str) -> None:
+        self._recent[event_id] = None
+        if len(self._recent) > self._memory:
+            self._recent.popitem(last=False)
+        if self._db is not None:
+            self._db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (event_id,))
+
+    def commit(self) -> None:
+        if self._db is not None:
+            self._db.commit()
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.commit()
+            self._db.close()
+
+
+class Subscriber:
+    """Async iterator over this agency's inbox.
+
+    Each event is verified again end to end (signature, key, rights), sealed payloads are
+    opened, duplicates are dropped by event id, offsets are committed only after the loop
+    body that handled the event returns, and a signed receipt is sent automatically.
+    """
+
+    def __init__(
+        self,
+        agency: str,
+        keyring: Keyring,
+        registry: Registry,
+        bootstrap: str,
+        *,
+        group_id: str | None = None,
+        receipts: bool = True,
+        seen_path: Path | None = None,
+        from_beginning: bool = True,
+        until_end: bool = False,
+        **kafka: Any,
+    ) -> None:
+        self.agency = agency
+        self.keyring = keyring
+        self.registry = registry
+        self._openers = keyring.openers()
+        self._consumer = AIOKafkaConsumer(
+            inbox(agency),
+            bootstrap_servers=bootstrap,
+            group_id=group_id or f"jointbus-inbox-{agency}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            isolation_level="read_committed",
+            **kafka,
+        )
+        self._publisher = (
+            Publisher(agency, keyring, registry, bootstrap, **kafka) if receipts else None
+        )
+        self.seen = SeenStore(seen_path)
+        self.until_end = until_end
+        self.duplicates = 0
+        self.rejected = 0
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        if self._publisher is not None:
+            await self._publisher.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+        if self._publisher is not None:
+            await self._publisher.stop()
+        self.seen.close()
+
+    async def __aenter__(self) -> Subscriber:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _open(self, wire: bytes, timestamp_ms: int) -> VerifiedEvent:
+        received = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+        return verify_event(wire, self.registry, received_at=received, check_skew=False)
+
+    def _payload(self, verified: VerifiedEvent) -> Payload:
+        if verified.payload is not None:
+            return verified.payload
+        env = verified.envelope
+        plaintext = open_sealed(env.data, env.id, self.agency, self._openers)
+        return parse_payload(env.type, json.loads(plaintext))
+
+    async def _reached_end(self, ends: dict[TopicPartition, int]) -> bool:
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return False
+        missing = [tp for tp in assigned if tp not in ends]
+        if missing:
+            ends.update(await self._consumer.end_offsets(missing))
+        for tp in assigned:
+            if await self._consumer.position(tp) < ends[tp]:
+                return False
+        return True
+
+    async def __aiter__(self) -> AsyncIterator[Delivery]:
+        """Deliveries in inbox order; commit happens when the loop asks for the next one.
+
+        With ``until_end`` the iteration stops at the end of the inbox as it was at start.
+        """
+        ends: dict[TopicPartition, int] = {}
+        while True:
+            if self.until_end and await self._reached_end(ends):
+                return
+            batch = await self._consumer.getmany(timeout_ms=500, max_records=500)
+            for tp, records in batch.items():
+                for record in records:
+                    delivery = self._accept(
+                        record.value, record.timestamp, tp.partition, record.offset
+                    )
+                    if delivery is not None:
+                        yield delivery  # the application handles it here
+                        self.seen.add(delivery.id)
+                        await self._receipt(delivery)
+                await self._commit(tp, records[-1].offset + 1)
+
+    def _accept(
+        self, wire: bytes, timestamp_ms: int, partition: int, offset: int
+    ) -> Delivery | None:
+        try:
+            verified = self._open(wire, timestamp_ms)
+            if self.agency not in verified.envelope.recipients:
+                raise ContractError(
+                    f"addressed to {verified.envelope.recipients}", reason="not_a_recipient"
+                )
+            if verified.envelope.id in self.seen:
+                self.duplicates += 1
+                return None
+            payload = self._payload(verified)
+        except ContractError as exc:
+            self.rejected += 1
+            log.warning(
+                "inbox event refused",
+                agency=self.agency,
+                reason=exc.reason,
+                detail=exc.message,
+                partition=partition,
+                offset=offset,
+            )
+            return None
+        return Delivery(verified.envelope, payload, verified, partition, offset)
+
+    async def _receipt(self, delivery: Delivery) -> None:
+        if self._publisher is None or delivery.family in NO_RECEIPT:
+            return
+        env = delivery.envelope
+        status = "opened" if env.sealed else "received"
+        await self._publisher.submit(
+            "receipt",
+            env.subject,
+            [env.sender],
+            {"event_id": env.id, "event_type": env.type, "status": status},
+            correlationid=env.correlationid,
+            causationid=env.id,
+        )
+
+    async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+        self.seen.commit()
+        if self._publisher is not None:
+            await self._publisher.flush()
+        await self._consumer.commit({tp: next_offset})
+
+
+def new_subject(kind: str) -> str:
+    """A fresh aggregate subject such as ``clue/<uuid>``."""
+    return f"{kind}/{uuid.uuid4()}"
