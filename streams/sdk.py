@@ -11,11 +11,11 @@ import json
 import sqlite3
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -200,7 +200,7 @@ class Subscriber:
         registry: Registry,
         bootstrap: str,
         *,
-        group_id: str | None = None,
+        group_id: str | None | Literal[False] = None,
         receipts: bool = True,
         seen_path: Path | None = None,
         from_beginning: bool = True,
@@ -211,10 +211,12 @@ class Subscriber:
         self.keyring = keyring
         self.registry = registry
         self._openers = keyring.openers()
+        self._topic = inbox(agency)
+        self._group = None if group_id is False else group_id or f"jointbus-inbox-{agency}"
         self._consumer = AIOKafkaConsumer(
-            inbox(agency),
+            *([self._topic] if self._group else []),
             bootstrap_servers=bootstrap,
-            group_id=group_id or f"jointbus-inbox-{agency}",
+            group_id=self._group,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
             isolation_level="read_committed",
@@ -230,6 +232,14 @@ class Subscriber:
 
     async def start(self) -> None:
         await self._consumer.start()
+        if self._group is None:  # a reader without a group: every partition, nothing committed
+            partitions = self._consumer.partitions_for_topic(self._topic) or set()
+            if not partitions:
+                await self._consumer._client.force_metadata_update()
+                partitions = self._consumer.partitions_for_topic(self._topic) or set()
+            tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+            self._consumer.assign(tps)
+            await self._consumer.seek_to_beginning(*tps)
         if self._publisher is not None:
             await self._publisher.start()
 
@@ -330,11 +340,36 @@ class Subscriber:
             causationid=env.id,
         )
 
+    async def run(self, handler: Callable[[Delivery], Awaitable[bool | None]]) -> None:
+        """Call ``handler`` for each delivery; stop after one for which it returns True.
+
+        The event's offset is committed, and its receipt sent, once the handler returned —
+        also for the last one, which a ``break`` out of ``async for`` cannot promise.
+        """
+        ends: dict[TopicPartition, int] = {}
+        while not (self.until_end and await self._reached_end(ends)):
+            batch = await self._consumer.getmany(timeout_ms=500, max_records=500)
+            for tp, records in batch.items():
+                for i, record in enumerate(records):
+                    delivery = self._accept(
+                        record.value, record.timestamp, tp.partition, record.offset
+                    )
+                    if delivery is None:
+                        continue
+                    stop = await handler(delivery)
+                    self.seen.add(delivery.id)
+                    await self._receipt(delivery)
+                    if stop:
+                        await self._commit(tp, record.offset + 1)
+                        return
+                await self._commit(tp, records[-1].offset + 1)
+
     async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
         self.seen.commit()
         if self._publisher is not None:
             await self._publisher.flush()
-        await self._consumer.commit({tp: next_offset})
+        if self._group is not None:
+            await self._consumer.commit({tp: next_offset})
 
 
 def new_subject(kind: str) -> str:

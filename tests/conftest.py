@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from schemas.keys import Keyring
+from schemas.registry import Registry
 from streams.admin import provision_topics
+from tests.harness import WorkerProcess, make_federation
 from streams.broker import LocalBroker, free_port
 from streams.settings import Settings
 
@@ -34,3 +38,26 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An isolated JOINTBUS_HOME for commands run in-process."""
     monkeypatch.setenv("JOINTBUS_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def bus(kafka: LocalBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
+    """The session broker with a federation on disk and a real `jointbus worker` routing."""
+    home = tmp_path_factory.mktemp("bus")
+    registry, rings = make_federation(home)
+    worker = WorkerProcess(
+        home, kafka.bootstrap, JOINTBUS_ACK_DEADLINE_SECONDS="4", JOINTBUS_DEADLINE_SCAN_SECONDS="1"
+    ).start()
+    yield Bus(kafka.bootstrap, home, registry, rings, worker)
+    worker.stop()
+
+
+@dataclass
+class Bus:
+    """What an integration test needs to talk to the running bus."""
+
+    bootstrap: str
+    home: Path
+    registry: Registry
+    rings: dict[str, Keyring]
+    worker: WorkerProcess

@@ -1,0 +1,101 @@
+"""The worker is SIGKILLed in the middle of a stream and restarted: no accepted event is
+lost, and each recipient's Subscriber sees each one exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from schemas.records import AuditRecord
+from streams.admin import provision_topics
+from streams.broker import LocalBroker, free_port
+from streams.reader import read_topic
+from streams.sdk import Delivery, Publisher, Subscriber
+from streams.settings import Settings
+from streams.topics import AUDIT_TOPIC
+from tests.harness import WorkerProcess, make_federation
+
+pytestmark = pytest.mark.broker
+EVENTS = 2000
+RECIPIENTS = ["cq-yongchuan", "sc-luzhou"]
+
+
+@pytest.fixture(scope="module")
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A broker of its own, so no other worker routes these events."""
+    broker = LocalBroker(tmp_path_factory.mktemp("crash-kafka"), free_port(), heap="512m")
+    broker.start()
+    asyncio.run(provision_topics(Settings(bootstrap=broker.bootstrap), broker.bootstrap))
+    yield broker
+    broker.stop()
+
+
+async def routed_count(bootstrap: str) -> int:
+    return sum([1 async for _ in read_topic(bootstrap, AUDIT_TOPIC)])
+
+
+async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
+    own_broker: LocalBroker, tmp_path: Path
+) -> None:
+    """2,000 events; the worker is killed with SIGKILL mid-stream and restarted."""
+    bootstrap = own_broker.bootstrap
+    registry, rings = make_federation(tmp_path)
+    worker = WorkerProcess(tmp_path, bootstrap).start()
+    sent: list[str] = []
+    try:
+        async with Publisher("sc-zigong", rings["sc-zigong"], registry, bootstrap) as pub:
+            futures = []
+            for i in range(EVENTS):
+                event_id, fut = await pub.submit(
+                    "rectification.issued",
+                    f"rectification/{uuid.uuid4()}",
+                    RECIPIENTS,
+                    {"responsible_unit": f"单位{i}", "problem": "问题", "deadline": "2099-12-31"},
+                )
+                sent.append(event_id)
+                futures.append(fut)
+                if i == EVENTS // 4:
+                    await pub.flush()
+                    while await routed_count(bootstrap) < EVENTS // 8:
+                        await asyncio.sleep(0.2)
+                    worker.kill()  # SIGKILL while events are in flight
+                    killed_at = await routed_count(bootstrap)
+                    worker = WorkerProcess(tmp_path, bootstrap).start()
+            await asyncio.gather(*futures)
+        assert 0 < killed_at < EVENTS
+
+        for agency in RECIPIENTS:
+            seen: list[str] = []
+
+            async def handle(d: Delivery, seen: list[str] = seen) -> bool:
+                seen.append(d.id)
+                return len(seen) >= EVENTS
+
+            async with Subscriber(
+                agency,
+                rings[agency],
+                registry,
+                bootstrap,
+                group_id=f"crash-{agency}",
+                receipts=False,
+            ) as sub:
+                async with asyncio.timeout(180):
+                    await sub.run(handle)
+            assert len(seen) == EVENTS, f"{agency} saw {len(seen)}"
+            assert set(seen) == set(sent), f"{agency} lost {len(set(sent) - set(seen))}"
+            print(
+                f"{agency}: {len(seen)} delivered exactly once, {sub.duplicates} duplicates dropped"
+            )
+
+        decided = {}
+        async for _, _, value in read_topic(bootstrap, AUDIT_TOPIC):
+            record = AuditRecord.model_validate_json(value)
+            decided.setdefault(record.position, record)
+        accepted = {r.event_id for r in decided.values() if r.decision == "accepted"}
+        assert accepted == set(sent)
+    finally:
+        worker.stop()
