@@ -200,7 +200,7 @@ class Subscriber:
         registry: Registry,
         bootstrap: str,
         *,
-        group_id: str | None | Literal[False] = None,
+        group_id: str | Literal[False] | None = None,
         receipts: bool = True,
         seen_path: Path | None = None,
         from_beginning: bool = True,
@@ -350,7 +350,7 @@ class Subscriber:
         while not (self.until_end and await self._reached_end(ends)):
             batch = await self._consumer.getmany(timeout_ms=500, max_records=500)
             for tp, records in batch.items():
-                for i, record in enumerate(records):
+                for record in records:
                     delivery = self._accept(
                         record.value, record.timestamp, tp.partition, record.offset
                     )

@@ -12,9 +12,9 @@ import pytest
 from schemas.keys import Keyring
 from schemas.registry import Registry
 from streams.admin import provision_topics
-from tests.harness import WorkerProcess, make_federation
 from streams.broker import LocalBroker, free_port
 from streams.settings import Settings
+from tests.harness import WorkerProcess, make_federation
 
 
 @pytest.fixture(scope="session")

@@ -113,7 +113,7 @@ async def collect(
     sub = Subscriber(agency, ring, registry, bootstrap, group_id=False, receipts=receipts)
     await sub.start()
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             await sub.run(handle)
     except TimeoutError:
         pass

@@ -60,7 +60,9 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
                 futures.append(fut)
                 if i == EVENTS // 4:
                     await pub.flush()
-                    while await routed_count(bootstrap) < EVENTS // 8:
+                    for _ in range(300):  # until the worker is mid-stream (bounded)
+                        if await routed_count(bootstrap) >= EVENTS // 8:
+                            break
                         await asyncio.sleep(0.2)
                     worker.kill()  # SIGKILL while events are in flight
                     killed_at = await routed_count(bootstrap)

@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import timedelta
 from typing import Any
 
 import pytest
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey as Key
 
 from schemas.b64 import b64d
@@ -25,7 +23,7 @@ from schemas.sealing import open_sealed
 from schemas.signing import sign_envelope
 from streams.reader import read_topic
 from streams.sdk import Delivery, Publisher
-from streams.topics import AUDIT_TOPIC, inbox
+from streams.topics import AUDIT_TOPIC
 from tests.conftest import Bus
 from tests.harness import collect, nothing_more
 from tests.samples import SAMPLES
