@@ -98,7 +98,7 @@ async def collect(
     bootstrap: str,
     want: Callable[[Delivery], bool],
     count: int,
-    timeout: float = 60.0,
+    within: float = 60.0,
     *,
     receipts: bool = False,
 ) -> list[Delivery]:
