@@ -294,6 +294,15 @@ def status(as_json: bool) -> None:
     print_projection(asyncio.run(load_projection(cfg)), as_json=as_json, title="jointbus status")
 
 
+@cli.command()
+@click.option("--stop", is_flag=True, help="stop the embedded broker at the end")
+def demo(stop: bool) -> None:
+    """The main job: broker, worker, federation, the scenario, and its summary."""
+    from jointbus.demo import run_demo
+
+    run_demo(context.settings(), keep_running=not stop)
+
+
 def main() -> None:
     """Entry point of the ``jointbus`` console script."""
     cli(prog_name="jointbus")
