@@ -8,6 +8,7 @@ restarted worker resumes where the last one stopped) and calls the pure rules of
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +44,8 @@ def build_worker(settings: Settings) -> faust.App:
         "value_serializer": "raw",
     }
     outboxes = app.topic(*[outbox(a) for a in registry.agency_ids], **raw)
-    targets = {name: app.topic(name, **raw) for name in [*map(inbox, AGENCY_IDS), AUDIT_TOPIC]}
+    for name in [*map(inbox, AGENCY_IDS), AUDIT_TOPIC]:
+        app.topic(name, **raw)  # declared, so the app knows its outputs
     aggregates = app.Table(
         "aggregates", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions
     )
@@ -54,8 +56,11 @@ def build_worker(settings: Settings) -> faust.App:
         return None if value is None else json.loads(value)
 
     async def produce(routed: Routed) -> None:
+        # straight to the app's producer (faust flushes it before committing offsets);
+        # faust's Topic.send adds a future, sensors and callbacks per record we do not use
+        producer = app.producer
         for out in routed.outputs:
-            await targets[out.topic].send(key=out.key, value=out.value, headers=HEADERS)
+            await producer.send(out.topic, out.key, out.value, None, None, HEADERS)
 
     @app.agent(outboxes, concurrency=1, name="router")
     async def route(stream: faust.StreamT[bytes]) -> None:
@@ -91,8 +96,18 @@ def build_worker(settings: Settings) -> faust.App:
     return app
 
 
+class Worker(faust.Worker):
+    """faust's worker, keeping chatty libraries at INFO: mode sets the root logger to DEBUG,
+    and aiokafka's per-record debug calls then cost more than routing an event."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        for name in ("aiokafka", "faust", "mode", "asyncio", "kafka"):
+            logging.getLogger(name).setLevel(max(level, logging.INFO))
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run the worker in the foreground until SIGINT/SIGTERM."""
     app = build_worker(settings)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -12,10 +12,7 @@ Every agency reads its inbox through the SDK's Subscriber (which sends receipts)
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -27,6 +24,7 @@ from typing import Any
 from rich.progress import Progress
 
 from jointbus import ui
+from jointbus.processes import WorkerProcess
 from jointbus.views import load_projection, print_projection
 from schemas.catalog import ItemOverdue, RejectionNotice
 from schemas.compose import compose
@@ -581,33 +579,14 @@ def reset_demo_state(cfg: Settings, broker: LocalBroker) -> None:
         shutil.rmtree(cfg.home / part, ignore_errors=True)
 
 
-def start_worker(cfg: Settings) -> subprocess.Popen[bytes]:
-    """`jointbus worker` in the background, logging to HOME/worker.log; waits until ready."""
-    log = cfg.home / "worker.log"
-    env = {
-        **os.environ,
-        "JOINTBUS_HOME": str(cfg.home),
-        "JOINTBUS_BOOTSTRAP": cfg.bootstrap_servers,
-        "JOINTBUS_ACK_DEADLINE_SECONDS": str(ACK_DEADLINE),
-        "JOINTBUS_DEADLINE_SCAN_SECONDS": "1",
-    }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jointbus", "worker"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if "Worker]: Ready" in log.read_text(errors="replace"):
-            return proc
-        if proc.poll() is not None:
-            raise JointbusError(f"the worker exited; see {log}", reason="worker_failed")
-        time.sleep(0.3)
-    proc.kill()
-    raise JointbusError(f"the worker did not become ready; see {log}", reason="worker_failed")
+def start_worker(cfg: Settings) -> WorkerProcess:
+    """`jointbus worker` in the background with the demo's deadlines; waits until ready."""
+    return WorkerProcess(
+        cfg.home,
+        cfg.bootstrap_servers,
+        JOINTBUS_ACK_DEADLINE_SECONDS=str(ACK_DEADLINE),
+        JOINTBUS_DEADLINE_SCAN_SECONDS="1",
+    ).start()
 
 
 async def scenario(cfg: Settings, registry: Registry, rings: dict[str, Keyring]) -> Federation:
@@ -660,8 +639,7 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
         ui.say("[5/5] summary, rebuilt from the audit log")
         print_projection(asyncio.run(load_projection(cfg)), as_json=False, title="demo summary")
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        worker.stop()
         if not keep_running and cfg.uses_local_broker:
             broker.stop()
     if keep_running and cfg.uses_local_broker:

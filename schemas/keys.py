@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from schemas.b64 import b64d, b64e
 from schemas.errors import Reason, rejection
@@ -41,13 +41,18 @@ class Keyring(BaseModel):
     model_config = ConfigDict(extra="forbid")
     owner: str
     keys: dict[str, str]
+    _parsed: dict[str, Ed25519PrivateKey] = PrivateAttr(default_factory=dict)
 
     def signer(self, registry: Registry, at: datetime) -> tuple[str, Ed25519PrivateKey]:
         """The key id and private key this member signs with at ``at``."""
         record = registry.current_key(self.owner, "sign", at)
         if record.kid not in self.keys:
             raise rejection(Reason.UNKNOWN_KEY, f"keyring of {self.owner} lacks {record.kid}")
-        return record.kid, Ed25519PrivateKey.from_private_bytes(b64d(self.keys[record.kid]))
+        key = self._parsed.get(record.kid)
+        if key is None:
+            key = Ed25519PrivateKey.from_private_bytes(b64d(self.keys[record.kid]))
+            self._parsed[record.kid] = key
+        return record.kid, key
 
     def openers(self) -> dict[str, X25519PrivateKey]:
         """Every sealing private key, by kid: old ones still open old events."""

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from jointbus.processes import WorkerProcess
 from schemas.keys import Keyring
 from schemas.registry import Registry
 from streams.admin import provision_topics
 from streams.broker import LocalBroker, free_port
 from streams.settings import Settings
-from tests.harness import WorkerProcess, make_federation
+from tests.harness import make_federation
 
 
 @pytest.fixture(scope="session")

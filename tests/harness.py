@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -37,58 +32,6 @@ def make_federation(home: Path) -> tuple[Registry, dict[str, Keyring]]:
             keystore.save_keyring(directory, ring)
     keystore.save_registry(directory, registry)
     return registry, rings
-
-
-class WorkerProcess:
-    """`jointbus worker` as a real child process."""
-
-    def __init__(self, home: Path, bootstrap: str, **env: str) -> None:
-        self.home = home
-        self.bootstrap = bootstrap
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = home / f"worker-{uuid.uuid4().hex[:6]}.log"
-
-    def start(self, timeout: float = 90.0) -> WorkerProcess:
-        env = {
-            **os.environ,
-            "JOINTBUS_HOME": str(self.home),
-            "JOINTBUS_BOOTSTRAP": self.bootstrap,
-            **self.env,
-        }
-        self.log = self.home / f"worker-{uuid.uuid4().hex[:6]}.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jointbus", "worker"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.home,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log.read_text(errors="replace")
-            if "Worker]: Ready" in text:
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited: {text[-2000:]}")
-            time.sleep(0.2)
-        raise RuntimeError(f"worker not ready: {self.log.read_text(errors='replace')[-2000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no final commit."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 async def collect(

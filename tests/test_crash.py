@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from jointbus.processes import WorkerProcess
 from schemas.records import AuditRecord
 from streams.admin import provision_topics
 from streams.broker import LocalBroker, free_port
@@ -17,7 +18,7 @@ from streams.reader import read_topic
 from streams.sdk import Delivery, Publisher, Subscriber
 from streams.settings import Settings
 from streams.topics import AUDIT_TOPIC
-from tests.harness import WorkerProcess, make_federation
+from tests.harness import make_federation
 
 pytestmark = pytest.mark.broker
 EVENTS = 2000
