@@ -72,7 +72,7 @@ async def send_raw(bus: Bus, outbox_owner: str, envelope: dict[str, Any]) -> Non
 async def assert_rejected(bus: Bus, sender: str, event_id: str, reason: Reason) -> None:
     """Audited with the reason, and the sender got a signed notice saying so."""
     notices = await collect(
-        sender, bus.rings[sender], bus.registry, bus.bootstrap, notice_for(event_id), 1, timeout=30
+        sender, bus.rings[sender], bus.registry, bus.bootstrap, notice_for(event_id), 1, within=30
     )
     assert len(notices) == 1, f"no rejection notice for {event_id}"
     assert notices[0].payload.reason == reason  # type: ignore[attr-defined]
@@ -176,7 +176,7 @@ async def test_replayed_event_id_is_rejected_audited_and_answered(bus: Bus) -> N
         bus.bootstrap,
         notice_for(env["id"]),
         1,
-        timeout=30,
+        within=30,
     )
     assert notices[0].payload.reason == Reason.DUPLICATE  # type: ignore[attr-defined]
     records = await audit_of(bus, env["id"])
@@ -284,7 +284,7 @@ async def test_unacknowledged_clue_raises_overdue_alert_to_both_parties(bus: Bus
             bus.bootstrap,
             lambda d: d.envelope.subject == subject and d.family == "deadline.overdue",
             1,
-            timeout=40,
+            within=40,
         )
         assert len(alerts) == 1
         assert alerts[0].payload.what == "clue_not_acknowledged"  # type: ignore[attr-defined]
