@@ -17,19 +17,18 @@ import structlog
 
 from schemas.catalog import ItemOverdue, RejectionNotice
 from schemas.compose import compose
+from schemas.decide import decide_record
 from schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, to_wire
-from schemas.errors import ContractError, Reason
 from schemas.ids import UUID_PATTERN, format_time, uuid7_from
 from schemas.keys import Keyring
 from schemas.lifecycle import Decision, Rules, State, overdue_items
 from schemas.records import AuditRecord, event_fields, position_of
 from schemas.registry import ROUTER, Registry
-from schemas.verify import VerifiedEvent, verify_event
+from schemas.verify import VerifiedEvent
 from streams.topics import AUDIT_TOPIC, inbox
 
 log = structlog.get_logger("jointbus.router")
 HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
-OUTBOX_PREFIX = "jointbus.outbox."
 _UUID = re.compile(UUID_PATTERN)
 
 
@@ -74,29 +73,18 @@ class Router:
         """Decide one record of ``topic``; ``state_of(subject)`` reads an aggregate's state."""
         position = position_of(topic, partition, offset)
         received = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
-        try:
-            verified = verify_event(wire, self.registry, received_at=received)
-            outbox_owner = topic.removeprefix(OUTBOX_PREFIX)
-            if verified.envelope.sender != outbox_owner:
-                raise ContractError(
-                    f"{verified.envelope.sender} events come through its own outbox, not {topic}",
-                    reason=Reason.NOT_AUTHORIZED,
-                )
-        except ContractError as exc:
-            return self._rejected(
-                wire, position, received, Decision(False, exc.reason, exc.message)
-            )
-        env = verified.envelope
-        state, decision = self.rules.decide(
-            state_of(env.subject), env, verified.spec.family, verified.payload, position
-        )
+        outcome = decide_record(wire, topic, position, received, self.registry, self.rules, state_of)
+        decision, verified = outcome.decision, outcome.verified
         if not decision.accepted:
             routed = self._rejected(wire, position, received, decision, verified)
         else:
+            assert verified is not None
+            subject = verified.envelope.subject
             record = self._record(wire, position, received, decision, verified)
-            outputs = [Output(inbox(r), env.subject.encode(), wire) for r in decision.deliver_to]
+            outputs = [Output(inbox(r), subject.encode(), wire) for r in decision.deliver_to]
             routed = Routed(record, [*outputs, self._audit(record)])
-        routed.subject, routed.state = env.subject, state
+        if verified is not None:
+            routed.subject, routed.state = verified.envelope.subject, outcome.state
         return routed
 
     def _record(

@@ -115,9 +115,7 @@ async def raw_run(bootstrap: str, wire: bytes, n: int, rate: float | None) -> di
     await admin.start()
     await admin.create_topics([NewTopic(a, 3, 1), NewTopic(b, 3, 1)])
     await admin.close()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
     relay_in = AIOKafkaConsumer(
         a,
         bootstrap_servers=bootstrap,

@@ -80,8 +80,7 @@ def broker_start(port: int | None, data_dir: Path | None) -> None:
         b.start()
         created = asyncio.run(provision_topics(cfg, b.bootstrap))
     ui.say(
-        f"broker serving at {b.bootstrap} ({time.monotonic() - began:.1f}s; "
-        f"{len(created)} topics created)"
+        f"broker serving at {b.bootstrap} ({time.monotonic() - began:.1f}s; {len(created)} topics created)"
     )
 
 
@@ -166,9 +165,7 @@ def schemas_write(directory: Path) -> None:
 
 
 @schemas_group.command("vectors")
-@click.option(
-    "--out", type=click.Path(path_type=Path), default=Path("schemas/vectors/wire-v1.json")
-)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("schemas/vectors/wire-v1.json"))
 def schemas_vectors(out: Path) -> None:
     """Regenerate the test-vector file (the sealed case changes: HPKE is randomized)."""
     import json
@@ -301,6 +298,15 @@ def demo(stop: bool) -> None:
     from jointbus.demo import run_demo
 
     run_demo(context.settings(), keep_running=not stop)
+
+
+def _register_audit() -> None:
+    from jointbus.auditcli import audit_group
+
+    cli.add_command(audit_group)
+
+
+_register_audit()
 
 
 def main() -> None:

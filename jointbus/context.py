@@ -15,8 +15,6 @@ def settings(**overrides: Any) -> Settings:
     return Settings(**given)
 
 
-def local_broker(
-    cfg: Settings, port: int | None = None, data_dir: Path | None = None
-) -> LocalBroker:
+def local_broker(cfg: Settings, port: int | None = None, data_dir: Path | None = None) -> LocalBroker:
     """The embedded broker of these settings."""
     return LocalBroker(data_dir or cfg.broker_dir, port or cfg.broker_port, heap=cfg.broker_heap)

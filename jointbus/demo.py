@@ -97,9 +97,7 @@ class Federation:
 
         return handle
 
-    async def wait_for(
-        self, agency: str, match: Callable[[Delivery], bool], within: float = 60
-    ) -> Delivery:
+    async def wait_for(self, agency: str, match: Callable[[Delivery], bool], within: float = 60) -> Delivery:
         """The first delivery to ``agency`` that matches (waiting for it)."""
         async with asyncio.timeout(within), self.arrived:
             while True:
@@ -130,8 +128,7 @@ class Federation:
         notice = await self.wait_for(
             agency,
             lambda d: (
-                isinstance(d.payload, RejectionNotice)
-                and d.payload.rejected_event_id == envelope["id"]
+                isinstance(d.payload, RejectionNotice) and d.payload.rejected_event_id == envelope["id"]
             ),
         )
         assert isinstance(notice.payload, RejectionNotice)
@@ -245,9 +242,7 @@ async def play_clues(fed: Federation, progress: Callable[[str], None]) -> None:
                 **causes,
             )
             continue
-        await fed.send(
-            dst, "clue.accepted", s, [src], {"handling_department": "第二监督检查室"}, **causes
-        )
+        await fed.send(dst, "clue.accepted", s, [src], {"handling_department": "第二监督检查室"}, **causes)
         await fed.send(
             dst,
             "clue.disposition_reported",
@@ -266,14 +261,10 @@ async def play_clues(fed: Federation, progress: Callable[[str], None]) -> None:
         progress(f"overdue: {dst} did not acknowledge {s[:13]}… in time")
         causes = {"causationid": transfer, "correlationid": transfer}
         await fed.send(dst, "clue.acknowledged", s, [src], {"note": "逾期确认收到"}, **causes)
-        await fed.send(
-            dst, "clue.accepted", s, [src], {"handling_department": "第一监督检查室"}, **causes
-        )
+        await fed.send(dst, "clue.accepted", s, [src], {"handling_department": "第一监督检查室"}, **causes)
 
 
-async def play_joint_check(
-    fed: Federation, progress: Callable[[str], None]
-) -> list[tuple[str, str]]:
+async def play_joint_check(fed: Federation, progress: Callable[[str], None]) -> list[tuple[str, str]]:
     """Yibin convenes a joint check of the northern main canal with Zigong and Neijiang."""
     today = date.today()
     check = subject("jointcheck")
@@ -307,9 +298,7 @@ async def play_joint_check(
             correlationid=invite,
         )
     findings = {
-        "sc-yibin": [
-            ("F-YB-1", "工程质量", "渠道衬砌混凝土强度不达标", "high", "自贡某水利工程局")
-        ],
+        "sc-yibin": [("F-YB-1", "工程质量", "渠道衬砌混凝土强度不达标", "high", "自贡某水利工程局")],
         "sc-zigong": [
             ("F-ZG-1", "资金使用", "工程进度款超付", "medium", "内江某建设公司"),
             ("F-ZG-2", "征地补偿", "补偿款未足额发放到户", "high", "自贡某街道办"),
@@ -516,9 +505,7 @@ async def play_attacks(fed: Federation, progress: Callable[[str], None]) -> None
     await fed.attack("sc-luzhou", forged, "bad_signature")
     progress("attack: forged signature → rejected")
 
-    posing = event(
-        "cq-dazu", "clue.acknowledged", ["sc-zigong"], {"note": "x"}, s=f"notice/{uuid.uuid4()}"
-    )
+    posing = event("cq-dazu", "clue.acknowledged", ["sc-zigong"], {"note": "x"}, s=f"notice/{uuid.uuid4()}")
     posing.update(
         type="org.jointbus.rejection.v1",
         data={
@@ -622,10 +609,7 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
     for ring in rings.values():
         keystore.save_keyring(cfg.keystore_dir, ring)
     keystore.save_registry(cfg.keystore_dir, registry)
-    ui.say(
-        f"[3/5] worker starting (router + deadlines; "
-        f"clue acknowledgement deadline {ACK_DEADLINE:.0f}s)"
-    )
+    ui.say(f"[3/5] worker starting (router + deadlines; clue acknowledgement deadline {ACK_DEADLINE:.0f}s)")
     worker = start_worker(cfg)
     try:
         ui.say("[4/5] scenario")

@@ -19,9 +19,7 @@ def summary(delivery: Delivery) -> str:
     return json.dumps(data, ensure_ascii=False)[:60]
 
 
-async def show_inbox(
-    settings: Settings, agency: str, *, follow: bool, receipts: bool, as_json: bool
-) -> None:
+async def show_inbox(settings: Settings, agency: str, *, follow: bool, receipts: bool, as_json: bool) -> None:
     """Print the inbox of ``agency`` to its end (or follow it)."""
     registry = keystore.load_registry(settings.keystore_dir)
     ring = keystore.load_keyring(settings.keystore_dir, agency)

@@ -50,9 +50,7 @@ class WorkerProcess:
                 raise JointbusError(f"the worker exited; see {self.log}", reason="worker_failed")
             time.sleep(0.2)
         self.kill()
-        raise JointbusError(
-            f"the worker did not become ready; see {self.log}", reason="worker_failed"
-        )
+        raise JointbusError(f"the worker did not become ready; see {self.log}", reason="worker_failed")
 
     @property
     def pid(self) -> int:

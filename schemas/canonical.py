@@ -32,9 +32,7 @@ def astral_free(json_text: bytes) -> bool:
     return b"\\u" not in json_text or not _ESCAPED_SURROGATE.search(json_text)
 
 
-_ENCODER = json.JSONEncoder(
-    sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-)
+_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def _plain(obj: Any) -> bool:

@@ -74,9 +74,7 @@ def _clue_v1_to_v2(old: dict[str, Any]) -> dict[str, Any]:
     return {
         "title": v1.title,
         "summary": v1.content,
-        "persons": [
-            {"name": v1.person_name, "position": v1.person_position, "unit": v1.person_unit}
-        ],
+        "persons": [{"name": v1.person_name, "position": v1.person_position, "unit": v1.person_unit}],
         "allegations": [v1.content],
         "jurisdiction_basis": "transferred under the v1 contract (basis not recorded)",
         "acknowledge_by": "9999-12-31",
@@ -300,9 +298,7 @@ def _spec(family: str, version: int, model: type[Payload], aggregate: str, **kw:
 CATALOG: dict[str, EventSpec] = {
     s.type: s
     for s in [
-        _spec(
-            "clue.transferred", 1, ClueTransferredV1, "clue", sensitive=True, upcast=_clue_v1_to_v2
-        ),
+        _spec("clue.transferred", 1, ClueTransferredV1, "clue", sensitive=True, upcast=_clue_v1_to_v2),
         _spec("clue.transferred", 2, ClueTransferred, "clue", sensitive=True),
         _spec("clue.acknowledged", 1, ClueAcknowledged, "clue"),
         _spec("clue.accepted", 1, ClueAccepted, "clue"),

@@ -139,9 +139,7 @@ def parse_envelope(wire: bytes) -> ParsedEnvelope:
     """
     raw = wire
     if len(raw) > MAX_ENVELOPE_BYTES:
-        raise rejection(
-            Reason.TOO_LARGE, f"envelope is {len(raw)} bytes; the limit is {MAX_ENVELOPE_BYTES}"
-        )
+        raise rejection(Reason.TOO_LARGE, f"envelope is {len(raw)} bytes; the limit is {MAX_ENVELOPE_BYTES}")
     obj, plain = _loads(raw)
     if not isinstance(obj, dict):
         raise rejection(Reason.SCHEMA, "an envelope is a JSON object")

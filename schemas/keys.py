@@ -67,9 +67,7 @@ def _raw_private(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
     return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
 
-def new_key(
-    owner: str, purpose: Purpose, serial: int, not_before: datetime
-) -> tuple[KeyRecord, str]:
+def new_key(owner: str, purpose: Purpose, serial: int, not_before: datetime) -> tuple[KeyRecord, str]:
     """A fresh key pair: its public registry record and its private seed (base64url)."""
     private: Ed25519PrivateKey | X25519PrivateKey
     if purpose == "sign":
@@ -172,7 +170,5 @@ def revoke(registry: Registry, kid: str, at: datetime, reason: str) -> Registry:
         k.model_copy(update={"revoked_at": at, "revocation_reason": reason}) if k.kid == kid else k
         for k in registry.keys
     )
-    updated = registry.model_copy(
-        update={"version": registry.version + 1, "issued_at": at, "keys": keys}
-    )
+    updated = registry.model_copy(update={"version": registry.version + 1, "issued_at": at, "keys": keys})
     return Registry.model_validate(updated.model_dump())

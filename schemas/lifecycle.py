@@ -100,9 +100,7 @@ class Rules:
         if seen is not None:
             if seen["pos"] == position:
                 return None, Decision(seen["ok"], seen["reason"], seen["detail"], list(seen["to"]))
-            return None, _reject(
-                Reason.DUPLICATE, f"event {env.id} was already decided at {seen['pos']}"
-            )
+            return None, _reject(Reason.DUPLICATE, f"event {env.id} was already decided at {seen['pos']}")
         rule = self._by_family.get(family)
         if rule is None:
             return None, _reject(Reason.NOT_AUTHORIZED, f"{family} is not published by agencies")
@@ -156,9 +154,7 @@ class Rules:
         if env.recipients != [s["sender"]]:
             return _reject(Reason.NOT_AUTHORIZED, f"clue follow-ups go to {s['sender']} only")
         if s["status"] not in allowed:
-            return _reject(
-                Reason.BAD_TRANSITION, f"{family} is not allowed when the clue is {s['status']}"
-            )
+            return _reject(Reason.BAD_TRANSITION, f"{family} is not allowed when the clue is {s['status']}")
         if s["status"] == "transferred":  # accepting or returning also acknowledges
             s["acknowledged_at"] = env.time
         s["status"] = after
@@ -203,9 +199,7 @@ class Rules:
             return _reject(Reason.BAD_TRANSITION, f"{env.subject} is not a convened joint check")
         participants = {s["convener"], *(a for a, ok in s["responses"].items() if ok)}
         if env.sender not in participants:
-            return _reject(
-                Reason.NOT_AUTHORIZED, f"{env.sender} does not take part in {env.subject}"
-            )
+            return _reject(Reason.NOT_AUTHORIZED, f"{env.sender} does not take part in {env.subject}")
         s["findings"] += 1
         s["status"] = "findings_reported"
         return Decision(True)
@@ -238,18 +232,12 @@ class Rules:
             return _reject(Reason.BAD_TRANSITION, f"{env.subject} is not an issued rectification")
         may_act = [s["issuer"]] if actor == "issuer" else s["responsible"]
         if env.sender not in may_act:
-            return _reject(
-                Reason.NOT_AUTHORIZED, f"only {', '.join(may_act)} may send {family} here"
-            )
+            return _reject(Reason.NOT_AUTHORIZED, f"only {', '.join(may_act)} may send {family} here")
         parties = {s["issuer"], *s["responsible"]} - {env.sender}
         if not parties <= set(env.recipients):
-            return _reject(
-                Reason.NOT_AUTHORIZED, f"{family} must reach {', '.join(sorted(parties))}"
-            )
+            return _reject(Reason.NOT_AUTHORIZED, f"{family} must reach {', '.join(sorted(parties))}")
         if s["status"] not in allowed:
-            return _reject(
-                Reason.BAD_TRANSITION, f"{family} is not allowed when the item is {s['status']}"
-            )
+            return _reject(Reason.BAD_TRANSITION, f"{family} is not allowed when the item is {s['status']}")
         if isinstance(payload, RectificationReopened):
             s["deadline"] = payload.new_deadline.isoformat()
             s["reopened"] = s.get("reopened", 0) + 1
@@ -262,13 +250,9 @@ class Rules:
         assert isinstance(payload, Receipt)
         original = s["events"].get(payload.event_id)
         if original is None or not original["ok"]:
-            return _reject(
-                Reason.BAD_TRANSITION, f"no accepted event {payload.event_id} in {env.subject}"
-            )
+            return _reject(Reason.BAD_TRANSITION, f"no accepted event {payload.event_id} in {env.subject}")
         if env.sender not in original["recipients"]:
-            return _reject(
-                Reason.NOT_AUTHORIZED, f"{env.sender} did not receive {payload.event_id}"
-            )
+            return _reject(Reason.NOT_AUTHORIZED, f"{env.sender} did not receive {payload.event_id}")
         if env.recipients != [original["sender"]]:
             return _reject(Reason.NOT_AUTHORIZED, f"a receipt goes to {original['sender']} only")
         return Decision(True)
@@ -282,9 +266,7 @@ class Rules:
     def _chair_rotated(self, s: State, env: Envelope, payload: Payload | None) -> Decision:
         chair = s.get("chair")
         if chair is not None and env.sender != chair:
-            return _reject(
-                Reason.NOT_AUTHORIZED, f"only the current chair {chair} passes the chair"
-            )
+            return _reject(Reason.NOT_AUTHORIZED, f"only the current chair {chair} passes the chair")
         new_chair = getattr(payload, "new_chair", None)
         s.update(kind="chair", status="rotated", chair=new_chair)
         return Decision(True)
@@ -314,11 +296,7 @@ def overdue_items(state: State, now: datetime) -> list[Overdue]:
         due = deadline_moment(deadline)
         if now >= due:
             parties = sorted({*state["responsible"], state["issuer"]})
-            return [
-                Overdue(
-                    "rectification_past_deadline", deadline, due, state["responsible"][0], parties
-                )
-            ]
+            return [Overdue("rectification_past_deadline", deadline, due, state["responsible"][0], parties)]
     return []
 
 

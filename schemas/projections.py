@@ -43,9 +43,7 @@ COLUMNS = (
 class Projection:
     """Per-agency counters and the open items behind them."""
 
-    counts: dict[str, Counter[str]] = field(
-        default_factory=lambda: {a: Counter() for a in AGENCY_IDS}
-    )
+    counts: dict[str, Counter[str]] = field(default_factory=lambda: {a: Counter() for a in AGENCY_IDS})
     clues: dict[str, tuple[str, str]] = field(default_factory=dict)  # subject -> (receiver, status)
     rects: dict[str, tuple[list[str], str]] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)

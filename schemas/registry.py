@@ -34,12 +34,8 @@ class Agency(BaseModel):
 
 
 AGENCIES: tuple[Agency, ...] = (
-    Agency(
-        id="sc-zigong", name_zh="自贡市纪委监委", name_en="Zigong", region="sichuan", level="city"
-    ),
-    Agency(
-        id="sc-luzhou", name_zh="泸州市纪委监委", name_en="Luzhou", region="sichuan", level="city"
-    ),
+    Agency(id="sc-zigong", name_zh="自贡市纪委监委", name_en="Zigong", region="sichuan", level="city"),
+    Agency(id="sc-luzhou", name_zh="泸州市纪委监委", name_en="Luzhou", region="sichuan", level="city"),
     Agency(
         id="sc-neijiang",
         name_zh="内江市纪委监委",
@@ -47,9 +43,7 @@ AGENCIES: tuple[Agency, ...] = (
         region="sichuan",
         level="city",
     ),
-    Agency(
-        id="sc-yibin", name_zh="宜宾市纪委监委", name_en="Yibin", region="sichuan", level="city"
-    ),
+    Agency(id="sc-yibin", name_zh="宜宾市纪委监委", name_en="Yibin", region="sichuan", level="city"),
     Agency(
         id="cq-jiangjin",
         name_zh="江津区纪委监委",
@@ -64,9 +58,7 @@ AGENCIES: tuple[Agency, ...] = (
         region="chongqing",
         level="district",
     ),
-    Agency(
-        id="cq-dazu", name_zh="大足区纪委监委", name_en="Dazu", region="chongqing", level="district"
-    ),
+    Agency(id="cq-dazu", name_zh="大足区纪委监委", name_en="Dazu", region="chongqing", level="district"),
     Agency(
         id="cq-rongchang",
         name_zh="荣昌区纪委监委",
@@ -165,11 +157,7 @@ class Registry(BaseModel):
 
     @cached_property
     def _ed25519(self) -> dict[str, Ed25519PublicKey]:
-        return {
-            k.kid: Ed25519PublicKey.from_public_bytes(k.raw())
-            for k in self.keys
-            if k.purpose == "sign"
-        }
+        return {k.kid: Ed25519PublicKey.from_public_bytes(k.raw()) for k in self.keys if k.purpose == "sign"}
 
     @cached_property
     def agency_ids(self) -> frozenset[str]:
@@ -190,9 +178,7 @@ class Registry(BaseModel):
         """The key ``kid``; ``unknown_key`` if absent."""
         found = self._keys.get(kid)
         if found is None:
-            raise rejection(
-                Reason.UNKNOWN_KEY, f"key {kid[:60]!r} is not in registry v{self.version}"
-            )
+            raise rejection(Reason.UNKNOWN_KEY, f"key {kid[:60]!r} is not in registry v{self.version}")
         return found
 
     def verifier(self, kid: str) -> Ed25519PublicKey:
@@ -211,9 +197,7 @@ class Registry(BaseModel):
             if k.owner == owner and k.purpose == purpose and k.valid_at(at) and not k.revoked_by(at)
         ]
         if not usable:
-            raise rejection(
-                Reason.UNKNOWN_KEY, f"{owner} has no valid {purpose} key at {at.isoformat()}"
-            )
+            raise rejection(Reason.UNKNOWN_KEY, f"{owner} has no valid {purpose} key at {at.isoformat()}")
         return max(usable, key=lambda k: k.not_before)
 
     def sealing_key(self, owner: str, at: datetime) -> tuple[str, X25519PublicKey]:

@@ -35,9 +35,7 @@ class WrappedKey(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     agency: Annotated[str, Field(pattern=r"^[a-z]{2}-[a-z]{2,20}$")]
     kid: Annotated[str, Field(pattern=r"^[a-z0-9-]{2,30}#seal-[0-9]{1,6}$")]
-    enc: Annotated[
-        str, Field(pattern=r"^[A-Za-z0-9_-]{107}$", description="HPKE enc||ct, 80 bytes")
-    ]
+    enc: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{107}$", description="HPKE enc||ct, 80 bytes")]
 
 
 class SealedData(BaseModel):

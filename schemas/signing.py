@@ -32,9 +32,7 @@ def _signature_bytes(text: str) -> bytes:
     return b64d(text, what="signature")
 
 
-def signature_valid(
-    envelope: dict[str, Any], public_key: Ed25519PublicKey, *, plain: bool = False
-) -> bool:
+def signature_valid(envelope: dict[str, Any], public_key: Ed25519PublicKey, *, plain: bool = False) -> bool:
     """True when the envelope's signature verifies under ``public_key``."""
     signature = envelope.get("signature")
     if not isinstance(signature, str):

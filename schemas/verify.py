@@ -47,40 +47,30 @@ def check_signature(parsed: ParsedEnvelope, registry: Registry) -> ContractError
     except ContractError as exc:
         return exc
     if key.owner != env.sender or key.purpose != "sign":
-        return rejection(
-            Reason.UNKNOWN_KEY, f"key {env.sigkeyid} is not a signing key of {env.sender}"
-        )
+        return rejection(Reason.UNKNOWN_KEY, f"key {env.sigkeyid} is not a signing key of {env.sender}")
     if not signature_valid(parsed.raw, registry.verifier(env.sigkeyid), plain=parsed.plain):
         return rejection(Reason.BAD_SIGNATURE, f"signature of event {env.id} does not verify")
     return None
 
 
-def check_key_state(
-    env: Envelope, registry: Registry, received_at: datetime
-) -> ContractError | None:
+def check_key_state(env: Envelope, registry: Registry, received_at: datetime) -> ContractError | None:
     """Stolen or retired keys: revoked before arrival, or used outside its validity window."""
     key = registry.key(env.sigkeyid)
     if key.revoked_by(received_at):
         return rejection(Reason.KEY_REVOKED, f"key {key.kid} was revoked at {key.revoked_at}")
     if not key.valid_at(parse_time(env.time)):
-        return rejection(
-            Reason.KEY_EXPIRED, f"key {key.kid} was not valid at event time {env.time}"
-        )
+        return rejection(Reason.KEY_EXPIRED, f"key {key.kid} was not valid at event time {env.time}")
     return None
 
 
 def check_clock(env: Envelope, received_at: datetime) -> ContractError | None:
     """Pre-dated events: ``time`` may not lie further ahead of arrival than MAX_CLOCK_SKEW."""
     if parse_time(env.time) - received_at > MAX_CLOCK_SKEW:
-        return rejection(
-            Reason.CLOCK_SKEW, f"event time {env.time} is ahead of the receiver's clock"
-        )
+        return rejection(Reason.CLOCK_SKEW, f"event time {env.time} is ahead of the receiver's clock")
     return None
 
 
-def check_rights(
-    env: Envelope, spec: EventSpec, sender: Member, registry: Registry
-) -> ContractError | None:
+def check_rights(env: Envelope, spec: EventSpec, sender: Member, registry: Registry) -> ContractError | None:
     """Impersonated roles and misrouting: the sender may publish this type to these agencies."""
     if not sender.may_publish(spec.family):
         return rejection(Reason.NOT_AUTHORIZED, f"{sender.id} may not publish {spec.family}")

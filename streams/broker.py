@@ -76,8 +76,7 @@ def fetch_jars(*, quiet: bool = True) -> Path:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise BrokerError(
-            "Maven (mvn) is needed once to fetch the Kafka jars; install it "
-            "(e.g. apt-get install maven)",
+            "Maven (mvn) is needed once to fetch the Kafka jars; install it (e.g. apt-get install maven)",
             reason="maven_missing",
         )
     staging = cache_dir() / "lib.partial"
@@ -97,9 +96,7 @@ def fetch_jars(*, quiet: bool = True) -> Path:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not (staging / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
         tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
-        raise BrokerError(
-            "could not fetch the Kafka jars: " + " | ".join(tail), reason="fetch_failed"
-        )
+        raise BrokerError("could not fetch the Kafka jars: " + " | ".join(tail), reason="fetch_failed")
     shutil.rmtree(lib, ignore_errors=True)
     staging.rename(lib)
     return lib
@@ -306,9 +303,7 @@ class LocalBroker:
             )
             if done.returncode != 0:
                 raise BrokerError(
-                    "formatting the broker's storage failed: "
-                    + done.stdout[-300:]
-                    + done.stderr[-300:],
+                    "formatting the broker's storage failed: " + done.stdout[-300:] + done.stderr[-300:],
                     reason="start_failed",
                 )
         with self.log_file.open("ab") as out:
@@ -322,9 +317,7 @@ class LocalBroker:
             )
         state.pid = proc.pid
         self._save(state)
-        log.info(
-            "broker starting", pid=proc.pid, bootstrap=self.bootstrap, data_dir=str(self.data_dir)
-        )
+        log.info("broker starting", pid=proc.pid, bootstrap=self.bootstrap, data_dir=str(self.data_dir))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:

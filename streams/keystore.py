@@ -49,9 +49,7 @@ def load_registry(directory: Path) -> Registry:
     """Read the public registry file of a keystore."""
     path = directory / REGISTRY_FILE
     if not path.exists():
-        raise ConfigError(
-            f"no registry at {path}; create one with 'jointbus keys init --dir {directory}'"
-        )
+        raise ConfigError(f"no registry at {path}; create one with 'jointbus keys init --dir {directory}'")
     return Registry.model_validate_json(path.read_text(encoding="utf-8"))
 
 

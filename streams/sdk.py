@@ -222,9 +222,7 @@ class Subscriber:
             isolation_level="read_committed",
             **kafka,
         )
-        self._publisher = (
-            Publisher(agency, keyring, registry, bootstrap, **kafka) if receipts else None
-        )
+        self._publisher = Publisher(agency, keyring, registry, bootstrap, **kafka) if receipts else None
         self.seen = SeenStore(seen_path)
         self.until_end = until_end
         self.duplicates = 0
@@ -291,24 +289,18 @@ class Subscriber:
             batch = await self._consumer.getmany(timeout_ms=500, max_records=500)
             for tp, records in batch.items():
                 for record in records:
-                    delivery = self._accept(
-                        record.value, record.timestamp, tp.partition, record.offset
-                    )
+                    delivery = self._accept(record.value, record.timestamp, tp.partition, record.offset)
                     if delivery is not None:
                         yield delivery  # the application handles it here
                         self.seen.add(delivery.id)
                         await self._receipt(delivery)
                 await self._commit(tp, records[-1].offset + 1)
 
-    def _accept(
-        self, wire: bytes, timestamp_ms: int, partition: int, offset: int
-    ) -> Delivery | None:
+    def _accept(self, wire: bytes, timestamp_ms: int, partition: int, offset: int) -> Delivery | None:
         try:
             verified = self._open(wire, timestamp_ms)
             if self.agency not in verified.envelope.recipients:
-                raise ContractError(
-                    f"addressed to {verified.envelope.recipients}", reason="not_a_recipient"
-                )
+                raise ContractError(f"addressed to {verified.envelope.recipients}", reason="not_a_recipient")
             if verified.envelope.id in self.seen:
                 self.duplicates += 1
                 return None
@@ -351,9 +343,7 @@ class Subscriber:
             batch = await self._consumer.getmany(timeout_ms=500, max_records=500)
             for tp, records in batch.items():
                 for record in records:
-                    delivery = self._accept(
-                        record.value, record.timestamp, tp.partition, record.offset
-                    )
+                    delivery = self._accept(record.value, record.timestamp, tp.partition, record.offset)
                     if delivery is None:
                         continue
                     stop = await handler(delivery)

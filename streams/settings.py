@@ -41,9 +41,7 @@ class Settings(BaseSettings):
         gt=0,
         description="bus policy: a transferred clue is acknowledged within",
     )
-    deadline_scan_seconds: float = Field(
-        default=30.0, gt=0, description="how often deadlines are checked"
-    )
+    deadline_scan_seconds: float = Field(default=30.0, gt=0, description="how often deadlines are checked")
     worker_commit_interval: float = Field(default=1.0, gt=0)
 
     @classmethod

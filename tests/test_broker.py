@@ -69,9 +69,7 @@ async def test_topics_have_the_design_layout(bootstrap: str) -> None:
         assert partitions == {AUDIT_TOPIC: 1, inbox("cq-dazu"): 3}
         from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-        configs = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, AUDIT_TOPIC)]
-        )
+        configs = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, AUDIT_TOPIC)])
         entries = {c[0]: c[1] for c in configs[0].resources[0][4]}
         assert entries["retention.ms"] == "-1"
         assert entries["retention.bytes"] == "-1"
@@ -106,9 +104,7 @@ def test_broker_restart_keeps_what_was_written(tmp_path: Path) -> None:
         broker.stop()
 
 
-def test_second_start_on_a_taken_port_fails_with_one_line(
-    kafka: LocalBroker, tmp_path: Path
-) -> None:
+def test_second_start_on_a_taken_port_fails_with_one_line(kafka: LocalBroker, tmp_path: Path) -> None:
     """A port already in use is refused with a one-line error, not a traceback."""
     done = subprocess.run(
         [

@@ -65,9 +65,7 @@ def test_every_event_type_round_trips(family: str) -> None:
     spec = CURRENT[family]
     if spec.sensitive:
         assert verified.payload is None
-        plaintext = open_sealed(
-            env["data"], env["id"], "cq-yongchuan", RINGS["cq-yongchuan"].openers()
-        )
+        plaintext = open_sealed(env["data"], env["id"], "cq-yongchuan", RINGS["cq-yongchuan"].openers())
         payload = parse_payload(env["type"], json.loads(plaintext))
     else:
         payload = verified.payload

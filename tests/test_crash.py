@@ -90,9 +90,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
                     await sub.run(handle)
             assert len(seen) == EVENTS, f"{agency} saw {len(seen)}"
             assert set(seen) == set(sent), f"{agency} lost {len(set(sent) - set(seen))}"
-            print(
-                f"{agency}: {len(seen)} delivered exactly once, {sub.duplicates} duplicates dropped"
-            )
+            print(f"{agency}: {len(seen)} delivered exactly once, {sub.duplicates} duplicates dropped")
 
         decided = {}
         async for _, _, value in read_topic(bootstrap, AUDIT_TOPIC):

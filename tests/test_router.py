@@ -81,9 +81,7 @@ async def assert_rejected(bus: Bus, sender: str, event_id: str, reason: Reason) 
     assert [(r.decision, r.reason) for r in records] == [("rejected", reason.value)]
 
 
-def signed(
-    bus: Bus, ring: Keyring, family: str, subject: str, to: list[str], **kw: Any
-) -> dict[str, Any]:
+def signed(bus: Bus, ring: Keyring, family: str, subject: str, to: list[str], **kw: Any) -> dict[str, Any]:
     return compose(
         keyring=ring,
         registry=bus.registry,
@@ -98,20 +96,13 @@ def signed(
 async def test_event_reaches_exactly_its_recipients(bus: Bus) -> None:
     """Delivered to both recipients, to no other inbox, and audited as accepted once."""
     subject = f"rectification/{uuid.uuid4()}"
-    event_id = await publish(
-        bus, "sc-zigong", "rectification.issued", subject, ["cq-yongchuan", "sc-luzhou"]
-    )
+    event_id = await publish(bus, "sc-zigong", "rectification.issued", subject, ["cq-yongchuan", "sc-luzhou"])
     for agency in ("cq-yongchuan", "sc-luzhou"):
-        got = await collect(
-            agency, bus.rings[agency], bus.registry, bus.bootstrap, about(subject), 1
-        )
+        got = await collect(agency, bus.rings[agency], bus.registry, bus.bootstrap, about(subject), 1)
         assert [d.id for d in got] == [event_id]
     for agency in ("sc-yibin", "cq-dazu", "sc-zigong"):
         assert (
-            await nothing_more(
-                agency, bus.rings[agency], bus.registry, bus.bootstrap, about(subject)
-            )
-            == []
+            await nothing_more(agency, bus.rings[agency], bus.registry, bus.bootstrap, about(subject)) == []
         )
     records = await audit_of(bus, event_id)
     assert [(r.decision, sorted(r.delivered_to)) for r in records] == [
@@ -128,9 +119,7 @@ async def test_sealed_clue_opens_only_for_its_recipient(bus: Bus) -> None:
     )
     assert got[0].payload.persons[0].name == "李某"  # type: ignore[attr-defined]
     assert (
-        await nothing_more(
-            "sc-yibin", bus.rings["sc-yibin"], bus.registry, bus.bootstrap, about(subject)
-        )
+        await nothing_more("sc-yibin", bus.rings["sc-yibin"], bus.registry, bus.bootstrap, about(subject))
         == []
     )
     # even holding the raw record from the audit log, a non-recipient cannot open it
@@ -151,9 +140,7 @@ async def test_forged_signature_is_rejected_audited_and_answered(bus: Bus) -> No
         f"rectification/{uuid.uuid4()}",
         ["cq-dazu"],
     )
-    env = sign_envelope(
-        env, bus.rings["sc-yibin"].signer(bus.registry, utcnow())[1], env["sigkeyid"]
-    )
+    env = sign_envelope(env, bus.rings["sc-yibin"].signer(bus.registry, utcnow())[1], env["sigkeyid"])
     await send_raw(bus, "sc-luzhou", env)
     await assert_rejected(bus, "sc-luzhou", env["id"], Reason.BAD_SIGNATURE)
 
@@ -208,9 +195,7 @@ async def test_revoked_key_is_rejected_audited_and_answered(bus: Bus) -> None:
 
 async def test_unauthorized_type_is_rejected_audited_and_answered(bus: Bus) -> None:
     """An agency posing as the router with a rejection notice is refused."""
-    env = signed(
-        bus, bus.rings["cq-rongchang"], "clue.acknowledged", f"notice/{uuid.uuid4()}", ["sc-zigong"]
-    )
+    env = signed(bus, bus.rings["cq-rongchang"], "clue.acknowledged", f"notice/{uuid.uuid4()}", ["sc-zigong"])
     env.update(type="org.jointbus.rejection.v1", data=SAMPLES["rejection"])
     kid, key = bus.rings["cq-rongchang"].signer(bus.registry, utcnow())
     env = sign_envelope(env, key, kid)
@@ -238,9 +223,7 @@ async def test_bad_lifecycle_transition_is_rejected_audited_and_answered(bus: Bu
     anyone but the issuer."""
     subject = f"clue/{uuid.uuid4()}"
     await publish(bus, "sc-yibin", "clue.transferred", subject, ["cq-jiangjin"])
-    async with Publisher(
-        "cq-jiangjin", bus.rings["cq-jiangjin"], bus.registry, bus.bootstrap
-    ) as pub:
+    async with Publisher("cq-jiangjin", bus.rings["cq-jiangjin"], bus.registry, bus.bootstrap) as pub:
         early = await pub.publish(
             "clue.disposition_reported", subject, ["sc-yibin"], SAMPLES["clue.disposition_reported"]
         )

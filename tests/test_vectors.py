@@ -32,10 +32,7 @@ def test_plain_vector_has_exact_canonical_bytes_and_signature() -> None:
     """Canonical bytes and the (deterministic) Ed25519 signature match byte for byte."""
     case = VECTORS["cases"][0]
     assert signing_input(case["envelope"]).decode() == case["signing_input_utf8"]
-    assert (
-        hashlib.sha256(case["signing_input_utf8"].encode()).hexdigest()
-        == case["signing_input_sha256"]
-    )
+    assert hashlib.sha256(case["signing_input_utf8"].encode()).hexdigest() == case["signing_input_sha256"]
     key = Ed25519PrivateKey.from_private_bytes(seed(case["envelope"]["sigkeyid"]))
     assert b64e(key.sign(case["signing_input_utf8"].encode())) == case["signature"]
     regenerated = build()["cases"][0]
@@ -47,10 +44,7 @@ def test_every_vector_verifies_against_its_registry() -> None:
     registry = Registry.model_validate(VECTORS["registry"])
     for case in VECTORS["cases"]:
         verify_event(to_wire(case["envelope"]), registry, received_at=VECTOR_TIME, check_skew=False)
-        assert (
-            hashlib.sha256(signing_input(case["envelope"])).hexdigest()
-            == case["signing_input_sha256"]
-        )
+        assert hashlib.sha256(signing_input(case["envelope"])).hexdigest() == case["signing_input_sha256"]
 
 
 def test_sealed_vector_opens_with_the_published_key() -> None:

@@ -1,0 +1,51 @@
+"""Aggregate states for re-checking decisions, with bounded memory.
+
+The most recently used states stay in a dict; older ones spill to a temporary SQLite
+file. Verifying a log of any length therefore needs the same memory.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+from schemas.lifecycle import State
+
+
+class StateStore:
+    """A get/put map of aggregate states that never holds more than ``hot`` in memory."""
+
+    def __init__(self, hot: int = 20_000) -> None:
+        self.hot = hot
+        self._recent: OrderedDict[str, State] = OrderedDict()
+        self._dir = tempfile.TemporaryDirectory(prefix="jointbus-audit-state-")
+        self._db = sqlite3.connect(Path(self._dir.name) / "states.sqlite")
+        self._db.execute("CREATE TABLE states (subject TEXT PRIMARY KEY, state TEXT NOT NULL)")
+
+    def get(self, subject: str) -> State | None:
+        state = self._recent.get(subject)
+        if state is not None:
+            self._recent.move_to_end(subject)
+            return state
+        row = self._db.execute("SELECT state FROM states WHERE subject = ?", (subject,)).fetchone()
+        if row is None:
+            return None
+        loaded: State = json.loads(row[0])
+        self.put(subject, loaded)
+        return loaded
+
+    def put(self, subject: str, state: State) -> None:
+        self._recent[subject] = state
+        self._recent.move_to_end(subject)
+        if len(self._recent) > self.hot:
+            old_subject, old_state = self._recent.popitem(last=False)
+            self._db.execute(
+                "INSERT OR REPLACE INTO states VALUES (?, ?)", (old_subject, json.dumps(old_state))
+            )
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()

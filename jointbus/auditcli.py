@@ -1,0 +1,350 @@
+"""``jointbus audit ...``: run the log, verify, prove, check proofs, replay, export."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import time
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from audit.agent import AuditLog
+from audit.errors import AuditError, VerificationError
+from audit.export import export, read_checkpoints, read_records, read_registry
+from audit.merkle import leaf_hash, verify_consistency, verify_inclusion
+from audit.notes import open_checkpoint, parse_proof, proof_text
+from audit.verifier import Verifier
+from jointbus import context, ui
+from jointbus.views import print_projection
+from schemas.projections import Projection
+from schemas.records import AuditRecord
+from schemas.registry import AUDIT, Registry
+from streams import keystore
+from streams.reader import end_offset, read_topic
+from streams.settings import Settings
+from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
+
+
+def index_path(cfg: Settings) -> Path:
+    return cfg.home / "audit" / "index.sqlite"
+
+
+def trusted_registry(cfg: Settings, given: Path | None, bundle: Path | None = None) -> Registry:
+    """The registry to verify against: --registry, else the local keystore's, else the bundle's."""
+    if given is not None:
+        return Registry.model_validate_json(given.read_text(encoding="utf-8"))
+    if (cfg.keystore_dir / keystore.REGISTRY_FILE).exists():
+        return keystore.load_registry(cfg.keystore_dir)
+    if bundle is not None:
+        ui.say("[yellow]warning:[/] no local registry; trusting the one inside the bundle")
+        return read_registry(bundle)
+    return keystore.load_registry(cfg.keystore_dir)
+
+
+registry_opt = click.option(
+    "--registry",
+    "registry_file",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="trusted registry.json (default: the local keystore's)",
+)
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The append-only audit log: Merkle tree, signed checkpoints, proofs, replay."""
+
+
+@audit_group.command("run")
+@click.option("--every", default=200, show_default=True, help="sign a checkpoint every N leaves")
+@click.option("--interval", default=5.0, show_default=True, help="... or every T seconds")
+def audit_run(every: int, interval: float) -> None:
+    """Run the audit agent: index the audit topic, sign checkpoints (until SIGTERM)."""
+    cfg = context.settings()
+    registry = keystore.load_registry(cfg.keystore_dir)
+    keys = keystore.load_keyring(cfg.keystore_dir, AUDIT)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log = AuditLog(
+            cfg.bootstrap_servers,
+            index_path(cfg),
+            registry,
+            keys,
+            every_records=every,
+            every_seconds=interval,
+        )
+        await log.start()
+        ui.err.print(f"audit log ready: {log.index.size} leaves; following {AUDIT_TOPIC}")
+        try:
+            await log.run(stop)
+        finally:
+            await log.stop()
+
+    asyncio.run(go())
+
+
+@audit_group.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Catch the index up with the topic and sign one checkpoint now (audit service only)."""
+    cfg = context.settings()
+    registry = keystore.load_registry(cfg.keystore_dir)
+    keys = keystore.load_keyring(cfg.keystore_dir, AUDIT)
+
+    async def go() -> str:
+        log = AuditLog(cfg.bootstrap_servers, index_path(cfg), registry, keys)
+        await log.start()
+        try:
+            return await log.checkpoint()
+        finally:
+            await log.stop()
+
+    ui.out.print(asyncio.run(go()), end="", markup=False)
+
+
+@audit_group.command("verify")
+@click.option(
+    "--from-export",
+    "bundle",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    default=None,
+    help="verify an export bundle instead of the live topics",
+)
+@registry_opt
+def audit_verify(bundle: Path | None, registry_file: Path | None) -> None:
+    """Recompute the tree, re-check every signature, decision and checkpoint (exit 1 on failure)."""
+    cfg = context.settings()
+    registry = trusted_registry(cfg, registry_file, bundle)
+    began = time.monotonic()
+    try:
+        if bundle is not None:
+            verifier = Verifier(registry, read_checkpoints(bundle))
+            total = sum(1 for _ in (bundle / "records.jsonl").open(encoding="utf-8"))
+            with _Progress(total) as step:
+                for offset, key, value in read_records(bundle):
+                    verifier.feed(offset, key, value)
+                    step()
+        else:
+            verifier, total = asyncio.run(_verify_live(cfg, registry))
+        report = verifier.finish()
+    except VerificationError as exc:
+        ui.fail(f"audit log FAILED at index {exc.index}: {exc.message} [{exc.why}]")
+        raise SystemExit(1) from None
+    seconds = time.monotonic() - began
+    d = report.decisions
+    ui.say(
+        f"audit log OK: {report.leaves} leaves ({d['accepted']} accepted, {d['rejected']} rejected, "
+        f"{d['emitted']} alerts; {report.repeats} repeated records skipped), "
+        f"{report.checkpoints} signed checkpoints match, root {report.root.hex()[:16]}…, "
+        f"{report.records / max(seconds, 1e-9):,.0f} records/s"
+    )
+
+
+async def _verify_live(cfg: Settings, registry: Registry) -> tuple[Verifier, int]:
+    notes = [v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, CHECKPOINT_TOPIC)]
+    verifier = Verifier(registry, notes)
+    total = await end_offset(cfg.bootstrap_servers, AUDIT_TOPIC)
+    with _Progress(total) as step:
+        async for offset, key, value in read_topic(cfg.bootstrap_servers, AUDIT_TOPIC):
+            verifier.feed(offset, key, value)
+            step()
+    return verifier, total
+
+
+class _Progress:
+    """A progress bar on stderr for long work (quiet for short logs)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.bar = Progress(
+            TextColumn("verifying"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=ui.err,
+            transient=True,
+            disable=total < 5000,
+        )
+        self.task = self.bar.add_task("verify", total=total)
+        self.n = 0
+
+    def __enter__(self) -> _Progress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(None, None, None)
+
+    def __call__(self) -> None:
+        self.n += 1
+        if self.n % 500 == 0:
+            self.bar.update(self.task, completed=self.n)
+
+
+async def _reader_index(cfg: Settings, registry: Registry) -> AuditLog:
+    """The local index, caught up with the topic (any auditor can build one: no keys needed)."""
+    log = AuditLog(cfg.bootstrap_servers, index_path(cfg), registry, None)
+    await log.start()
+    return log
+
+
+@audit_group.command("prove")
+@click.argument("event_id")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="write the proof here")
+@registry_opt
+def audit_prove(event_id: str, out: Path | None, registry_file: Path | None) -> None:
+    """An inclusion proof (C2SP tlog-proof) of EVENT_ID's decision against the latest checkpoint."""
+    cfg = context.settings()
+    registry = trusted_registry(cfg, registry_file)
+
+    async def go() -> str:
+        log = await _reader_index(cfg, registry)
+        try:
+            leaves = log.index.leaves_of(event_id)
+            if not leaves:
+                raise AuditError(f"no audit record about event {event_id}", reason="not_found")
+            latest = log.index.latest_checkpoint()
+            index, offset = leaves[0]
+            if latest is None or latest[0] <= index:
+                raise AuditError(
+                    "that decision is not under a signed checkpoint yet; try again after the next checkpoint",
+                    reason="not_checkpointed",
+                )
+            record = await _record_at(cfg, offset)
+            return proof_text(index, log.index.inclusion(index, latest[0]), latest[2], record)
+        finally:
+            await log.stop()
+
+    text = asyncio.run(go())
+    if out is None:
+        ui.out.print(text, end="", markup=False, highlight=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        ui.say(f"proof written to {out}")
+
+
+async def _record_at(cfg: Settings, offset: int) -> bytes:
+    async for found, _, value in read_topic(cfg.bootstrap_servers, AUDIT_TOPIC, offset):
+        if found == offset:
+            return value
+        break
+    raise AuditError(f"no audit record at offset {offset}", reason="not_found")
+
+
+@audit_group.command("check-proof")
+@click.argument("proof_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@registry_opt
+def audit_check_proof(proof_file: Path, registry_file: Path | None) -> None:
+    """Verify a proof offline: checkpoint signature, then the record's inclusion (exit 1 if not)."""
+    cfg = context.settings()
+    registry = trusted_registry(cfg, registry_file)
+    proof = parse_proof(proof_file.read_text(encoding="utf-8"))
+    public = registry.verifier(registry.current_key(AUDIT, "sign", registry.issued_at).kid)
+    try:
+        cp = open_checkpoint(proof.checkpoint_note, public)
+    except AuditError as exc:
+        ui.fail(f"proof REJECTED: {exc.message} [{exc.reason}]")
+        raise SystemExit(1) from None
+    if not verify_inclusion(proof.index, cp.size, leaf_hash(proof.record), proof.path, cp.root):
+        ui.fail(f"proof REJECTED: record is not leaf {proof.index} of the checkpointed tree [bad_inclusion]")
+        raise SystemExit(1)
+    record = AuditRecord.model_validate_json(proof.record)
+    event = record.event or {}
+    ui.say(f"proof OK: leaf {proof.index} of {cp.size} under a checkpoint signed by the audit key")
+    ui.table(
+        "the proven decision",
+        ["event", "type", "from", "to", "decision", "reason", "received"],
+        [
+            [
+                record.event_id or "-",
+                str(event.get("type", "-")),
+                record.sender or "-",
+                ", ".join(record.delivered_to) or "-",
+                record.decision,
+                record.reason or "-",
+                record.received_at,
+            ]
+        ],
+    )
+
+
+@audit_group.command("consistency")
+@click.argument("old_size", type=int)
+@click.argument("new_size", type=int)
+@registry_opt
+def audit_consistency(old_size: int, new_size: int, registry_file: Path | None) -> None:
+    """A consistency proof that the log of OLD_SIZE leaves is a prefix of NEW_SIZE, verified."""
+    cfg = context.settings()
+    registry = trusted_registry(cfg, registry_file)
+
+    async def go() -> tuple[list[bytes], bytes, bytes]:
+        log = await _reader_index(cfg, registry)
+        try:
+            return (
+                log.index.consistency(old_size, new_size),
+                log.index.root(old_size),
+                log.index.root(new_size),
+            )
+        finally:
+            await log.stop()
+
+    proof, old_root, new_root = asyncio.run(go())
+    ok = verify_consistency(old_size, new_size, old_root, new_root, proof)
+    ui.out.print(f"consistency {old_size} → {new_size}: {'verified' if ok else 'FAILED'}", markup=False)
+    ui.out.print(f"old root {base64.b64encode(old_root).decode()}", markup=False)
+    ui.out.print(f"new root {base64.b64encode(new_root).decode()}", markup=False)
+    for p in proof:
+        ui.out.print(base64.b64encode(p).decode(), markup=False)
+    if not ok:
+        raise SystemExit(1)
+
+
+@audit_group.command("replay")
+@click.option("--until", default=None, help="only decisions received up to this time (RFC 3339, Z)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option(
+    "--from-export",
+    "bundle",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    default=None,
+)
+def audit_replay(until: str | None, as_json: bool, bundle: Path | None) -> None:
+    """Rebuild the per-agency figures from the audit history alone."""
+    from jointbus.views import load_projection
+    from schemas.ids import parse_time
+    from schemas.projections import apply
+
+    cfg = context.settings()
+    if bundle is None:
+        projection = asyncio.run(load_projection(cfg, until))
+    else:
+        projection = Projection(until=until)
+        limit = parse_time(until) if until else None
+        for _, _, value in read_records(bundle):
+            record = AuditRecord.model_validate_json(value)
+            if limit is None or parse_time(record.received_at) <= limit:
+                apply(projection, record)
+    print_projection(projection, as_json=as_json, title="replay" + (f" until {until}" if until else ""))
+
+
+@audit_group.command("export")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+def audit_export(directory: Path) -> None:
+    """Write a self-contained bundle (records, checkpoints, registry) for offline verify."""
+    cfg = context.settings()
+    registry = keystore.load_registry(cfg.keystore_dir)
+    total = asyncio.run(end_offset(cfg.bootstrap_servers, AUDIT_TOPIC))
+    with Progress(console=ui.err, transient=True, disable=total < 5000) as bar:
+        task = bar.add_task("exporting", total=total)
+        manifest = asyncio.run(
+            export(cfg.bootstrap_servers, registry, directory, lambda n: bar.update(task, completed=n))
+        )
+    ui.say(f"exported {manifest['records']} records and {manifest['checkpoints']} checkpoints to {directory}")
+    ui.say(json.dumps(manifest))
