@@ -19,10 +19,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from audit.errors import AuditError, InconsistentLogError
 from audit.index import TreeIndex
+from audit.merkle import leaf_hash
 from audit.notes import ORIGIN, Checkpoint, open_checkpoint, sign_checkpoint
 from schemas.keys import Keyring
 from schemas.registry import AUDIT, Registry
-from streams.reader import read_topic
+from streams.reader import end_offset, read_topic
 from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
 
 log = structlog.get_logger("jointbus.audit")
@@ -80,6 +81,7 @@ class AuditLog:
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, **self.kafka
         )
         await self._producer.start()
+        await self._check_index_matches_topic()
         await self.catch_up()
         for cp, note in await published_checkpoints(self.bootstrap, self.registry, **self.kafka):
             if cp.size > self.index.size:
@@ -93,6 +95,25 @@ class AuditLog:
                     "refusing to sign anything (fork or rewritten history)"
                 )
             self.index.add_checkpoint(cp.size, cp.root, note)
+
+    async def _check_index_matches_topic(self) -> None:
+        """The index is derived from this topic: its last leaf must be the topic's record."""
+        if self.index.size == 0:
+            return
+        last = self.index.size - 1
+        offset = self.index.offset_of(last)
+        if offset >= await end_offset(self.bootstrap, AUDIT_TOPIC, **self.kafka):
+            raise InconsistentLogError(
+                f"the index {self.index.path} is ahead of {AUDIT_TOPIC}: it belongs to another log or "
+                "the topic was truncated; delete the index to rebuild it from the topic"
+            )
+        async for _, _, value in read_topic(self.bootstrap, AUDIT_TOPIC, offset, **self.kafka):
+            if leaf_hash(value) != self.index.subtree(last, last + 1):
+                raise InconsistentLogError(
+                    f"leaf {last} of the index differs from {AUDIT_TOPIC} offset {offset}: "
+                    "the topic was rewritten or the index belongs to another log"
+                )
+            break
 
     async def stop(self) -> None:
         if self._producer is not None:

@@ -147,9 +147,11 @@ def audit_verify(bundle: Path | None, registry_file: Path | None) -> None:
     )
 
 
-async def _verify_live(cfg: Settings, registry: Registry) -> tuple[Verifier, int]:
+async def _verify_live(
+    cfg: Settings, registry: Registry, replay: Projection | None = None
+) -> tuple[Verifier, int]:
     notes = [v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, CHECKPOINT_TOPIC)]
-    verifier = Verifier(registry, notes)
+    verifier = Verifier(registry, notes, replay=replay)
     total = await end_offset(cfg.bootstrap_servers, AUDIT_TOPIC)
     with _Progress(total) as step:
         async for offset, key, value in read_topic(cfg.bootstrap_servers, AUDIT_TOPIC):

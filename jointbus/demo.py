@@ -12,6 +12,7 @@ Every agency reads its inbox through the SDK's Subscriber (which sends receipts)
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 import uuid
@@ -24,15 +25,17 @@ from typing import Any
 from rich.progress import Progress
 
 from jointbus import ui
-from jointbus.processes import WorkerProcess
-from jointbus.views import load_projection, print_projection
+from jointbus.processes import AuditProcess, WorkerProcess
+from jointbus.views import print_projection
 from schemas.catalog import ItemOverdue, RejectionNotice
 from schemas.compose import compose
 from schemas.envelope import to_wire
 from schemas.errors import JointbusError
 from schemas.ids import utcnow
 from schemas.keys import Keyring, new_federation
-from schemas.registry import AGENCY_IDS, Registry
+from schemas.projections import Projection, apply
+from schemas.records import AuditRecord
+from schemas.registry import AGENCY_IDS, ROUTER, Registry
 from schemas.signing import sign_envelope
 from streams import keystore
 from streams.admin import provision_topics
@@ -87,6 +90,36 @@ class Federation:
         for a in AGENCY_IDS:
             await self.pubs[a].stop()
             await self.subs[a].stop()
+
+    def observed(self) -> Projection:
+        """The figures as the agencies themselves saw them: every event in any inbox once,
+        rejections as their notices told the senders. Independent of the audit log."""
+        seen: dict[str, Delivery] = {}
+        for deliveries in self.inbox.values():
+            for d in deliveries.values():
+                seen.setdefault(d.id, d)
+        projection = Projection(unit="events seen in inboxes")
+        for d in sorted(seen.values(), key=lambda d: (d.envelope.time, d.id)):
+            if isinstance(d.payload, RejectionNotice):
+                record = AuditRecord(
+                    position=f"notice:{d.payload.rejected_event_id}",
+                    received_at=d.envelope.time,
+                    decision="rejected",
+                    reason=d.payload.reason,
+                    sender=d.envelope.recipients[0],
+                )
+            else:
+                record = AuditRecord(
+                    position=f"event:{d.id}",
+                    received_at=d.envelope.time,
+                    decision="emitted" if d.envelope.sender == ROUTER else "accepted",
+                    event_id=d.id,
+                    sender=d.envelope.sender,
+                    event=d.verified.raw,
+                    delivered_to=list(d.envelope.recipients),
+                )
+            apply(projection, record)
+        return projection
 
     def _on(self, agency: str) -> Callable[[Delivery], Awaitable[bool]]:
         async def handle(d: Delivery) -> bool:
@@ -562,7 +595,7 @@ async def play_attacks(fed: Federation, progress: Callable[[str], None]) -> None
 def reset_demo_state(cfg: Settings, broker: LocalBroker) -> None:
     """A demo starts from nothing: stop its broker, delete its data, keys and worker state."""
     broker.stop()
-    for part in ("broker", "keys", "worker", "inbox"):
+    for part in ("broker", "keys", "worker", "inbox", "audit"):
         shutil.rmtree(cfg.home / part, ignore_errors=True)
 
 
@@ -594,25 +627,45 @@ async def scenario(cfg: Settings, registry: Registry, rings: dict[str, Keyring])
     return fed
 
 
+def verify_and_replay(cfg: Settings, registry: Registry) -> tuple[str, Projection]:
+    """`audit verify` and `audit replay` of the live log, in-process."""
+    from jointbus.auditcli import _verify_live
+
+    replay = Projection()
+    verifier, _ = asyncio.run(_verify_live(cfg, registry, replay))
+    report = verifier.finish()
+    d = report.decisions
+    return (
+        f"audit verify: OK — {report.leaves} leaves ({d['accepted']} accepted, {d['rejected']} "
+        f"rejected, {d['emitted']} alerts), {report.checkpoints} signed checkpoints match, "
+        f"root {report.root.hex()[:16]}…"
+    ), replay
+
+
 def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
     """The main job; leaves the broker running for exploration unless told otherwise."""
     broker = LocalBroker(cfg.broker_dir, cfg.broker_port, heap=cfg.broker_heap)
     if cfg.uses_local_broker:
-        ui.say(f"[1/5] fresh embedded Kafka in {cfg.home} (previous demo state removed)")
+        ui.say(f"[1/6] fresh embedded Kafka in {cfg.home} (previous demo state removed)")
         reset_demo_state(cfg, broker)
         broker.start()
     else:
-        ui.say(f"[1/5] using the existing cluster at {cfg.bootstrap_servers}")
+        ui.say(f"[1/6] using the existing cluster at {cfg.bootstrap_servers}")
     asyncio.run(provision_topics(cfg))
-    ui.say("[2/5] development federation: 8 agencies + router and audit keys")
+    ui.say("[2/6] development federation: 8 agencies + router and audit keys")
     registry, rings = new_federation(utcnow() - timedelta(days=1))
     for ring in rings.values():
         keystore.save_keyring(cfg.keystore_dir, ring)
     keystore.save_registry(cfg.keystore_dir, registry)
-    ui.say(f"[3/5] worker starting (router + deadlines; clue acknowledgement deadline {ACK_DEADLINE:.0f}s)")
+    ui.say(
+        f"[3/6] worker (router + deadlines; clue acknowledgement deadline {ACK_DEADLINE:.0f}s) "
+        "and audit agent starting"
+    )
     worker = start_worker(cfg)
+    auditor = AuditProcess(cfg.home, cfg.bootstrap_servers)
     try:
-        ui.say("[4/5] scenario")
+        auditor.start()
+        ui.say("[4/6] scenario")
         began = time.monotonic()
         fed = asyncio.run(scenario(cfg, registry, rings))
         ui.say(
@@ -620,15 +673,29 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
             f"{len(fed.expected.rejections)} hostile events rejected as expected, "
             f"{len(fed.expected.overdue)} overdue items alerted"
         )
-        ui.say("[5/5] summary, rebuilt from the audit log")
-        print_projection(asyncio.run(load_projection(cfg)), as_json=False, title="demo summary")
     finally:
         worker.stop()
-        if not keep_running and cfg.uses_local_broker:
-            broker.stop()
-    if keep_running and cfg.uses_local_broker:
+        auditor.stop()  # signs a final checkpoint over everything routed
+    observed = fed.observed()
+    ui.say("[5/6] summary, as the agencies' own inboxes saw it")
+    print_projection(observed, as_json=False, title="demo summary")
+    summary = {"agencies": observed.rows()}
+    (cfg.home / "demo-summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))
+    ui.say("[6/6] the audit log")
+    verdict, replay = verify_and_replay(cfg, registry)
+    ui.say(verdict)
+    same = replay.rows() == observed.rows()
+    ui.say(
+        "replay of the audit log reproduces the summary above: "
+        + ("yes, exactly" if same else "[bold red]NO[/]")
+    )
+    if not keep_running and cfg.uses_local_broker:
+        broker.stop()
+    elif cfg.uses_local_broker:
         ui.say(
             f"the broker keeps running at {broker.bootstrap}: try `.venv/bin/jointbus status`, "
-            "`.venv/bin/jointbus inbox --agency cq-yongchuan`; stop it with "
-            "`.venv/bin/jointbus broker stop`"
+            "`.venv/bin/jointbus inbox --agency cq-yongchuan`, `.venv/bin/jointbus audit verify`; "
+            "stop it with `.venv/bin/jointbus broker stop`"
         )
+    if not same:
+        raise JointbusError("the audit replay differs from what the agencies saw", reason="demo_failed")

@@ -8,34 +8,36 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Self
 
 from schemas.errors import JointbusError
 
-READY_MARK = "Worker]: Ready"
 
+class JointbusProcess:
+    """A long-running `jointbus ...` command as a child process with its own log file."""
 
-class WorkerProcess:
-    """`jointbus worker` as a child process with its own JOINTBUS_HOME and log file."""
+    args: tuple[str, ...] = ()
+    ready_mark = ""
 
     def __init__(self, home: Path, bootstrap: str, **env: str) -> None:
-        self.home = home
+        self.home = home.resolve()
         self.bootstrap = bootstrap
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = home / "worker.log"
+        self.log = home / "process.log"
 
-    def start(self, timeout: float = 120.0) -> WorkerProcess:
-        """Start and wait until faust says the worker is ready."""
+    def start(self, timeout: float = 120.0) -> Self:
+        """Start and wait until the process prints its ready mark."""
         env = {
             **os.environ,
             "JOINTBUS_HOME": str(self.home),
             "JOINTBUS_BOOTSTRAP": self.bootstrap,
             **self.env,
         }
-        self.log = self.home / f"worker-{uuid.uuid4().hex[:6]}.log"
+        self.log = self.home / f"{self.args[0]}-{uuid.uuid4().hex[:6]}.log"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jointbus", "worker"],
+                [sys.executable, "-m", "jointbus", *self.args],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -44,13 +46,17 @@ class WorkerProcess:
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if READY_MARK in self.log.read_text(errors="replace"):
+            if self.ready_mark in self.log.read_text(errors="replace"):
                 return self
             if self.proc.poll() is not None:
-                raise JointbusError(f"the worker exited; see {self.log}", reason="worker_failed")
+                raise JointbusError(
+                    f"`jointbus {' '.join(self.args)}` exited; see {self.log}", reason="process_failed"
+                )
             time.sleep(0.2)
         self.kill()
-        raise JointbusError(f"the worker did not become ready; see {self.log}", reason="worker_failed")
+        raise JointbusError(
+            f"`jointbus {' '.join(self.args)}` did not become ready; see {self.log}", reason="process_failed"
+        )
 
     @property
     def pid(self) -> int:
@@ -78,3 +84,17 @@ class WorkerProcess:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class WorkerProcess(JointbusProcess):
+    """`jointbus worker`: the router and deadline agents."""
+
+    args = ("worker",)
+    ready_mark = "Worker]: Ready"
+
+
+class AuditProcess(JointbusProcess):
+    """`jointbus audit run`: the audit agent (checkpoints every 50 leaves or second here)."""
+
+    args = ("audit", "run", "--every", "50", "--interval", "1")
+    ready_mark = "audit log ready"

@@ -62,7 +62,7 @@ def print_projection(projection: Projection, *, as_json: bool, title: str) -> No
         return
     for part, columns in GROUPS.items():
         ui.table(
-            f"{title}: {part} ({projection.records} audit records)",
+            f"{title}: {part} ({projection.records} {projection.unit})",
             ["agency", *(SHORT[c] for c in columns)],
             [[r["agency"], *(r[c] for c in columns)] for r in rows],
         )

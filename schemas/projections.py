@@ -49,6 +49,7 @@ class Projection:
     seen: set[str] = field(default_factory=set)
     records: int = 0
     until: str | None = None
+    unit: str = "audit records"
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per agency with every column (open items computed from the items)."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.canonical import canonical
 from schemas.envelope import MAX_ENVELOPE_BYTES, loads_strict, to_wire
 from schemas.errors import ContractError
+from schemas.ids import TIME_PATTERN
 
 RECORD_VERSION = 1
 
@@ -26,8 +27,8 @@ class AuditRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     record: Literal[1] = 1
-    position: str
-    received_at: str
+    position: Annotated[str, Field(min_length=1, max_length=300)]
+    received_at: Annotated[str, Field(pattern=TIME_PATTERN)]
     decision: Literal["accepted", "rejected", "emitted"]
     reason: str | None = None
     detail: str = ""
