@@ -29,6 +29,16 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
 
 
 @pytest.fixture(scope="session")
+def spare_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A second broker, for tests that must own their topics (crashes, rogue checkpoints)."""
+    broker = LocalBroker(tmp_path_factory.mktemp("spare-kafka"), free_port(), heap="512m")
+    broker.start()
+    asyncio.run(provision_topics(Settings(bootstrap=broker.bootstrap), broker.bootstrap))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
 def bootstrap(kafka: LocalBroker) -> str:
     """The bootstrap address of the session broker."""
     return kafka.bootstrap

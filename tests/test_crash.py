@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from jointbus.processes import WorkerProcess
 from schemas.records import AuditRecord
-from streams.admin import provision_topics
-from streams.broker import LocalBroker, free_port
+from streams.broker import LocalBroker
 from streams.reader import read_topic
 from streams.sdk import Delivery, Publisher, Subscriber
-from streams.settings import Settings
 from streams.topics import AUDIT_TOPIC
 from tests.harness import make_federation
 
@@ -25,25 +22,15 @@ EVENTS = 2000
 RECIPIENTS = ["cq-yongchuan", "sc-luzhou"]
 
 
-@pytest.fixture(scope="module")
-def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    """A broker of its own, so no other worker routes these events."""
-    broker = LocalBroker(tmp_path_factory.mktemp("crash-kafka"), free_port(), heap="512m")
-    broker.start()
-    asyncio.run(provision_topics(Settings(bootstrap=broker.bootstrap), broker.bootstrap))
-    yield broker
-    broker.stop()
-
-
 async def routed_count(bootstrap: str) -> int:
     return sum([1 async for _ in read_topic(bootstrap, AUDIT_TOPIC)])
 
 
 async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
-    own_broker: LocalBroker, tmp_path: Path
+    spare_kafka: LocalBroker, tmp_path: Path
 ) -> None:
     """2,000 events; the worker is killed with SIGKILL mid-stream and restarted."""
-    bootstrap = own_broker.bootstrap
+    bootstrap = spare_kafka.bootstrap
     registry, rings = make_federation(tmp_path)
     worker = WorkerProcess(tmp_path, bootstrap).start()
     sent: list[str] = []
