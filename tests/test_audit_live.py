@@ -91,7 +91,7 @@ async def test_log_refuses_to_sign_after_a_conflicting_checkpoint(
     registry, rings = make_federation(tmp_path)
     bootstrap = spare_kafka.bootstrap
     record = AuditRecord(
-        position="jointbus.outbox.sc-zigong:0:0",
+        position="rogue-test:0:0",
         received_at="2026-01-01T00:00:00.000Z",
         decision="rejected",
         reason="schema",
