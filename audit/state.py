@@ -18,7 +18,7 @@ from schemas.lifecycle import State
 class StateStore:
     """A get/put map of aggregate states that never holds more than ``hot`` in memory."""
 
-    def __init__(self, hot: int = 20_000) -> None:
+    def __init__(self, hot: int = 2048) -> None:
         self.hot = hot
         self._recent: OrderedDict[str, State] = OrderedDict()
         self._dir = tempfile.TemporaryDirectory(prefix="jointbus-audit-state-")

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from schemas.envelope import ParsedEnvelope
 from schemas.errors import ContractError, Reason
 from schemas.lifecycle import Decision, Rules, State
 from schemas.registry import Registry
-from schemas.verify import VerifiedEvent, verify_event
+from schemas.verify import VerifiedEvent, verify_event, verify_parsed
 
 OUTBOX_PREFIX = "jointbus.outbox."
 
@@ -26,7 +27,7 @@ class Outcome:
 
 
 def decide_record(
-    wire: bytes,
+    wire: bytes | ParsedEnvelope,
     topic: str,
     position: str,
     received: datetime,
@@ -40,7 +41,10 @@ def decide_record(
     is what lets at-least-once processing be idempotent and auditors re-check every verdict.
     """
     try:
-        verified = verify_event(wire, registry, received_at=received)
+        if isinstance(wire, ParsedEnvelope):
+            verified = verify_parsed(wire, registry, received_at=received)
+        else:
+            verified = verify_event(wire, registry, received_at=received)
         if verified.envelope.sender != topic.removeprefix(OUTBOX_PREFIX):
             raise ContractError(
                 f"{verified.envelope.sender} events come through its own outbox, not {topic}",

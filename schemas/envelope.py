@@ -109,6 +109,11 @@ _DECODER = json.JSONDecoder(
 )
 
 
+def loads_with_flag(raw: bytes) -> tuple[Any, bool]:
+    """Strict parse, and whether the value may take canonical's fast path (see ``_loads``)."""
+    return _loads(raw)
+
+
 def _loads(raw: bytes) -> tuple[Any, bool]:
     """Strict parse; also says whether ``canonical``'s fast path applies (no astral chars).
 
@@ -141,6 +146,11 @@ def parse_envelope(wire: bytes) -> ParsedEnvelope:
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise rejection(Reason.TOO_LARGE, f"envelope is {len(raw)} bytes; the limit is {MAX_ENVELOPE_BYTES}")
     obj, plain = _loads(raw)
+    return envelope_of(obj, plain)
+
+
+def envelope_of(obj: Any, plain: bool = False) -> ParsedEnvelope:
+    """Validate an already-parsed JSON value as an envelope (``plain``: see canonical)."""
     if not isinstance(obj, dict):
         raise rejection(Reason.SCHEMA, "an envelope is a JSON object")
     try:

@@ -108,7 +108,13 @@ def verify_event(
     ``received_at`` is when the bus received the event (now, live; the router's recorded
     time, on replay). ``check_skew`` is off on replay, where arrival is long past.
     """
-    parsed = parse_envelope(wire)
+    return verify_parsed(parse_envelope(wire), registry, received_at=received_at, check_skew=check_skew)
+
+
+def verify_parsed(
+    parsed: ParsedEnvelope, registry: Registry, *, received_at: datetime, check_skew: bool = True
+) -> VerifiedEvent:
+    """``verify_event`` for an envelope already parsed and size-checked (auditors' replay)."""
     raw, env = parsed.raw, parsed.envelope
     spec = spec_of(env.type)
     sender = registry.member(env.sender)
