@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -13,9 +14,9 @@ from streams.topics import ensure_topics, layout
 
 
 @contextlib.asynccontextmanager
-async def admin_client(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
+async def admin_client(bootstrap: str, **kafka: Any) -> AsyncIterator[AIOKafkaAdminClient]:
     """A started admin client, closed on exit."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000, **kafka)
     await admin.start()
     try:
         yield admin
@@ -23,9 +24,9 @@ async def admin_client(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
         await admin.close()
 
 
-async def provision_topics(settings: Settings, bootstrap: str | None = None) -> list[str]:
+async def provision_topics(settings: Settings, bootstrap: str | None = None, **kafka: Any) -> list[str]:
     """Create the topics of DESIGN.md §4 that are missing; returns those created."""
     min_isr = 2 if settings.replication >= 3 else 1
     specs = layout(AGENCY_IDS, settings.partitions, min_isr=min_isr)
-    async with admin_client(bootstrap or settings.bootstrap_servers) as admin:
+    async with admin_client(bootstrap or settings.bootstrap_servers, **kafka) as admin:
         return await ensure_topics(admin, specs, settings.replication)

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -20,11 +21,14 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.errors import BrokerError
+from streams.keystore import write_private
+from streams.security import ADMIN, MECHANISM, Credentials
 
 KAFKA_VERSION = "4.1.1"  # keep in step with streams/kafka/pom.xml
 _HERE = Path(__file__).parent / "kafka"
@@ -129,7 +133,7 @@ def _port_open(bootstrap: str) -> bool:
         return False
 
 
-async def probe(bootstrap: str, wait: float = 5.0) -> bool:
+async def probe(bootstrap: str, wait: float = 5.0, **kafka: Any) -> bool:
     """True when the cluster answers a metadata request (not merely an open port)."""
     if not _port_open(bootstrap):
         return False
@@ -137,13 +141,13 @@ async def probe(bootstrap: str, wait: float = 5.0) -> bool:
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     try:
-        return await _describe(bootstrap, wait)
+        return await _describe(bootstrap, wait, **kafka)
     finally:
         quiet.setLevel(level)
 
 
-async def _describe(bootstrap: str, wait: float) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(wait * 1000))
+async def _describe(bootstrap: str, wait: float, **kafka: Any) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(wait * 1000), **kafka)
     try:
         await asyncio.wait_for(admin.start(), wait)
         await asyncio.wait_for(admin.describe_cluster(), wait)
@@ -174,11 +178,57 @@ class LocalBroker:
         port: int,
         heap: str = "768m",
         extra_config: dict[str, str] | None = None,
+        scram_users: dict[str, Credentials] | None = None,
     ) -> None:
+        """``scram_users``: run secured — SASL/SCRAM-SHA-512 on the client listener, these
+        users created at format time, StandardAuthorizer denying what no ACL allows; the
+        ``admin`` user is the super user that provisions ACLs."""
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.heap = heap
         self.extra_config = extra_config or {}
+        self.scram_users = scram_users
+        if scram_users is not None and ADMIN not in scram_users:
+            raise BrokerError("a secured broker needs an admin user", reason="config")
+
+    @property
+    def admin_kwargs(self) -> dict[str, Any]:
+        """aiokafka arguments that reach this broker as its super user (none when open)."""
+        return {} if self.scram_users is None else self.scram_users[ADMIN].client_kwargs()
+
+    def _security_config(self, state: BrokerState) -> dict[str, str]:
+        if self.scram_users is None:
+            return {}
+        admin = self.scram_users[ADMIN]
+        controller = self._controller_secret()
+        plain = "org.apache.kafka.common.security.plain.PlainLoginModule required"
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required"
+        return {
+            "listeners": f"CLIENT://127.0.0.1:{state.port},CONTROLLER://127.0.0.1:{state.controller_port}",
+            "advertised.listeners": f"CLIENT://127.0.0.1:{state.port}",
+            "inter.broker.listener.name": "CLIENT",
+            "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": MECHANISM,
+            "listener.name.client.sasl.enabled.mechanisms": MECHANISM,
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "sasl.mechanism.inter.broker.protocol": MECHANISM,
+            "listener.name.controller.plain.sasl.jaas.config": (
+                f'{plain} username="controller" password="{controller}" user_controller="{controller}";'
+            ),
+            "listener.name.client.scram-sha-512.sasl.jaas.config": (
+                f'{scram} username="{ADMIN}" password="{admin.password}";'
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"User:{ADMIN};User:controller",
+        }
+
+    def _controller_secret(self) -> str:
+        path = self.data_dir / "controller.secret"
+        if not path.exists():
+            write_private(path, secrets.token_urlsafe(24))
+        return path.read_text().strip()
 
     @property
     def bootstrap(self) -> str:
@@ -233,6 +283,7 @@ class LocalBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.check.interval.ms": "60000",
+            **self._security_config(state),
             **self.extra_config,
         }
         path = self.data_dir / "server.properties"
@@ -258,7 +309,7 @@ class LocalBroker:
         if running is not None:
             state = self.state()
             assert state is not None
-            if asyncio.run(probe(f"127.0.0.1:{state.port}")):
+            if asyncio.run(probe(f"127.0.0.1:{state.port}", **self.admin_kwargs)):
                 return state
             raise BrokerError(
                 f"a broker (pid {running}) owns {self.data_dir} but does not answer; "
@@ -296,6 +347,7 @@ class LocalBroker:
                     "-c",
                     str(config),
                     "--ignore-formatted",
+                    *self._scram_arguments(),
                 ),
                 capture_output=True,
                 text=True,
@@ -325,7 +377,7 @@ class LocalBroker:
                     f"the broker exited with status {proc.returncode}: " + self._log_tail(),
                     reason="start_failed",
                 )
-            if asyncio.run(probe(self.bootstrap, wait=3.0)):
+            if asyncio.run(probe(self.bootstrap, wait=3.0, **self.admin_kwargs)):
                 return state
             time.sleep(0.3)
         self.stop()
@@ -333,6 +385,12 @@ class LocalBroker:
             f"the broker did not serve within {timeout:.0f}s: " + self._log_tail(),
             reason="start_failed",
         )
+
+    def _scram_arguments(self) -> list[str]:
+        args: list[str] = []
+        for user in (self.scram_users or {}).values():
+            args += ["--add-scram", f"{MECHANISM}=[name={user.username},password={user.password}]"]
+        return args
 
     def _log_tail(self) -> str:
         try:
@@ -366,7 +424,7 @@ class LocalBroker:
         state = self.state()
         if self.pid() is None or state is None:
             return False, state
-        return asyncio.run(probe(f"127.0.0.1:{state.port}")), state
+        return asyncio.run(probe(f"127.0.0.1:{state.port}", **self.admin_kwargs)), state
 
 
 def _alive(pid: int) -> bool:
@@ -388,7 +446,11 @@ def _alive(pid: int) -> bool:
 
 
 def _random_cluster_id() -> str:
+    """A KRaft cluster id; never starting with '-', which the storage tool reads as an option."""
     import base64
     import uuid
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id

@@ -1,0 +1,155 @@
+"""Kafka authentication and authorization: SCRAM-SHA-512 principals and deny-by-default ACLs.
+
+One principal per agency (its id), one for each bus service (``svc-router``,
+``svc-audit``), ``auditor`` for people who verify, and ``admin`` for provisioning. The ACLs
+mirror DESIGN.md §4: an agency writes only its outbox and reads only its inbox; the router
+reads outboxes and writes inboxes and the audit topic; the audit service reads the audit
+topic and writes checkpoints; auditors read the audit and checkpoint topics.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.protocol.admin import CreateAclsRequest
+
+from schemas.registry import AUDIT, ROUTER
+from streams.errors import ConfigError, StreamsError
+from streams.keystore import write_private
+from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, REGISTRY_TOPIC, inbox, outbox
+
+MECHANISM = "SCRAM-SHA-512"
+AUDITOR = "auditor"
+ADMIN = "admin"
+ROUTER_APP = "jointbus-router"  # the faust app id: its group and its changelog topics' prefix
+
+# Kafka protocol codes (org.apache.kafka.common.acl / resource)
+TOPIC, GROUP, CLUSTER = 2, 3, 4
+LITERAL, PREFIXED = 3, 4
+ALL, READ, WRITE, CREATE, DESCRIBE, DESCRIBE_CONFIGS = 2, 3, 4, 5, 8, 10
+ALLOW = 3
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A SCRAM principal's name and password."""
+
+    username: str
+    password: str
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """aiokafka keyword arguments that authenticate as this principal."""
+        return {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": MECHANISM,
+            "sasl_plain_username": self.username,
+            "sasl_plain_password": self.password,
+        }
+
+
+def principals(agencies: Iterable[str]) -> list[str]:
+    """Every principal the bus provisions."""
+    return [*agencies, ROUTER, AUDIT, AUDITOR, ADMIN]
+
+
+def new_credentials(directory: Path, names: Iterable[str]) -> dict[str, Credentials]:
+    """Random passwords for ``names``, written to ``directory/<name>.json`` (0600)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    made = {}
+    for name in names:
+        cred = Credentials(name, secrets.token_urlsafe(24))
+        write_private(directory / f"{name}.json", json.dumps(cred.__dict__))
+        made[name] = cred
+    return made
+
+
+def load_credentials(directory: Path, name: str) -> Credentials:
+    """The credentials of principal ``name``; refuses files others can read."""
+    path = directory / f"{name}.json"
+    if not path.exists():
+        raise ConfigError(f"no Kafka credentials for {name} in {directory}")
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"{path} is readable by others; chmod 600 it")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return Credentials(data["username"], data["password"])
+
+
+@dataclass(frozen=True)
+class Acl:
+    """One ALLOW rule: principal may do operation on a resource (literal name or prefix)."""
+
+    principal: str
+    operation: int
+    resource_type: int
+    name: str
+    pattern: int = LITERAL
+
+
+def acl_plan(agencies: Iterable[str]) -> list[Acl]:
+    """The ALLOW rules of DESIGN.md §4 (everything else is denied)."""
+    agencies = list(agencies)
+    rules: list[Acl] = []
+
+    def topic(principal: str, name: str, *ops: int, pattern: int = LITERAL) -> None:
+        rules.extend(Acl(principal, op, TOPIC, name, pattern) for op in (*ops, DESCRIBE))
+
+    def group(principal: str, prefix: str) -> None:
+        rules.append(Acl(principal, READ, GROUP, prefix, PREFIXED))
+
+    for agency in agencies:
+        topic(agency, outbox(agency), WRITE)
+        topic(agency, inbox(agency), READ)
+        topic(agency, REGISTRY_TOPIC, READ)
+        group(agency, f"jointbus-inbox-{agency}")
+    for agency in agencies:
+        topic(ROUTER, outbox(agency), READ)
+        topic(ROUTER, inbox(agency), WRITE)
+    topic(ROUTER, AUDIT_TOPIC, WRITE)
+    topic(ROUTER, REGISTRY_TOPIC, READ)
+    topic(ROUTER, f"{ROUTER_APP}-", ALL, pattern=PREFIXED)  # faust changelogs
+    group(ROUTER, ROUTER_APP)
+    rules.append(Acl(ROUTER, CREATE, CLUSTER, "kafka-cluster"))  # faust declares its changelogs
+    rules.append(Acl(ROUTER, DESCRIBE_CONFIGS, CLUSTER, "kafka-cluster"))
+    topic(AUDIT, AUDIT_TOPIC, READ)
+    topic(AUDIT, CHECKPOINT_TOPIC, READ, WRITE)
+    topic(AUDIT, REGISTRY_TOPIC, READ)
+    topic(AUDITOR, AUDIT_TOPIC, READ)
+    topic(AUDITOR, CHECKPOINT_TOPIC, READ)
+    topic(AUDITOR, REGISTRY_TOPIC, READ)
+    group(AUDITOR, f"jointbus-inbox-{AUDITOR}")
+    return rules
+
+
+async def apply_acls(bootstrap: str, admin: Credentials, rules: Iterable[Acl]) -> int:
+    """Create the ACLs (idempotent on the broker's side); returns how many were sent."""
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin.client_kwargs())
+    await client.start()
+    count = 0
+    try:
+        for rule in rules:
+            request = CreateAclsRequest(
+                rule.resource_type,
+                rule.name,
+                rule.pattern,
+                f"User:{rule.principal}",
+                "*",
+                rule.operation,
+                ALLOW,
+            )
+            response = await client._send_request(request)
+            for error_code, message in response.creation_responses:
+                if error_code:
+                    raise StreamsError(
+                        f"creating an ACL failed ({error_code}): {message}", reason="acl_failed"
+                    )
+            count += 1
+    finally:
+        await client.close()
+    return count

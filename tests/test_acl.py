@@ -1,0 +1,135 @@
+"""Kafka itself keeps agencies where they belong: SCRAM-SHA-512 principals and
+deny-by-default ACLs on a secured broker. Each test is named after the attack Kafka refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    KafkaError,
+    TopicAuthorizationFailedError,
+)
+
+from schemas.registry import AGENCY_IDS
+from streams.admin import provision_topics
+from streams.broker import LocalBroker, free_port
+from streams.security import ADMIN, Credentials, acl_plan, apply_acls, new_credentials, principals
+from streams.settings import Settings
+from streams.topics import AUDIT_TOPIC, inbox, outbox
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBroker, dict[str, Credentials]]]:
+    """A broker with SASL/SCRAM on its only client listener and the bus's ACLs."""
+    home = tmp_path_factory.mktemp("secured")
+    creds = new_credentials(home / "credentials", principals(AGENCY_IDS))
+    broker = LocalBroker(home / "broker", free_port(), heap="512m", scram_users=creds)
+    broker.start()
+    admin = creds[ADMIN].client_kwargs()
+    asyncio.run(provision_topics(Settings(bootstrap=broker.bootstrap), broker.bootstrap, **admin))
+    asyncio.run(apply_acls(broker.bootstrap, creds[ADMIN], acl_plan(AGENCY_IDS)))
+    yield broker, creds
+    broker.stop()
+
+
+async def produce(broker: LocalBroker, cred: Credentials, topic: str) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker.bootstrap, request_timeout_ms=10000, **cred.client_kwargs()
+    )
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"x", key=b"k")
+    finally:
+        await producer.stop()
+
+
+async def consume(broker: LocalBroker, cred: Credentials, topic: str) -> None:
+    """Subscribe in a group the principal may use, and fetch (bounded in time)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        group_id=f"jointbus-inbox-{cred.username}-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        **cred.client_kwargs(),
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(30):
+            for _ in range(3):
+                await consumer.getmany(timeout_ms=1000)
+    finally:
+        await consumer.stop()
+
+
+async def test_agency_writes_its_outbox_and_reads_its_inbox(
+    secured: tuple[LocalBroker, dict[str, Credentials]],
+) -> None:
+    """What an agency is allowed to do works with its own credentials."""
+    broker, creds = secured
+    await produce(broker, creds["sc-zigong"], outbox("sc-zigong"))
+    await consume(broker, creds["sc-zigong"], inbox("sc-zigong"))
+
+
+async def test_reading_another_agencys_inbox_is_refused(
+    secured: tuple[LocalBroker, dict[str, Credentials]],
+) -> None:
+    """sc-zigong's credentials cannot read cq-dazu's inbox (non-recipient read)."""
+    broker, creds = secured
+    with pytest.raises(TopicAuthorizationFailedError):
+        await consume(broker, creds["sc-zigong"], inbox("cq-dazu"))
+
+
+async def test_writing_another_agencys_outbox_is_refused(
+    secured: tuple[LocalBroker, dict[str, Credentials]],
+) -> None:
+    """sc-zigong cannot publish as cq-dazu by writing cq-dazu's outbox."""
+    broker, creds = secured
+    with pytest.raises(TopicAuthorizationFailedError):
+        await produce(broker, creds["sc-zigong"], outbox("cq-dazu"))
+
+
+async def test_writing_the_audit_topic_is_refused(
+    secured: tuple[LocalBroker, dict[str, Credentials]],
+) -> None:
+    """No agency can append to (or forge entries in) the audit log."""
+    broker, creds = secured
+    with pytest.raises(TopicAuthorizationFailedError):
+        await produce(broker, creds["sc-zigong"], AUDIT_TOPIC)
+
+
+async def test_deleting_a_topic_is_refused(secured: tuple[LocalBroker, dict[str, Credentials]]) -> None:
+    """An agency cannot delete the audit topic (or any other)."""
+    broker, creds = secured
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap, **creds["sc-zigong"].client_kwargs())
+    await admin.start()
+    try:
+        response = await admin.delete_topics([AUDIT_TOPIC], timeout_ms=10000)
+    finally:
+        await admin.close()
+    codes = {name: code for name, code, *_ in response.topic_error_codes}
+    assert codes[AUDIT_TOPIC] == TopicAuthorizationFailedError.errno
+    await consume(broker, creds["auditor"], AUDIT_TOPIC)  # still there
+
+
+async def test_wrong_password_is_refused(secured: tuple[LocalBroker, dict[str, Credentials]]) -> None:
+    """A guessed password does not authenticate."""
+    broker, _ = secured
+    with pytest.raises(KafkaError):
+        await produce(broker, Credentials("sc-zigong", "guess"), outbox("sc-zigong"))
+
+
+def test_credentials_are_private_files(
+    secured: tuple[LocalBroker, dict[str, Credentials]], tmp_path: Path
+) -> None:
+    """Credential files are readable by their owner only."""
+    creds = new_credentials(tmp_path / "c", ["sc-yibin"])
+    assert creds["sc-yibin"].password
+    assert (tmp_path / "c" / "sc-yibin.json").stat().st_mode & 0o077 == 0
