@@ -29,6 +29,7 @@ class Reason(StrEnum):
     SEAL_BROKEN = "seal_broken"
     BAD_TRANSITION = "bad_transition"
     DUPLICATE = "duplicate"
+    INTERNAL = "internal_error"
 
 
 class JointbusError(Exception):
@@ -97,6 +98,7 @@ _CLASS_OF: dict[Reason, type[ContractError]] = {
     Reason.SEAL_BROKEN: SealError,
     Reason.BAD_TRANSITION: LifecycleError,
     Reason.DUPLICATE: ContractError,
+    Reason.INTERNAL: ContractError,
 }
 
 

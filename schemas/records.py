@@ -61,7 +61,11 @@ def event_fields(wire: bytes) -> dict[str, Any]:
     except ContractError:
         obj = None
     if isinstance(obj, dict):
-        return {"event": obj}
+        try:
+            canonical(obj)  # lone surrogates parse but have no canonical form: keep the bytes
+            return {"event": obj}
+        except ContractError:
+            pass
     return {"wire_b64": base64.b64encode(wire).decode("ascii")}
 
 

@@ -72,3 +72,13 @@ class Bus:
     registry: Registry
     rings: dict[str, Keyring]
     worker: WorkerProcess
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print what the fault and fuzz tests reached: kills survived, inputs tried, losses."""
+    from tests.stats import STATS
+
+    if STATS:
+        terminalreporter.section("jointbus fault and fuzz counts")
+        for name, value in STATS.items():
+            terminalreporter.write_line(f"{name}: {value}")
