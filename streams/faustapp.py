@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,4 +59,9 @@ def make_app(settings: Settings, app_id: str) -> faust.App:
         table_standby_replicas=0,
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
+        # static membership: a worker restarted after a crash takes its partitions back at
+        # once instead of waiting for the dead member's session to expire
+        consumer_group_instance_id=settings.worker_instance_id or f"{socket.gethostname()}-{app_id}",
+        broker_session_timeout=15.0,
+        broker_heartbeat_interval=3.0,
     )

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     )
     deadline_scan_seconds: float = Field(default=30.0, gt=0, description="how often deadlines are checked")
     worker_commit_interval: float = Field(default=1.0, gt=0)
+    worker_instance_id: str | None = Field(
+        default=None, description="static group member id of this worker (default: host name)"
+    )
 
     @classmethod
     def settings_customise_sources(
