@@ -36,7 +36,7 @@ def build_worker(settings: Settings) -> faust.App:
         keystore.load_keyring(settings.keystore_dir, ROUTER),
         Rules(ack_within=timedelta(seconds=settings.ack_deadline_seconds)),
     )
-    app = make_app(settings, APP_ID)
+    app = make_app(settings, APP_ID, ROUTER)
     raw: dict[str, Any] = {
         "key_type": bytes,
         "value_type": bytes,

@@ -25,6 +25,7 @@ from schemas.records import AuditRecord
 from schemas.registry import AUDIT, Registry
 from streams import keystore
 from streams.reader import end_offset, read_topic
+from streams.security import AUDITOR
 from streams.settings import Settings
 from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
 
@@ -80,6 +81,7 @@ def audit_run(every: int, interval: float) -> None:
             keys,
             every_records=every,
             every_seconds=interval,
+            **context.kafka(cfg, AUDIT),
         )
         await log.start()
         ui.err.print(f"audit log ready: {log.index.size} leaves; following {AUDIT_TOPIC}")
@@ -99,7 +101,7 @@ def audit_checkpoint() -> None:
     keys = keystore.load_keyring(cfg.keystore_dir, AUDIT)
 
     async def go() -> str:
-        log = AuditLog(cfg.bootstrap_servers, index_path(cfg), registry, keys)
+        log = AuditLog(cfg.bootstrap_servers, index_path(cfg), registry, keys, **context.kafka(cfg, AUDIT))
         await log.start()
         try:
             return await log.checkpoint()
@@ -150,11 +152,12 @@ def audit_verify(bundle: Path | None, registry_file: Path | None) -> None:
 async def _verify_live(
     cfg: Settings, registry: Registry, replay: Projection | None = None
 ) -> tuple[Verifier, int]:
-    notes = [v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, CHECKPOINT_TOPIC)]
+    kw = context.kafka(cfg, AUDITOR)
+    notes = [v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)]
     verifier = Verifier(registry, notes, replay=replay)
-    total = await end_offset(cfg.bootstrap_servers, AUDIT_TOPIC)
+    total = await end_offset(cfg.bootstrap_servers, AUDIT_TOPIC, **kw)
     with _Progress(total) as step:
-        async for offset, key, value in read_topic(cfg.bootstrap_servers, AUDIT_TOPIC):
+        async for offset, key, value in read_topic(cfg.bootstrap_servers, AUDIT_TOPIC, **kw):
             verifier.feed(offset, key, value)
             step()
     return verifier, total
@@ -192,7 +195,7 @@ class _Progress:
 
 async def _reader_index(cfg: Settings, registry: Registry) -> AuditLog:
     """The local index, caught up with the topic (any auditor can build one: no keys needed)."""
-    log = AuditLog(cfg.bootstrap_servers, index_path(cfg), registry, None)
+    log = AuditLog(cfg.bootstrap_servers, index_path(cfg), registry, None, **context.kafka(cfg, AUDITOR))
     await log.start()
     return log
 
@@ -233,7 +236,8 @@ def audit_prove(event_id: str, out: Path | None, registry_file: Path | None) -> 
 
 
 async def _record_at(cfg: Settings, offset: int) -> bytes:
-    async for found, _, value in read_topic(cfg.bootstrap_servers, AUDIT_TOPIC, offset):
+    kw = context.kafka(cfg, AUDITOR)
+    async for found, _, value in read_topic(cfg.bootstrap_servers, AUDIT_TOPIC, offset, **kw):
         if found == offset:
             return value
         break
@@ -342,11 +346,12 @@ def audit_export(directory: Path) -> None:
     """Write a self-contained bundle (records, checkpoints, registry) for offline verify."""
     cfg = context.settings()
     registry = keystore.load_registry(cfg.keystore_dir)
-    total = asyncio.run(end_offset(cfg.bootstrap_servers, AUDIT_TOPIC))
+    kw = context.kafka(cfg, AUDITOR)
+    total = asyncio.run(end_offset(cfg.bootstrap_servers, AUDIT_TOPIC, **kw))
     with Progress(console=ui.err, transient=True, disable=total < 5000) as bar:
         task = bar.add_task("exporting", total=total)
         manifest = asyncio.run(
-            export(cfg.bootstrap_servers, registry, directory, lambda n: bar.update(task, completed=n))
+            export(cfg.bootstrap_servers, registry, directory, lambda n: bar.update(task, completed=n), **kw)
         )
     ui.say(f"exported {manifest['records']} records and {manifest['checkpoints']} checkpoints to {directory}")
     ui.say(json.dumps(manifest))

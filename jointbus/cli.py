@@ -14,11 +14,13 @@ from jointbus import context, ui
 from schemas.errors import JointbusError
 from schemas.ids import utcnow
 from schemas.keys import new_federation
+from schemas.registry import AGENCY_IDS
 from streams import keystore
 from streams.admin import provision_topics
 from streams.broker import KAFKA_VERSION, fetch_jars
 from streams.errors import BrokerError
 from streams.logs import configure_logging
+from streams.security import ADMIN, acl_plan, apply_acls, new_credentials, principals
 
 
 class JointbusGroup(click.Group):
@@ -78,7 +80,10 @@ def broker_start(port: int | None, data_dir: Path | None) -> None:
     began = time.monotonic()
     with ui.out.status(f"starting Kafka {KAFKA_VERSION} in {b.data_dir} ..."):
         b.start()
-        created = asyncio.run(provision_topics(cfg, b.bootstrap))
+        created = asyncio.run(provision_topics(cfg, b.bootstrap, **b.admin_kwargs))
+        if cfg.secure:
+            assert b.scram_users is not None
+            asyncio.run(apply_acls(b.bootstrap, b.scram_users[ADMIN], acl_plan(AGENCY_IDS)))
     ui.say(
         f"broker serving at {b.bootstrap} ({time.monotonic() - began:.1f}s; {len(created)} topics created)"
     )
@@ -133,6 +138,7 @@ def keys_init(directory: Path | None, force: bool) -> None:
     for ring in rings.values():
         keystore.save_keyring(directory, ring)
     path = keystore.save_registry(directory, registry)
+    new_credentials(directory / "kafka", principals(AGENCY_IDS))
     ui.table(
         f"registry v{registry.version} written to {path}",
         ["member", "名称", "region", "keys"],
@@ -187,7 +193,7 @@ def topics() -> None:
 def topics_create() -> None:
     """Create the missing topics on the configured cluster."""
     cfg = context.settings()
-    created = asyncio.run(provision_topics(cfg))
+    created = asyncio.run(provision_topics(cfg, **context.kafka(cfg, ADMIN)))
     ui.say(f"{len(created)} topics created on {cfg.bootstrap_servers}")
 
 
@@ -255,7 +261,9 @@ def publish(
     ring = keystore.load_keyring(cfg.keystore_dir, agency)
 
     async def go() -> str:
-        async with Publisher(agency, ring, registry, cfg.bootstrap_servers) as pub:
+        async with Publisher(
+            agency, ring, registry, cfg.bootstrap_servers, **context.kafka(cfg, agency)
+        ) as pub:
             return await pub.publish(
                 family,
                 subject or new_subject(spec.aggregate),
@@ -293,11 +301,15 @@ def status(as_json: bool) -> None:
 
 @cli.command()
 @click.option("--stop", is_flag=True, help="stop the embedded broker at the end")
-def demo(stop: bool) -> None:
-    """The main job: broker, worker, federation, the scenario, and its summary."""
+@click.option("--plaintext", is_flag=True, help="no Kafka authentication (quick look only)")
+def demo(stop: bool, plaintext: bool) -> None:
+    """The main job: broker, worker, federation, the scenario, and its summary.
+
+    Kafka runs secured (SASL/SCRAM-SHA-512, ACLs) unless --plaintext is given."""
     from jointbus.demo import run_demo
 
-    run_demo(context.settings(), keep_running=not stop)
+    cfg = context.settings(security_protocol="PLAINTEXT" if plaintext else "SASL_PLAINTEXT")
+    run_demo(cfg, keep_running=not stop)
 
 
 def _register_audit() -> None:

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from streams.broker import LocalBroker
+from streams.security import kafka_kwargs, load_all
 from streams.settings import Settings
 
 
 def settings(**overrides: Any) -> Settings:
     """Settings with CLI flags (those not None) applied over env and TOML."""
     given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**given)
+    cfg = Settings(**given)
+    if "security_protocol" not in given and "JOINTBUS_SECURITY_PROTOCOL" not in os.environ:
+        state = LocalBroker(cfg.broker_dir, cfg.broker_port).state() if cfg.uses_local_broker else None
+        if state is not None and state.secure:  # the local broker was started secured
+            cfg = cfg.model_copy(update={"security_protocol": "SASL_PLAINTEXT"})
+    return cfg
 
 
 def local_broker(cfg: Settings, port: int | None = None, data_dir: Path | None = None) -> LocalBroker:
-    """The embedded broker of these settings."""
-    return LocalBroker(data_dir or cfg.broker_dir, port or cfg.broker_port, heap=cfg.broker_heap)
+    """The embedded broker of these settings (secured when JOINTBUS_SECURITY_PROTOCOL says so)."""
+    users = load_all(cfg) if cfg.secure else None
+    return LocalBroker(
+        data_dir or cfg.broker_dir, port or cfg.broker_port, heap=cfg.broker_heap, scram_users=users
+    )
+
+
+def kafka(cfg: Settings, principal: str) -> dict[str, Any]:
+    """Client arguments for ``principal`` (empty in plaintext mode)."""
+    return kafka_kwargs(cfg, principal)

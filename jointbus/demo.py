@@ -41,6 +41,7 @@ from streams import keystore
 from streams.admin import provision_topics
 from streams.broker import LocalBroker
 from streams.sdk import Delivery, Publisher, Subscriber
+from streams.security import ADMIN, acl_plan, apply_acls, kafka_kwargs, load_all, new_credentials, principals
 from streams.settings import Settings
 
 ACK_DEADLINE = 6.0  # seconds: the demo's acknowledgement deadline for transferred clues
@@ -59,15 +60,19 @@ class Federation:
 
     def __init__(self, cfg: Settings, registry: Registry, rings: dict[str, Keyring]) -> None:
         self.cfg, self.registry, self.rings = cfg, registry, rings
-        self.pubs = {a: Publisher(a, rings[a], registry, cfg.bootstrap_servers) for a in AGENCY_IDS}
+        self.pubs = {
+            a: Publisher(a, rings[a], registry, cfg.bootstrap_servers, **kafka_kwargs(cfg, a))
+            for a in AGENCY_IDS
+        }
         self.subs = {
             a: Subscriber(
                 a,
                 rings[a],
                 registry,
                 cfg.bootstrap_servers,
-                group_id=f"demo-{a}",
+                group_id=f"jointbus-inbox-{a}-demo",
                 seen_path=cfg.home / "inbox" / f"{a}.seen.sqlite",
+                **kafka_kwargs(cfg, a),
             )
             for a in AGENCY_IDS
         }
@@ -606,6 +611,7 @@ def start_worker(cfg: Settings) -> WorkerProcess:
         cfg.bootstrap_servers,
         JOINTBUS_ACK_DEADLINE_SECONDS=str(ACK_DEADLINE),
         JOINTBUS_DEADLINE_SCAN_SECONDS="1",
+        JOINTBUS_SECURITY_PROTOCOL=cfg.security_protocol,
     ).start()
 
 
@@ -646,23 +652,39 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
     """The main job; leaves the broker running for exploration unless told otherwise."""
     broker = LocalBroker(cfg.broker_dir, cfg.broker_port, heap=cfg.broker_heap)
     if cfg.uses_local_broker:
-        ui.say(f"[1/6] fresh embedded Kafka in {cfg.home} (previous demo state removed)")
         reset_demo_state(cfg, broker)
-        broker.start()
-    else:
-        ui.say(f"[1/6] using the existing cluster at {cfg.bootstrap_servers}")
-    asyncio.run(provision_topics(cfg))
-    ui.say("[2/6] development federation: 8 agencies + router and audit keys")
+    ui.say(
+        "[1/6] development federation: 8 agencies + router and audit keys"
+        + (", Kafka credentials for each principal" if cfg.secure else "")
+    )
     registry, rings = new_federation(utcnow() - timedelta(days=1))
     for ring in rings.values():
         keystore.save_keyring(cfg.keystore_dir, ring)
     keystore.save_registry(cfg.keystore_dir, registry)
+    if cfg.secure and cfg.uses_local_broker:
+        new_credentials(cfg.credentials_dir, principals(AGENCY_IDS))
+    admin = kafka_kwargs(cfg, ADMIN)
+    if cfg.uses_local_broker:
+        mode = "SASL/SCRAM-SHA-512 + ACLs" if cfg.secure else "PLAINTEXT (asked for)"
+        ui.say(f"[2/6] fresh embedded Kafka in {cfg.home}, {mode} (previous demo state removed)")
+        broker = LocalBroker(
+            cfg.broker_dir,
+            cfg.broker_port,
+            heap=cfg.broker_heap,
+            scram_users=load_all(cfg) if cfg.secure else None,
+        )
+        broker.start()
+    else:
+        ui.say(f"[2/6] using the existing cluster at {cfg.bootstrap_servers}")
+    asyncio.run(provision_topics(cfg, **admin))
+    if cfg.secure and cfg.uses_local_broker:
+        asyncio.run(apply_acls(cfg.bootstrap_servers, load_all(cfg)[ADMIN], acl_plan(AGENCY_IDS)))
     ui.say(
         f"[3/6] worker (router + deadlines; clue acknowledgement deadline {ACK_DEADLINE:.0f}s) "
         "and audit agent starting"
     )
     worker = start_worker(cfg)
-    auditor = AuditProcess(cfg.home, cfg.bootstrap_servers)
+    auditor = AuditProcess(cfg.home, cfg.bootstrap_servers, JOINTBUS_SECURITY_PROTOCOL=cfg.security_protocol)
     try:
         auditor.start()
         ui.say("[4/6] scenario")

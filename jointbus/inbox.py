@@ -7,6 +7,7 @@ import json
 from jointbus import ui
 from streams import keystore
 from streams.sdk import Delivery, Subscriber
+from streams.security import kafka_kwargs
 from streams.settings import Settings
 
 
@@ -33,7 +34,8 @@ async def show_inbox(settings: Settings, agency: str, *, follow: bool, receipts:
         receipts=receipts,
         seen_path=seen,
         until_end=not follow,
-        group_id=f"jointbus-cli-inbox-{agency}",
+        group_id=f"jointbus-inbox-{agency}-cli",
+        **kafka_kwargs(settings, agency),
     ) as sub:
         async for d in sub:
             row = [

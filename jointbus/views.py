@@ -9,6 +9,7 @@ from schemas.errors import ContractError
 from schemas.projections import COLUMNS, Projection, apply
 from schemas.records import AuditRecord
 from streams.reader import read_topic
+from streams.security import AUDITOR, kafka_kwargs
 from streams.settings import Settings
 from streams.topics import AUDIT_TOPIC
 
@@ -44,7 +45,8 @@ async def load_projection(settings: Settings, until: str | None = None) -> Proje
 
     projection = Projection(until=until)
     limit = parse_time(until) if until else None
-    async for _, _, value in read_topic(settings.bootstrap_servers, AUDIT_TOPIC):
+    auditor = kafka_kwargs(settings, AUDITOR)
+    async for _, _, value in read_topic(settings.bootstrap_servers, AUDIT_TOPIC, **auditor):
         try:
             record = AuditRecord.model_validate_json(value)
         except (ValueError, ContractError):

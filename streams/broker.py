@@ -167,6 +167,7 @@ class BrokerState:
     controller_port: int
     cluster_id: str
     pid: int | None = None
+    secure: bool = False
 
 
 class LocalBroker:
@@ -333,7 +334,12 @@ class LocalBroker:
             controller = state.controller_port
         formatted = (self.data_dir / "kraft" / "meta.properties").exists()
         cluster_id = state.cluster_id if state and formatted else _random_cluster_id()
-        state = BrokerState(port=self.port, controller_port=controller, cluster_id=cluster_id)
+        state = BrokerState(
+            port=self.port,
+            controller_port=controller,
+            cluster_id=cluster_id,
+            secure=self.scram_users is not None,
+        )
         config = self._write_config(state)
         if not formatted:
             done = subprocess.run(

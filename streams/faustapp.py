@@ -16,7 +16,9 @@ from typing import Any
 import faust
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.auth import SASLMechanism
 
+from streams.security import load_credentials
 from streams.settings import Settings
 
 
@@ -41,9 +43,15 @@ def broker_url(bootstrap: str) -> str:
     return ";".join(f"jointbus://{host.strip()}" for host in bootstrap.split(","))
 
 
-def make_app(settings: Settings, app_id: str) -> faust.App:
-    """A faust app for ``app_id`` on the configured cluster."""
+def make_app(settings: Settings, app_id: str, principal: str | None = None) -> faust.App:
+    """A faust app for ``app_id`` on the configured cluster (as ``principal`` when secured)."""
     settings.worker_dir.mkdir(parents=True, exist_ok=True)
+    auth: dict[str, Any] = {}
+    if settings.secure and principal is not None:
+        cred = load_credentials(settings.credentials_dir, principal)
+        auth["broker_credentials"] = faust.SASLCredentials(
+            username=cred.username, password=cred.password, mechanism=SASLMechanism.SCRAM_SHA_512
+        )
     return faust.App(
         app_id,
         broker=broker_url(settings.bootstrap_servers),
@@ -64,4 +72,5 @@ def make_app(settings: Settings, app_id: str) -> faust.App:
         consumer_group_instance_id=settings.worker_instance_id or f"{socket.gethostname()}-{app_id}",
         broker_session_timeout=15.0,
         broker_heartbeat_interval=3.0,
+        **auth,
     )

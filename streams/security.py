@@ -19,9 +19,10 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest
 
-from schemas.registry import AUDIT, ROUTER
+from schemas.registry import AGENCY_IDS, AUDIT, ROUTER
 from streams.errors import ConfigError, StreamsError
 from streams.keystore import write_private
+from streams.settings import Settings
 from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, REGISTRY_TOPIC, inbox, outbox
 
 MECHANISM = "SCRAM-SHA-512"
@@ -68,6 +69,18 @@ def new_credentials(directory: Path, names: Iterable[str]) -> dict[str, Credenti
         write_private(directory / f"{name}.json", json.dumps(cred.__dict__))
         made[name] = cred
     return made
+
+
+def kafka_kwargs(settings: Settings, principal: str) -> dict[str, Any]:
+    """aiokafka arguments for ``principal`` under these settings (none in plaintext mode)."""
+    if not settings.secure:
+        return {}
+    return load_credentials(settings.credentials_dir, principal).client_kwargs()
+
+
+def load_all(settings: Settings) -> dict[str, Credentials]:
+    """Every principal's credentials (the broker's SCRAM users at format time)."""
+    return {p: load_credentials(settings.credentials_dir, p) for p in principals(AGENCY_IDS)}
 
 
 def load_credentials(directory: Path, name: str) -> Credentials:

@@ -34,7 +34,9 @@ class Settings(BaseSettings):
     keystore: Path | None = Field(default=None, description="keystore dir; default HOME/keys")
     partitions: int = Field(default=3, ge=1, le=64)
     replication: int = Field(default=1, ge=1, le=5)
-    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT"] = Field(
+        default="PLAINTEXT", description="SASL_PLAINTEXT: SCRAM-SHA-512 with per-principal credentials"
+    )
     log_level: str = "INFO"
     ack_deadline_seconds: float = Field(
         default=3 * 24 * 3600,
@@ -74,6 +76,14 @@ class Settings(BaseSettings):
     @property
     def worker_dir(self) -> Path:
         return self.home / "worker"
+
+    @property
+    def secure(self) -> bool:
+        return self.security_protocol != "PLAINTEXT"
+
+    @property
+    def credentials_dir(self) -> Path:
+        return self.keystore_dir / "kafka"
 
     @property
     def keystore_dir(self) -> Path:
