@@ -18,24 +18,24 @@ from streams.settings import Settings
 from tests.harness import make_federation
 
 
-@pytest.fixture(scope="session")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    """A real single-node KRaft broker in a temporary directory, with the jointbus topics."""
-    broker = LocalBroker(tmp_path_factory.mktemp("kafka"), free_port(), heap="512m")
+def _broker(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[LocalBroker]:
+    broker = LocalBroker(tmp_path_factory.mktemp(name), free_port(), heap="512m")
     broker.start()
     asyncio.run(provision_topics(Settings(bootstrap=broker.bootstrap), broker.bootstrap))
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A real single-node KRaft broker in a temporary directory, with the jointbus topics."""
+    yield from _broker(tmp_path_factory, "kafka")
 
 
 @pytest.fixture(scope="session")
 def spare_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """A second broker, for tests that must own their topics (crashes, rogue checkpoints)."""
-    broker = LocalBroker(tmp_path_factory.mktemp("spare-kafka"), free_port(), heap="512m")
-    broker.start()
-    asyncio.run(provision_topics(Settings(bootstrap=broker.bootstrap), broker.bootstrap))
-    yield broker
-    broker.stop()
+    yield from _broker(tmp_path_factory, "spare-kafka")
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,23 @@ async def collect(
     return found
 
 
+async def first_deliveries(
+    agency: str, ring: Keyring, registry: Registry, bootstrap: str, count: int, within: float
+) -> tuple[list[str], int]:
+    """The ids the first ``count`` deliveries of ``agency``'s Subscriber handed to the
+    application, and how many duplicates it dropped on the way."""
+    seen: list[str] = []
+
+    async def handle(delivery: Delivery) -> bool:
+        seen.append(delivery.id)
+        return len(seen) >= count
+
+    async with Subscriber(agency, ring, registry, bootstrap, group_id=False, receipts=False) as sub:
+        async with asyncio.timeout(within):
+            await sub.run(handle)
+    return seen, sub.duplicates
+
+
 async def nothing_more(
     agency: str,
     ring: Keyring,

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from schemas.registry import AUDIT
 from streams.broker import LocalBroker
 from streams.sdk import Publisher
 from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
-from tests.conftest import Bus
+from tests.conftest import Bus, _broker
 from tests.harness import collect, make_federation
 from tests.samples import SAMPLES
 
@@ -83,13 +84,19 @@ async def test_prove_and_check_proof_offline(bus: Bus, tmp_path: Path) -> None:
     assert "proof REJECTED" in rejected.stderr
 
 
+@pytest.fixture(scope="module")
+def rogue_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A broker of its own: the rogue checkpoint and record must not reach other tests."""
+    yield from _broker(tmp_path_factory, "rogue-kafka")
+
+
 async def test_log_refuses_to_sign_after_a_conflicting_checkpoint(
-    spare_kafka: LocalBroker, tmp_path: Path
+    rogue_kafka: LocalBroker, tmp_path: Path
 ) -> None:
     """A published checkpoint that the log's history does not match (a fork, or rewritten
     history) stops the audit agent before it signs anything."""
     registry, rings = make_federation(tmp_path)
-    bootstrap = spare_kafka.bootstrap
+    bootstrap = rogue_kafka.bootstrap
     record = AuditRecord(
         position="rogue-test:0:0",
         received_at="2026-01-01T00:00:00.000Z",

@@ -13,9 +13,10 @@ from jointbus.processes import WorkerProcess
 from schemas.records import AuditRecord
 from streams.broker import LocalBroker
 from streams.reader import read_topic
-from streams.sdk import Delivery, Publisher, Subscriber
+from streams.sdk import Publisher
 from streams.topics import AUDIT_TOPIC
-from tests.harness import make_federation
+from tests.harness import first_deliveries, make_federation
+from tests.stats import STATS
 
 pytestmark = pytest.mark.broker
 EVENTS = 2000
@@ -59,25 +60,10 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
         assert 0 < killed_at < EVENTS
 
         for agency in RECIPIENTS:
-            seen: list[str] = []
-
-            async def handle(d: Delivery, seen: list[str] = seen) -> bool:
-                seen.append(d.id)
-                return len(seen) >= EVENTS
-
-            async with Subscriber(
-                agency,
-                rings[agency],
-                registry,
-                bootstrap,
-                group_id=f"crash-{agency}",
-                receipts=False,
-            ) as sub:
-                async with asyncio.timeout(180):
-                    await sub.run(handle)
+            seen, dropped = await first_deliveries(agency, rings[agency], registry, bootstrap, EVENTS, 180)
             assert len(seen) == EVENTS, f"{agency} saw {len(seen)}"
             assert set(seen) == set(sent), f"{agency} lost {len(set(sent) - set(seen))}"
-            print(f"{agency}: {len(seen)} delivered exactly once, {sub.duplicates} duplicates dropped")
+            STATS[f"crash test: duplicates dropped by {agency}'s Subscriber"] = dropped
 
         decided = {}
         async for _, _, value in read_topic(bootstrap, AUDIT_TOPIC):

@@ -20,9 +20,9 @@ from schemas.envelope import to_wire
 from schemas.records import AuditRecord
 from streams.broker import LocalBroker
 from streams.reader import read_topic
-from streams.sdk import Delivery, Publisher, Subscriber
+from streams.sdk import Publisher
 from streams.topics import AUDIT_TOPIC
-from tests.harness import make_federation
+from tests.harness import first_deliveries, make_federation
 from tests.stats import STATS
 
 pytestmark = pytest.mark.broker
@@ -82,23 +82,13 @@ async def test_random_kills_and_a_broker_restart_lose_and_duplicate_nothing(
     await asyncio.gather(publish(), chaos())
     try:
         for agency in RECIPIENTS:
-            seen: list[str] = []
-
-            async def handle(d: Delivery, seen: list[str] = seen) -> bool:
-                seen.append(d.id)
-                return len(seen) >= EVENTS
-
-            async with Subscriber(
-                agency, rings[agency], registry, bootstrap, group_id=False, receipts=False
-            ) as sub:
-                async with asyncio.timeout(240):
-                    await sub.run(handle)
+            seen, dropped = await first_deliveries(agency, rings[agency], registry, bootstrap, EVENTS, 240)
             lost = set(sent) - set(seen)
             lost_total += len(lost)
             duplicates_total += len(seen) - len(set(seen))
             assert not lost, f"{agency} lost {len(lost)}"
             assert len(seen) == len(set(seen)) == EVENTS
-            STATS[f"soak duplicates dropped by {agency}'s Subscriber"] = sub.duplicates
+            STATS[f"soak duplicates dropped by {agency}'s Subscriber"] = dropped
         rule, leaves, notes = LeafRule(), [], []
         verifier = Verifier(registry, notes)
         async for offset, key, value in read_topic(bootstrap, AUDIT_TOPIC):
