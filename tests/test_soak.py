@@ -8,6 +8,7 @@ import asyncio
 import random
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from streams.broker import LocalBroker
 from streams.reader import read_topic
 from streams.sdk import Publisher
 from streams.topics import AUDIT_TOPIC
+from tests.conftest import _broker
 from tests.harness import first_deliveries, make_federation
 from tests.stats import STATS
 
@@ -31,11 +33,17 @@ KILLS = 10
 RECIPIENTS = ["cq-jiangjin", "sc-neijiang"]
 
 
+@pytest.fixture(scope="module")
+def soak_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A broker of its own: the audit log verified at the end holds only this test's history."""
+    yield from _broker(tmp_path_factory, "soak-kafka")
+
+
 async def test_random_kills_and_a_broker_restart_lose_and_duplicate_nothing(
-    spare_kafka: LocalBroker, tmp_path: Path
+    soak_kafka: LocalBroker, tmp_path: Path
 ) -> None:
     """≥10 SIGKILLs of the worker and one broker restart, mid-stream."""
-    bootstrap = spare_kafka.bootstrap
+    bootstrap = soak_kafka.bootstrap
     registry, rings = make_federation(tmp_path)
     rng = random.Random(2026)
     worker = WorkerProcess(tmp_path, bootstrap).start()
@@ -72,8 +80,8 @@ async def test_random_kills_and_a_broker_restart_lose_and_duplicate_nothing(
             worker.kill()
             kills += 1
             if kills == KILLS // 2:
-                await asyncio.to_thread(spare_kafka.stop)
-                await asyncio.to_thread(spare_kafka.start)
+                await asyncio.to_thread(soak_kafka.stop)
+                await asyncio.to_thread(soak_kafka.start)
                 broker_restarts += 1
             worker = await asyncio.to_thread(WorkerProcess(tmp_path, bootstrap).start)
 
