@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
+from aiokafka.errors import KafkaError
 
 from jointbus import context, ui
 from schemas.errors import JointbusError
@@ -17,7 +18,7 @@ from schemas.keys import new_federation
 from schemas.registry import AGENCY_IDS
 from streams import keystore
 from streams.admin import provision_topics
-from streams.broker import KAFKA_VERSION, fetch_jars
+from streams.broker import KAFKA_VERSION, LocalBroker, fetch_jars
 from streams.errors import BrokerError
 from streams.logs import configure_logging
 from streams.security import ADMIN, acl_plan, apply_acls, new_credentials, principals
@@ -31,6 +32,10 @@ class JointbusGroup(click.Group):
             return super().invoke(ctx)
         except JointbusError as exc:
             ui.fail(f"{exc.message} [{exc.reason}]")
+            sys.exit(2)
+        except KafkaError as exc:
+            retry = " (retriable: try again)" if getattr(exc, "retriable", False) else ""
+            ui.fail(f"Kafka: {exc}{retry} [kafka_error]")
             sys.exit(2)
         except KeyboardInterrupt:
             ui.fail("interrupted")
@@ -68,9 +73,16 @@ def broker_fetch() -> None:
 @broker.command("start")
 @port_opt
 @dir_opt
-def broker_start(port: int | None, data_dir: Path | None) -> None:
-    """Start the broker, wait until it serves, create the jointbus topics."""
-    cfg = context.settings(broker_port=port)
+@click.option("--plaintext", is_flag=True, help="no authentication or ACLs (quick local look only)")
+def broker_start(port: int | None, data_dir: Path | None, plaintext: bool) -> None:
+    """Start the broker secured (SCRAM + ACLs), wait until it serves, create the topics."""
+    cfg = context.settings(broker_port=port, security_protocol="PLAINTEXT" if plaintext else "SASL_PLAINTEXT")
+    state = LocalBroker(data_dir or cfg.broker_dir, port or cfg.broker_port).state()
+    if state is not None and state.pid is not None and state.secure != cfg.secure:
+        cfg = cfg.model_copy(update={"security_protocol": "SASL_PLAINTEXT" if state.secure else "PLAINTEXT"})
+    if cfg.secure and not (cfg.credentials_dir / f"{ADMIN}.json").exists():
+        new_credentials(cfg.credentials_dir, principals(AGENCY_IDS))
+        ui.say(f"Kafka credentials for every principal written to {cfg.credentials_dir}")
     if not cfg.uses_local_broker:
         raise BrokerError(
             f"JOINTBUS_BOOTSTRAP points at {cfg.bootstrap}; no local broker is started",
@@ -138,7 +150,8 @@ def keys_init(directory: Path | None, force: bool) -> None:
     for ring in rings.values():
         keystore.save_keyring(directory, ring)
     path = keystore.save_registry(directory, registry)
-    new_credentials(directory / "kafka", principals(AGENCY_IDS))
+    if not (directory / "kafka" / f"{ADMIN}.json").exists():  # a running broker knows these
+        new_credentials(directory / "kafka", principals(AGENCY_IDS))
     ui.table(
         f"registry v{registry.version} written to {path}",
         ["member", "名称", "region", "keys"],

@@ -24,7 +24,10 @@ def settings(**overrides: Any) -> Settings:
 
 def local_broker(cfg: Settings, port: int | None = None, data_dir: Path | None = None) -> LocalBroker:
     """The embedded broker of these settings (secured when JOINTBUS_SECURITY_PROTOCOL says so)."""
-    users = load_all(cfg) if cfg.secure else None
+    directory = data_dir or cfg.broker_dir
+    state = LocalBroker(directory, port or cfg.broker_port).state()
+    secure = state.secure if state is not None else cfg.secure  # the data decides once it exists
+    users = load_all(cfg) if secure else None
     return LocalBroker(
         data_dir or cfg.broker_dir, port or cfg.broker_port, heap=cfg.broker_heap, scram_users=users
     )

@@ -333,6 +333,13 @@ class LocalBroker:
         else:
             controller = state.controller_port
         formatted = (self.data_dir / "kraft" / "meta.properties").exists()
+        if formatted and state is not None and state.secure != (self.scram_users is not None):
+            was = "secured" if state.secure else "plaintext"
+            raise BrokerError(
+                f"the broker data in {self.data_dir} was created {was}; start it the same way "
+                "(or use another --data-dir)",
+                reason="config",
+            )
         cluster_id = state.cluster_id if state and formatted else _random_cluster_id()
         state = BrokerState(
             port=self.port,
