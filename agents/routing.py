@@ -24,7 +24,6 @@ from schemas.keys import Keyring
 from schemas.lifecycle import Decision, Rules, State, overdue_items
 from schemas.records import AuditRecord, event_fields, position_of
 from schemas.registry import ROUTER, Registry
-from schemas.verify import VerifiedEvent
 from streams.topics import AUDIT_TOPIC, inbox
 
 log = structlog.get_logger("jointbus.router")
@@ -76,11 +75,11 @@ class Router:
         outcome = decide_record(wire, topic, position, received, self.registry, self.rules, state_of)
         decision, verified = outcome.decision, outcome.verified
         if not decision.accepted:
-            routed = self._rejected(wire, position, received, decision, verified)
+            routed = self._rejected(wire, position, received, decision)
         else:
             assert verified is not None
             subject = verified.envelope.subject
-            record = self._record(wire, position, received, decision, verified)
+            record = self._record(wire, position, received, decision)
             outputs = [Output(inbox(r), subject.encode(), wire) for r in decision.deliver_to]
             routed = Routed(record, [*outputs, self._audit(record)])
         if verified is not None:
@@ -93,7 +92,6 @@ class Router:
         position: str,
         received: datetime,
         decision: Decision,
-        verified: VerifiedEvent | None = None,
         notice: dict[str, Any] | None = None,
     ) -> AuditRecord:
         fields = event_fields(wire)
@@ -120,9 +118,8 @@ class Router:
         position: str,
         received: datetime,
         decision: Decision,
-        verified: VerifiedEvent | None = None,
     ) -> Routed:
-        provisional = self._record(wire, position, received, decision, verified)
+        provisional = self._record(wire, position, received, decision)
         outputs: list[Output] = []
         notice = None
         sender = provisional.sender
@@ -130,7 +127,7 @@ class Router:
             event = provisional.event or {}
             notice = self._notice(provisional, str(event.get("type", ""))[:200], received, event)
             outputs.append(Output(inbox(sender), notice["subject"].encode(), to_wire(notice)))
-        record = self._record(wire, position, received, decision, verified, notice)
+        record = self._record(wire, position, received, decision, notice)
         log.info(
             "event rejected",
             event_id=record.event_id,

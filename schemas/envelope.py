@@ -87,7 +87,7 @@ def _no_constants(name: str) -> Any:
 
 def loads_strict(raw: bytes) -> Any:
     """Parse JSON refusing what parsers disagree on: duplicate keys, NaN/Infinity, bad UTF-8."""
-    return _loads(raw)[0]
+    return loads_with_flag(raw)[0]
 
 
 def _no_floats(text: str) -> Any:
@@ -110,11 +110,6 @@ _DECODER = json.JSONDecoder(
 
 
 def loads_with_flag(raw: bytes) -> tuple[Any, bool]:
-    """Strict parse, and whether the value may take canonical's fast path (see ``_loads``)."""
-    return _loads(raw)
-
-
-def _loads(raw: bytes) -> tuple[Any, bool]:
     """Strict parse; also says whether ``canonical``'s fast path applies (no astral chars).
 
     The contract's numbers are integers within ±2^53 (I-JSON), so floats and huge integers
@@ -145,7 +140,7 @@ def parse_envelope(wire: bytes) -> ParsedEnvelope:
     raw = wire
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise rejection(Reason.TOO_LARGE, f"envelope is {len(raw)} bytes; the limit is {MAX_ENVELOPE_BYTES}")
-    obj, plain = _loads(raw)
+    obj, plain = loads_with_flag(raw)
     return envelope_of(obj, plain)
 
 
