@@ -4,12 +4,14 @@ an audit record, and its sender (when a known agency) a signed notice."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +24,11 @@ from schemas.keys import new_federation
 from schemas.lifecycle import Rules
 from schemas.records import AuditRecord
 from schemas.registry import ROUTER
+from streams.reader import read_topic
+from streams.sdk import Publisher
 from streams.topics import AUDIT_TOPIC, outbox
+from tests.conftest import Bus
+from tests.harness import collect
 from tests.samples import SAMPLES
 from tests.stats import STATS
 
@@ -128,3 +134,40 @@ def test_router_rejects_every_hostile_input_with_a_reason_and_an_audit_record(
     if record.sender == "sc-zigong":
         assert any(o.topic == "jointbus.inbox.sc-zigong" for o in routed.outputs)
     STATS["fuzz inputs rejected with a reason"] = int(STATS.get("fuzz inputs rejected with a reason", 0)) + 1
+
+
+LIVE_INPUTS = 300
+
+
+@pytest.mark.broker
+async def test_live_worker_audits_every_hostile_record_and_keeps_routing(bus: Bus) -> None:
+    """300 hostile records through the real worker: each gets an audit record with a reason,
+    and a valid event sent after them is still delivered (no crash, no stall)."""
+    rnd = random.Random(99)
+    positions: set[str] = set()
+    async with Publisher("sc-zigong", bus.rings["sc-zigong"], bus.registry, bus.bootstrap) as pub:
+        futures = []
+        for i in range(LIVE_INPUTS):
+            wire = mutate(rnd.choice(VALID), i % 10, rnd, "ﬀ\u202e")
+            if len(wire) > 900_000:
+                wire = wire[:900_000]
+            futures.append(await pub.send_wire(wire, f"fuzz/{i}"))
+        for meta in await asyncio.gather(*futures):
+            positions.add(f"{outbox('sc-zigong')}:{meta.partition}:{meta.offset}")
+        valid = await pub.publish(
+            "rectification.issued",
+            f"rectification/{uuid.uuid4()}",
+            ["cq-dazu"],
+            SAMPLES["rectification.issued"],
+        )
+    delivered = await collect(
+        "cq-dazu", bus.rings["cq-dazu"], bus.registry, bus.bootstrap, lambda d: d.id == valid, 1, within=120
+    )
+    assert [d.id for d in delivered] == [valid]
+    audited: dict[str, AuditRecord] = {}
+    async for _, key, value in read_topic(bus.bootstrap, AUDIT_TOPIC):
+        if key is not None and key.decode() in positions:
+            audited.setdefault(key.decode(), AuditRecord.model_validate_json(value))
+    assert set(audited) == positions
+    assert all(r.decision == "rejected" and r.reason in REASONS for r in audited.values())
+    STATS["live fuzz records audited by the running worker"] = len(audited)
