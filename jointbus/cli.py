@@ -162,6 +162,40 @@ def keys_init(directory: Path | None, force: bool) -> None:
     )
 
 
+@keys.command("rotate")
+@click.argument("member")
+@click.option("--purpose", type=click.Choice(["sign", "seal"]), default="sign", show_default=True)
+@click.option("--overlap-days", default=7.0, show_default=True, help="how long the old key stays valid")
+def keys_rotate(member: str, purpose: str, overlap_days: float) -> None:
+    """Give MEMBER a new key; the old one expires after the overlap (old events still verify)."""
+    from schemas.keys import Purpose, rotate
+
+    cfg = context.settings()
+    registry = keystore.load_registry(cfg.keystore_dir)
+    ring = keystore.load_keyring(cfg.keystore_dir, member)
+    which: Purpose = "seal" if purpose == "seal" else "sign"
+    registry, ring = rotate(registry, ring, which, utcnow(), timedelta(days=overlap_days))
+    keystore.save_keyring(cfg.keystore_dir, ring)
+    keystore.save_registry(cfg.keystore_dir, registry)
+    newest = max(
+        (k for k in registry.keys if k.owner == member and k.purpose == purpose), key=lambda k: k.not_before
+    )
+    ui.say(f"registry v{registry.version}: {member} now uses {newest.kid}; restart the worker to load it")
+
+
+@keys.command("revoke")
+@click.argument("kid")
+@click.option("--reason", required=True, help="why (kept in the registry)")
+def keys_revoke(kid: str, reason: str) -> None:
+    """Revoke key KID now: events arriving from now on with it are rejected (key_revoked)."""
+    from schemas.keys import revoke
+
+    cfg = context.settings()
+    registry = revoke(keystore.load_registry(cfg.keystore_dir), kid, utcnow(), reason)
+    keystore.save_registry(cfg.keystore_dir, registry)
+    ui.say(f"registry v{registry.version}: {kid} revoked; restart the worker to load it")
+
+
 # --------------------------------------------------------------------------------- schemas
 @cli.group("schemas")
 def schemas_group() -> None:
