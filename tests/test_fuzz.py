@@ -165,9 +165,13 @@ async def test_live_worker_audits_every_hostile_record_and_keeps_routing(bus: Bu
     )
     assert [d.id for d in delivered] == [valid]
     audited: dict[str, AuditRecord] = {}
-    async for _, key, value in read_topic(bus.bootstrap, AUDIT_TOPIC):
-        if key is not None and key.decode() in positions:
-            audited.setdefault(key.decode(), AuditRecord.model_validate_json(value))
+    for _ in range(60):  # partitions are routed interleaved: wait (bounded) for all of them
+        async for _, key, value in read_topic(bus.bootstrap, AUDIT_TOPIC):
+            if key is not None and key.decode() in positions:
+                audited.setdefault(key.decode(), AuditRecord.model_validate_json(value))
+        if set(audited) == positions:
+            break
+        await asyncio.sleep(1)
     assert set(audited) == positions
     assert all(r.decision == "rejected" and r.reason in REASONS for r in audited.values())
     STATS["live fuzz records audited by the running worker"] = len(audited)
