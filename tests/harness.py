@@ -82,6 +82,21 @@ async def first_deliveries(
     return seen, sub.duplicates
 
 
+async def audit_settled(bootstrap: str, leaves: int, within: float = 60.0) -> None:
+    """Wait (bounded) until the audit topic holds ``leaves`` leaves: a recipient can see an
+    event before its audit record (another partition) is flushed."""
+    from audit.leaves import LeafRule
+    from streams.reader import read_topic
+    from streams.topics import AUDIT_TOPIC
+
+    for _ in range(int(within)):
+        rule = LeafRule()
+        count = sum([1 async for _, key, _ in read_topic(bootstrap, AUDIT_TOPIC) if rule.admit(key)])
+        if count >= leaves:
+            return
+        await asyncio.sleep(1)
+
+
 async def nothing_more(
     agency: str,
     ring: Keyring,

@@ -3,6 +3,7 @@ offline, and a log that refuses to sign when its history was rewritten."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -13,12 +14,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from audit.agent import AuditLog
+from audit.agent import AuditLog, event_id_of
 from audit.errors import InconsistentLogError
 from audit.notes import ORIGIN, Checkpoint, sign_checkpoint
 from schemas.records import AuditRecord
 from schemas.registry import AUDIT
 from streams.broker import LocalBroker
+from streams.reader import read_topic
 from streams.sdk import Publisher
 from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
 from tests.conftest import Bus, _broker
@@ -37,7 +39,18 @@ async def some_traffic(bus: Bus) -> str:
     await collect(
         "cq-yongchuan", bus.rings["cq-yongchuan"], bus.registry, bus.bootstrap, lambda d: d.id == event_id, 1
     )
+    for _ in range(30):  # delivered; its audit record may still be on its way (another partition)
+        if await audit_has(bus, event_id):
+            break
+        await asyncio.sleep(1)
     return event_id
+
+
+async def audit_has(bus: Bus, event_id: str) -> bool:
+    async for _, _, value in read_topic(bus.bootstrap, AUDIT_TOPIC):
+        if event_id_of(value) == event_id:
+            return True
+    return False
 
 
 async def test_deleted_index_is_rebuilt_to_the_same_root(bus: Bus, tmp_path: Path) -> None:

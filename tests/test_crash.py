@@ -15,7 +15,7 @@ from streams.broker import LocalBroker
 from streams.reader import read_topic
 from streams.sdk import Publisher
 from streams.topics import AUDIT_TOPIC
-from tests.harness import first_deliveries, make_federation
+from tests.harness import audit_settled, first_deliveries, make_federation
 from tests.stats import STATS
 
 pytestmark = pytest.mark.broker
@@ -65,6 +65,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
             assert set(seen) == set(sent), f"{agency} lost {len(set(sent) - set(seen))}"
             STATS[f"crash test: duplicates dropped by {agency}'s Subscriber"] = dropped
 
+        await audit_settled(bootstrap, EVENTS)
         decided = {}
         async for _, _, value in read_topic(bootstrap, AUDIT_TOPIC):
             record = AuditRecord.model_validate_json(value)

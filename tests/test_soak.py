@@ -24,7 +24,7 @@ from streams.reader import read_topic
 from streams.sdk import Publisher
 from streams.topics import AUDIT_TOPIC
 from tests.conftest import _broker
-from tests.harness import first_deliveries, make_federation
+from tests.harness import audit_settled, first_deliveries, make_federation
 from tests.stats import STATS
 
 pytestmark = pytest.mark.broker
@@ -97,6 +97,7 @@ async def test_random_kills_and_a_broker_restart_lose_and_duplicate_nothing(
             assert not lost, f"{agency} lost {len(lost)}"
             assert len(seen) == len(set(seen)) == EVENTS
             STATS[f"soak duplicates dropped by {agency}'s Subscriber"] = dropped
+        await audit_settled(bootstrap, EVENTS)
         rule, leaves, notes = LeafRule(), [], []
         verifier = Verifier(registry, notes)
         async for offset, key, value in read_topic(bootstrap, AUDIT_TOPIC):
