@@ -79,7 +79,6 @@ async def jointbus_run(
         from_beginning=False,
     )
     await sub.start()
-    await sub._consumer.seek_to_end()
     reader = asyncio.create_task(sub.run(handle))
     async with Publisher("sc-zigong", rings["sc-zigong"], registry, bootstrap) as pub:
 

@@ -225,6 +225,7 @@ class Subscriber:
         self._publisher = Publisher(agency, keyring, registry, bootstrap, **kafka) if receipts else None
         self.seen = SeenStore(seen_path)
         self.until_end = until_end
+        self._from_beginning = from_beginning
         self.duplicates = 0
         self.rejected = 0
 
@@ -237,7 +238,10 @@ class Subscriber:
                 partitions = self._consumer.partitions_for_topic(self._topic) or set()
             tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
             self._consumer.assign(tps)
-            await self._consumer.seek_to_beginning(*tps)
+            if self._from_beginning:
+                await self._consumer.seek_to_beginning(*tps)
+            else:
+                await self._consumer.seek_to_end(*tps)
         if self._publisher is not None:
             await self._publisher.start()
 
@@ -277,24 +281,31 @@ class Subscriber:
                 return False
         return True
 
+    async def _batches(self) -> AsyncIterator[tuple[TopicPartition, list[Any]]]:
+        """Fetched records per partition; with ``until_end``, up to the end as it was at start."""
+        ends: dict[TopicPartition, int] = {}
+        while not (self.until_end and await self._reached_end(ends)):
+            batch = await self._consumer.getmany(timeout_ms=500, max_records=500)
+            for tp, records in batch.items():
+                yield tp, records
+
+    async def _handled(self, delivery: Delivery) -> None:
+        """After the application returned: remember the id, send the receipt."""
+        self.seen.add(delivery.id)
+        await self._receipt(delivery)
+
     async def __aiter__(self) -> AsyncIterator[Delivery]:
         """Deliveries in inbox order; commit happens when the loop asks for the next one.
 
         With ``until_end`` the iteration stops at the end of the inbox as it was at start.
         """
-        ends: dict[TopicPartition, int] = {}
-        while True:
-            if self.until_end and await self._reached_end(ends):
-                return
-            batch = await self._consumer.getmany(timeout_ms=500, max_records=500)
-            for tp, records in batch.items():
-                for record in records:
-                    delivery = self._accept(record.value, record.timestamp, tp.partition, record.offset)
-                    if delivery is not None:
-                        yield delivery  # the application handles it here
-                        self.seen.add(delivery.id)
-                        await self._receipt(delivery)
-                await self._commit(tp, records[-1].offset + 1)
+        async for tp, records in self._batches():
+            for record in records:
+                delivery = self._accept(record.value, record.timestamp, tp.partition, record.offset)
+                if delivery is not None:
+                    yield delivery  # the application handles it here
+                    await self._handled(delivery)
+            await self._commit(tp, records[-1].offset + 1)
 
     def _accept(self, wire: bytes, timestamp_ms: int, partition: int, offset: int) -> Delivery | None:
         try:
@@ -338,21 +349,17 @@ class Subscriber:
         The event's offset is committed, and its receipt sent, once the handler returned —
         also for the last one, which a ``break`` out of ``async for`` cannot promise.
         """
-        ends: dict[TopicPartition, int] = {}
-        while not (self.until_end and await self._reached_end(ends)):
-            batch = await self._consumer.getmany(timeout_ms=500, max_records=500)
-            for tp, records in batch.items():
-                for record in records:
-                    delivery = self._accept(record.value, record.timestamp, tp.partition, record.offset)
-                    if delivery is None:
-                        continue
-                    stop = await handler(delivery)
-                    self.seen.add(delivery.id)
-                    await self._receipt(delivery)
-                    if stop:
-                        await self._commit(tp, record.offset + 1)
-                        return
-                await self._commit(tp, records[-1].offset + 1)
+        async for tp, records in self._batches():
+            for record in records:
+                delivery = self._accept(record.value, record.timestamp, tp.partition, record.offset)
+                if delivery is None:
+                    continue
+                stop = await handler(delivery)
+                await self._handled(delivery)
+                if stop:
+                    await self._commit(tp, record.offset + 1)
+                    return
+            await self._commit(tp, records[-1].offset + 1)
 
     async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
         self.seen.commit()

@@ -126,9 +126,7 @@ async def test_wrong_password_is_refused(secured: tuple[LocalBroker, dict[str, C
         await produce(broker, Credentials("sc-zigong", "guess"), outbox("sc-zigong"))
 
 
-def test_credentials_are_private_files(
-    secured: tuple[LocalBroker, dict[str, Credentials]], tmp_path: Path
-) -> None:
+def test_credentials_are_private_files(tmp_path: Path) -> None:
     """Credential files are readable by their owner only."""
     creds = new_credentials(tmp_path / "c", ["sc-yibin"])
     assert creds["sc-yibin"].password

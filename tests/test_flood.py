@@ -47,7 +47,6 @@ async def steady_latencies(bus: Bus, tag: str) -> list[float]:
         from_beginning=False,
     )
     await sub.start()
-    await sub._consumer.seek_to_end()
     reader = asyncio.create_task(sub.run(handle))
     async with Publisher("cq-dazu", bus.rings["cq-dazu"], bus.registry, bus.bootstrap) as pub:
         for _ in range(STEADY):
