@@ -1,34 +1,44 @@
 """The router's decisions, free of Kafka: verify, authorize, check the lifecycle, then say
 what to deliver where and what to append to the audit log.
 
-The faust agent in ``agents.worker`` feeds it records and performs the outputs; tests and
-the auditors' replay can drive it directly.
+The faust agent in ``agents.worker`` feeds it records and writes the outputs; tests and
+benchmarks drive it directly. Its memory is a ``schemas.ledger.Ledger`` rebuilt from the
+audit log at start (``fold``), so the router and the auditors derive every decision from
+the same history by the same rules.
+
+Containment: nothing one record, aggregate or timer tick does can stop the router. A
+failure while deciding becomes an audited ``internal_error`` rejection of that record; a
+failure while checking an aggregate's deadlines quarantines that aggregate (its alerts
+stop, an operator alert is logged and audited) and the scan goes on.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 import structlog
 
-from schemas.catalog import ItemOverdue, RejectionNotice
+from schemas.catalog import CATALOG, ItemOverdue, RejectionNotice
 from schemas.compose import compose
-from schemas.decide import decide_record
 from schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, to_wire
+from schemas.errors import ContractError
 from schemas.ids import UUID_PATTERN, format_time, uuid7_from
 from schemas.keys import Keyring
-from schemas.lifecycle import Decision, Rules, State, overdue_items
-from schemas.records import AuditRecord, event_fields, position_of
+from schemas.ledger import Ledger, Outcome, outbox_owner
+from schemas.lifecycle import Rules, due_at, overdue_items
+from schemas.records import AuditRecord, event_fields, parse_position, position_of
 from schemas.registry import ROUTER, Registry
 from streams.topics import AUDIT_TOPIC, inbox
 
 log = structlog.get_logger("jointbus.router")
 HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
 _UUID = re.compile(UUID_PATTERN)
+#: decisions kept in memory to be written again if their outputs must be re-sent
+RECENT = 20_000
 
 
 @dataclass(frozen=True)
@@ -42,16 +52,15 @@ class Output:
 
 @dataclass
 class Routed:
-    """Everything one decision produces: records, the aggregate's new state, the audit record."""
+    """Everything one decision produces: the audit record and every output, audit last."""
 
-    record: AuditRecord
+    record: AuditRecord | None  # None: decided long ago, nothing left to write
     outputs: list[Output] = field(default_factory=list)
-    subject: str | None = None
-    state: State | None = None
+    again: bool = False  # a decision taken before, written again after a restart
 
 
 class Router:
-    """Decides each event of an outbox and builds the notices the router signs."""
+    """Decides each record of the outboxes and builds the events the router signs."""
 
     def __init__(self, registry: Registry, router_keys: Keyring, rules: Rules) -> None:
         if router_keys.owner != ROUTER:
@@ -59,147 +68,249 @@ class Router:
         self.registry = registry
         self.keys = router_keys
         self.rules = rules
+        self.ledger = Ledger()
+        self.recent: OrderedDict[str, AuditRecord] = OrderedDict()
+        self.dues: dict[str, datetime] = {}
+        self.alerted: set[str] = set()
+        self.quarantined: dict[str, str] = {}
+        self.counts = {"internal_error": 0, "quarantined": 0, "history_mismatch": 0}
 
-    def route(
-        self,
-        wire: bytes,
-        topic: str,
-        partition: int,
-        offset: int,
-        timestamp_ms: int,
-        state_of: Callable[[str], State | None],
-    ) -> Routed:
-        """Decide one record of ``topic``; ``state_of(subject)`` reads an aggregate's state."""
+    # ------------------------------------------------------------------------ live routing
+    def route(self, wire: bytes, topic: str, partition: int, offset: int, timestamp_ms: int) -> Routed:
+        """Decide one outbox record (or repeat the decision taken on it before)."""
         position = position_of(topic, partition, offset)
+        head = self.ledger.heads.get(f"{topic}:{partition}")
+        if head is not None and offset <= head:
+            return self._again(position)
         received = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
-        outcome = decide_record(wire, topic, position, received, self.registry, self.rules, state_of)
-        decision, verified = outcome.decision, outcome.verified
-        if not decision.accepted:
-            routed = self._rejected(wire, position, received, decision)
-        else:
-            assert verified is not None
-            subject = verified.envelope.subject
-            record = self._record(wire, position, received, decision)
-            outputs = [Output(inbox(r), subject.encode(), wire) for r in decision.deliver_to]
-            routed = Routed(record, [*outputs, self._audit(record)])
-        if verified is not None:
-            routed.subject, routed.state = verified.envelope.subject, outcome.state
+        try:
+            outcome = self.ledger.decide(wire, topic, partition, offset, received, self.registry, self.rules)
+            routed = self._routed(wire, topic, outcome, received)
+        except Exception as exc:  # contained: one record never stops the router
+            self.counts["internal_error"] += 1
+            log.exception("decision failed", position=position, agency=outbox_owner(topic))
+            outcome = self.ledger.internal_error(topic, partition, offset, f"{type(exc).__name__}")
+            routed = self._routed(wire, topic, outcome, received, notify=False)
+        self.ledger.commit(outcome)
+        assert routed.record is not None
+        self._remember(routed.record)
+        self._track_due(outcome)
         return routed
 
-    def _record(
-        self,
-        wire: bytes,
-        position: str,
-        received: datetime,
-        decision: Decision,
-        notice: dict[str, Any] | None = None,
-    ) -> AuditRecord:
+    def _routed(
+        self, wire: bytes, topic: str, outcome: Outcome, received: datetime, *, notify: bool = True
+    ) -> Routed:
+        decision = outcome.decision
+        owner = outbox_owner(topic)
+        record = self._record(wire, owner, outcome, received)
+        if decision.accepted:
+            verified = outcome.verified
+            assert verified is not None
+            key = verified.envelope.subject.encode()
+            outputs = [Output(inbox(r), key, wire) for r in decision.deliver_to]
+            return Routed(record, [*outputs, _audit(record)])
+        notice = None
+        if notify and owner is not None and self.registry.is_agency(owner):
+            notice = self._notice(record, owner, received)
+        if notice is not None:
+            record = record.model_copy(update={"notice": notice})
+        log.info(
+            "event rejected",
+            event_id=record.event_id,
+            agency=owner,
+            reason=record.reason,
+            position=record.position,
+            detail=record.detail,
+        )
+        outputs = (
+            [Output(inbox(owner), notice["subject"].encode(), to_wire(notice))] if notice and owner else []
+        )
+        return Routed(record, [*outputs, _audit(record)])
+
+    def _record(self, wire: bytes, owner: str | None, outcome: Outcome, received: datetime) -> AuditRecord:
+        decision = outcome.decision
         fields = event_fields(wire)
         event = fields.get("event") or {}
-        event_id = event.get("id") if isinstance(event.get("id"), str) else None
-        source = event.get("source")
-        sender = source.removeprefix("urn:jointbus:") if isinstance(source, str) else None
+        event_id = event.get("id")
         return AuditRecord(
-            position=position,
+            position=outcome.position,
             received_at=format_time(received),
             decision="accepted" if decision.accepted else "rejected",
             reason=decision.reason,
             detail=decision.detail[:1000],
-            event_id=(event_id or "")[:64] or None,
-            sender=(sender or "")[:64] or None,
+            event_id=event_id if _is_uuid(event_id) else None,
+            sender=owner,
             delivered_to=decision.deliver_to if decision.accepted else [],
-            notice=notice,
+            prev=outcome.prev,
             **fields,
         )
 
-    def _rejected(
-        self,
-        wire: bytes,
-        position: str,
-        received: datetime,
-        decision: Decision,
-    ) -> Routed:
-        provisional = self._record(wire, position, received, decision)
-        outputs: list[Output] = []
-        notice = None
-        sender = provisional.sender
-        if sender is not None and self.registry.is_agency(sender):
-            event = provisional.event or {}
-            notice = self._notice(provisional, str(event.get("type", ""))[:200], received, event)
-            outputs.append(Output(inbox(sender), notice["subject"].encode(), to_wire(notice)))
-        record = self._record(wire, position, received, decision, notice)
-        log.info(
-            "event rejected",
-            event_id=record.event_id,
-            agency=sender,
-            reason=record.reason,
-            position=position,
-            detail=record.detail,
-        )
-        return Routed(record, [*outputs, self._audit(record)])
-
-    def _notice(
-        self, record: AuditRecord, event_type: str, received: datetime, event: dict[str, Any]
-    ) -> dict[str, Any]:
+    def _notice(self, record: AuditRecord, owner: str, received: datetime) -> dict[str, Any] | None:
+        """The signed rejection notice to the outbox's owner: only text the router chose
+        or validated (a catalog type, a UUID, a reason code, an escaped bounded detail)."""
+        event = record.event or {}
+        event_type = event.get("type")
         notice_id = uuid7_from(received, f"notice|{record.position}".encode())
         correlation = event.get("correlationid")
-        causation = record.event_id
-        return compose(
-            keyring=self.keys,
-            registry=self.registry,
-            event_type="rejection",
-            subject=f"notice/{notice_id}",
-            recipients=[str(record.sender)],
-            payload=RejectionNotice(
-                rejected_event_id=record.event_id or "",
-                rejected_type=event_type,
-                reason=str(record.reason),
-                detail=record.detail,
-            ),
-            correlationid=correlation if _is_uuid(correlation) else notice_id,
-            causationid=causation if _is_uuid(causation) else None,
-            now=received,
-            event_id=notice_id,
-        )
+        try:
+            return compose(
+                keyring=self.keys,
+                registry=self.registry,
+                event_type="rejection",
+                subject=f"notice/{notice_id}",
+                recipients=[owner],
+                payload=RejectionNotice(
+                    rejected_event_id=record.event_id or "",
+                    rejected_type=event_type if event_type in CATALOG else "",
+                    reason=str(record.reason),
+                    detail=record.detail,
+                ),
+                correlationid=correlation if _is_uuid(correlation) else notice_id,
+                causationid=record.event_id,
+                now=received,
+                event_id=notice_id,
+            )
+        except ContractError as exc:  # e.g. no router key valid at that moment: logged, not fatal
+            log.error("rejection notice not signed", position=record.position, reason=exc.reason)
+            return None
 
-    def overdue(self, state: State, now: datetime) -> list[Routed]:
-        """Overdue alerts for an aggregate whose deadlines have passed (deterministic ids)."""
+    def _again(self, position: str) -> Routed:
+        record = self.recent.get(position)
+        if record is None:
+            log.warning("decided long ago; nothing to write again", position=position)
+            return Routed(None, [], again=True)
+        return Routed(record, outputs_of(record), again=True)
+
+    def _remember(self, record: AuditRecord) -> None:
+        self.recent[record.position] = record
+        while len(self.recent) > RECENT:
+            self.recent.popitem(last=False)
+
+    def _track_due(self, outcome: Outcome) -> None:
+        if outcome.verified is None or outcome.state is None:
+            return
+        subject = outcome.verified.envelope.subject
+        due = due_at(outcome.state)
+        if due is None or subject in self.quarantined:
+            self.dues.pop(subject, None)
+        else:
+            self.dues[subject] = due
+
+    # ----------------------------------------------------------------- rebuilt from history
+    def fold(self, record: AuditRecord) -> None:
+        """Take one audit-log leaf (in log order) into the router's memory at start."""
+        if record.decision == "emitted":
+            self.alerted.add(record.position)
+            return
+        if record.decision == "quarantined":
+            subject = record.position.removeprefix("quarantine:")
+            self.quarantined[subject] = record.detail
+            self.dues.pop(subject, None)
+            return
+        if parse_position(record.position) is None:
+            return
+        try:
+            outcome = self.ledger.rederive(record, self.registry, self.rules)
+        except ContractError:
+            outcome = None
+        logged = (record.decision == "accepted", record.reason)
+        if outcome is None or (outcome.decision.accepted, outcome.decision.reason) != logged:
+            self.counts["history_mismatch"] += 1
+            log.error("the audit log disagrees with the rules", position=record.position)
+            where = parse_position(record.position)
+            assert where is not None
+            outcome = self.ledger.internal_error(*where, "history mismatch")
+        self.ledger.commit(outcome)
+        self._remember(record)
+        self._track_due(outcome)
+
+    # ---------------------------------------------------------------------------- deadlines
+    def overdue(self, now: datetime) -> list[Routed]:
+        """Signed alerts for every deadline passed by ``now`` and not yet alerted."""
+        routed: list[Routed] = []
+        for subject, due in list(self.dues.items()):
+            if due > now:
+                continue
+            try:
+                routed += self._alerts(subject, now)
+                self.dues.pop(subject, None)
+            except Exception as exc:  # contained: quarantine this aggregate, scan the rest
+                routed.append(self._quarantine(subject, now, exc))
+        return routed
+
+    def _alerts(self, subject: str, now: datetime) -> list[Routed]:
+        state = self.ledger.aggregate(subject)
+        if state is None:
+            return []
         routed = []
         for item in overdue_items(state, now):
-            position = f"deadline:{state['subject']}:{item.what}:{item.deadline.isoformat()}"
-            alert_id = uuid7_from(item.due, position.encode())
-            alert = compose(
+            position = f"deadline:{subject}:{item.what}:{item.deadline.isoformat()}"
+            if position in self.alerted:
+                continue
+            alert_id = uuid7_from(now, position.encode())
+            alert = compose(  # signed now, with a key valid now; the deadline is in the payload
                 keyring=self.keys,
                 registry=self.registry,
                 event_type="deadline.overdue",
-                subject=state["subject"],
+                subject=subject,
                 recipients=item.parties,
                 payload=ItemOverdue(
-                    aggregate=state["subject"],
+                    aggregate=subject,
                     what=item.what,
                     deadline=item.deadline,
                     responsible=item.responsible,
                 ),
-                now=item.due,
+                now=now,
                 event_id=alert_id,
             )
-            wire = to_wire(alert)
             record = AuditRecord(
                 position=position,
-                received_at=format_time(item.due),
+                received_at=format_time(now),
                 decision="emitted",
                 event_id=alert_id,
                 sender=ROUTER,
                 event=alert,
                 delivered_to=item.parties,
             )
-            outputs = [Output(inbox(p), state["subject"].encode(), wire) for p in item.parties]
-            routed.append(Routed(record, [*outputs, self._audit(record)]))
+            self.alerted.add(position)
+            log.info("deadline passed", aggregate=subject, event_id=alert_id, what=item.what)
+            routed.append(Routed(record, outputs_of(record)))
         return routed
 
-    @staticmethod
-    def _audit(record: AuditRecord) -> Output:
-        return Output(AUDIT_TOPIC, record.position.encode(), record.to_bytes())
+    def _quarantine(self, subject: str, now: datetime, exc: Exception) -> Routed:
+        detail = f"deadline check failed: {type(exc).__name__}: {str(exc)[:300]}"
+        self.dues.pop(subject, None)
+        self.quarantined[subject] = detail
+        self.counts["quarantined"] += 1
+        log.error("aggregate quarantined; its alerts are suspended", aggregate=subject, detail=detail)
+        record = AuditRecord(
+            position=f"quarantine:{subject}",
+            received_at=format_time(now),
+            decision="quarantined",
+            reason="internal_error",
+            detail=detail,
+        )
+        return Routed(record, [_audit(record)])
+
+
+def outputs_of(record: AuditRecord) -> list[Output]:
+    """Every record a logged decision produces, the audit record last (deterministic)."""
+    outputs: list[Output] = []
+    event = record.event or {}
+    if record.decision in ("accepted", "emitted") and record.delivered_to:
+        wire = record.wire()
+        assert wire is not None
+        key = str(event.get("subject", "")).encode()
+        outputs = [Output(inbox(r), key, wire) for r in record.delivered_to]
+    if record.notice is not None and record.sender is not None:
+        outputs.append(
+            Output(inbox(record.sender), str(record.notice["subject"]).encode(), to_wire(record.notice))
+        )
+    return [*outputs, _audit(record)]
+
+
+def _audit(record: AuditRecord) -> Output:
+    return Output(AUDIT_TOPIC, record.position.encode(), record.to_bytes())
 
 
 def _is_uuid(value: object) -> TypeGuard[str]:

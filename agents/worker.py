@@ -1,41 +1,219 @@
 """The bus worker: the router agent and the deadline monitor, as faust agents.
 
-The router keeps every aggregate's lifecycle state in a faust table (changelogged, so a
-restarted worker resumes where the last one stopped) and calls the pure rules of
-``schemas.lifecycle`` through ``agents.routing.Router``.
+faust consumes the outboxes (group membership, partition assignment, offset commits); the
+router's memory is rebuilt from the audit log at start (``Router.fold``), not kept in a
+changelog, so what the router remembers is exactly what the log holds.
+
+Writes are ordered and checked (``OrderedWriter``): an input is acknowledged to faust, and
+so its offset committed, only once every output it produced is on the broker. If a write
+fails, routing stops, the producer is replaced, the memory is rebuilt from what the log
+really holds, and every unacknowledged input is routed again, in order, until written.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import faust
 import structlog
+from aiokafka import AIOKafkaProducer
 
 from agents.routing import HEADERS, Routed, Router
 from schemas.ids import utcnow
-from schemas.lifecycle import Rules, State
-from schemas.registry import AGENCY_IDS, ROUTER
+from schemas.lifecycle import Rules
+from schemas.records import AuditRecord
+from schemas.registry import ROUTER, Registry
 from streams import keystore
 from streams.faustapp import make_app
+from streams.reader import read_topic
+from streams.security import kafka_kwargs
 from streams.settings import Settings
-from streams.topics import AUDIT_TOPIC, inbox, outbox
+from streams.topics import AUDIT_TOPIC, outbox
 
 log = structlog.get_logger("jointbus.worker")
 APP_ID = "jointbus-router"
+#: inputs whose outputs may be in flight at once (beyond it, routing waits for the broker)
+WINDOW = 2000
+
+
+def new_router(settings: Settings, registry: Registry) -> Router:
+    """A router with the settings' rules and the router's keys, memory empty."""
+    return Router(
+        registry,
+        keystore.load_keyring(settings.keystore_dir, ROUTER),
+        Rules(ack_within=timedelta(seconds=settings.ack_deadline_seconds)),
+    )
+
+
+async def rebuild(router: Router, bootstrap: str, **kafka: Any) -> int:
+    """Fold every leaf of the audit log into ``router`` (first record of each position)."""
+    seen: set[str] = set()
+    leaves = 0
+    async for _, key, value in read_topic(bootstrap, AUDIT_TOPIC, **kafka):
+        position = (key or b"").decode("utf-8", errors="replace")
+        if position in seen:
+            continue
+        seen.add(position)
+        try:
+            record = AuditRecord.model_validate_json(value)
+        except ValueError:
+            log.error("unreadable audit record skipped", position=position[:120])
+            continue
+        router.fold(record)
+        leaves += 1
+    return leaves
+
+
+Ack = Callable[[], Awaitable[object]]
+
+
+class OrderedWriter:
+    """Sends each routed input's outputs in order and acknowledges inputs in order, each
+    only once all its outputs are on the broker; recovers from a failed write by routing
+    every unacknowledged input again with a new producer and a rebuilt memory."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.kafka = kafka_kwargs(settings, ROUTER)
+        self.router = new_router(settings, registry)
+        self.lock = asyncio.Lock()
+        self.ready = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        # (input to route again, its ack, the futures of its outputs), in input order
+        self._pending: deque[tuple[tuple[bytes, str, int, int, int] | None, Ack | None, list[Any]]] = deque()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._acker: asyncio.Task[None] | None = None
+        self.recoveries = 0
+
+    async def start(self) -> None:
+        """Rebuild the memory from the audit log and open the producer."""
+        async with self.lock:
+            self.router, leaves = await self._rebuilt()
+            self._producer = await self._new_producer()
+        log.info("router memory rebuilt from the audit log", leaves=leaves)
+        self._acker = asyncio.create_task(self._ack_in_order())
+        self.ready.set()
+
+    async def stop(self) -> None:
+        if self._acker is not None:
+            self._acker.cancel()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def _rebuilt(self) -> tuple[Router, int]:
+        """A router whose memory is the audit log's (retried until the log is readable)."""
+        while True:
+            router = new_router(self.settings, self.registry)
+            try:
+                return router, await rebuild(router, self.settings.bootstrap_servers, **self.kafka)
+            except Exception as exc:  # broker away: the log is the truth, wait for it
+                log.warning("audit log not readable yet; retrying", error=repr(exc)[:200])
+                await asyncio.sleep(1.0)
+
+    async def _new_producer(self) -> AIOKafkaProducer:
+        while True:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.bootstrap_servers,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=2,
+                max_batch_size=512 * 1024,
+                max_request_size=2 * 1024 * 1024,
+                request_timeout_ms=30_000,
+                **self.kafka,
+            )
+            try:
+                await producer.start()
+                return producer
+            except Exception as exc:  # broker away: keep trying, nothing moves meanwhile
+                log.warning("producer not started; retrying", error=repr(exc)[:200])
+                await producer.stop()
+                await asyncio.sleep(1.0)
+
+    async def route(self, wire: bytes, topic: str, partition: int, offset: int, ts: int, ack: Ack) -> None:
+        """Decide one outbox record and send its outputs; ``ack`` runs once they are written."""
+        await self.ready.wait()
+        while len(self._pending) >= WINDOW:
+            self._room.clear()
+            await self._room.wait()
+        async with self.lock:
+            routed = self.router.route(wire, topic, partition, offset, ts)
+            await self._send((wire, topic, partition, offset, ts), ack, routed)
+
+    async def alerts(self) -> int:
+        """Check deadlines and write the alerts that fell due (signed now)."""
+        await self.ready.wait()
+        async with self.lock:
+            routed_all = self.router.overdue(utcnow())
+            for routed in routed_all:
+                await self._send(None, None, routed)
+        return len(routed_all)
+
+    async def _send(
+        self, source: tuple[bytes, str, int, int, int] | None, ack: Ack | None, routed: Routed
+    ) -> None:
+        assert self._producer is not None
+        futures: list[Any] = []
+        try:
+            for out in routed.outputs:
+                futures.append(await self._producer.send(out.topic, out.value, key=out.key, headers=HEADERS))
+        except Exception as exc:  # a send refused at once fails like a late failure
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            futures.append(failed)
+        self._pending.append((source, ack, futures))
+        self._wake.set()
+
+    async def _ack_in_order(self) -> None:
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            _, ack, futures = self._pending[0]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                await self._recover(errors[0])
+                continue
+            self._pending.popleft()
+            if len(self._pending) < WINDOW:
+                self._room.set()
+            if ack is not None:
+                await ack()
+
+    async def _recover(self, error: BaseException) -> None:
+        """A write failed: nothing after it is acknowledged; route it all again."""
+        async with self.lock:
+            self.recoveries += 1
+            log.error("write failed; routing stopped until it is written", error=repr(error)[:300])
+            items = list(self._pending)
+            self._pending.clear()
+            for _, _, futures in items:  # let every send of the old producer settle
+                await asyncio.gather(*futures, return_exceptions=True)
+            assert self._producer is not None
+            await self._producer.stop()
+            self.router, _ = await self._rebuilt()
+            self._producer = await self._new_producer()
+            for source, ack, _ in items:
+                if source is None:
+                    continue  # alerts: the next scan raises what the log does not hold
+                routed = self.router.route(*source)
+                await self._send(source, ack, routed)
+            log.info("recovered: inputs routed again", inputs=len(items))
 
 
 def build_worker(settings: Settings) -> faust.App:
     """The faust app with the router agent and the deadline timer, ready to run."""
     registry = keystore.load_registry(settings.keystore_dir)
-    router = Router(
-        registry,
-        keystore.load_keyring(settings.keystore_dir, ROUTER),
-        Rules(ack_within=timedelta(seconds=settings.ack_deadline_seconds)),
-    )
+    writer = OrderedWriter(settings, registry)
     app = make_app(settings, APP_ID, ROUTER)
     raw: dict[str, Any] = {
         "key_type": bytes,
@@ -43,55 +221,31 @@ def build_worker(settings: Settings) -> faust.App:
         "key_serializer": "raw",
         "value_serializer": "raw",
     }
-    outboxes = app.topic(*[outbox(a) for a in registry.agency_ids], **raw)
-    for name in [*map(inbox, AGENCY_IDS), AUDIT_TOPIC]:
-        app.topic(name, **raw)  # declared, so the app knows its outputs
-    aggregates = app.Table(
-        "aggregates", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions
-    )
-    emitted: set[str] = set()
+    outboxes = app.topic(*[outbox(a) for a in sorted(registry.agency_ids)], **raw)
 
-    def state_of(subject: str) -> State | None:
-        value = aggregates.get(subject.encode())
-        return None if value is None else json.loads(value)
-
-    async def produce(routed: Routed) -> None:
-        # straight to the app's producer (faust flushes it before committing offsets);
-        # faust's Topic.send adds a future, sensors and callbacks per record we do not use
-        producer = app.producer
-        for out in routed.outputs:
-            await producer.send(out.topic, out.key, out.value, None, None, HEADERS)
+    @app.task  # type: ignore[untyped-decorator]
+    async def start_writer() -> None:
+        await writer.start()
 
     @app.agent(outboxes, concurrency=1, name="router")
     async def route(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        manual: Any = stream.noack()  # type: ignore[attr-defined]  # acks are ours (writer)
+        async for event in manual.events():
             msg = event.message
-            routed = router.route(
-                event.value,
-                msg.topic,
-                msg.partition,
-                msg.offset,
-                round(msg.timestamp * 1000),
-                state_of,
+
+            async def ack(event: Any = event) -> None:
+                await manual.ack(event)
+
+            await writer.route(
+                event.value, msg.topic, msg.partition, msg.offset, round(msg.timestamp * 1000), ack
             )
-            if routed.subject is not None and routed.state is not None:
-                aggregates[routed.subject.encode()] = json.dumps(routed.state).encode()
-            await produce(routed)
 
     @app.timer(interval=settings.deadline_scan_seconds)  # type: ignore[untyped-decorator]
     async def deadlines() -> None:
-        now = utcnow()
-        for _, value in list(aggregates.items()):
-            for routed in router.overdue(json.loads(value), now):
-                if routed.record.position in emitted:
-                    continue
-                emitted.add(routed.record.position)
-                log.info(
-                    "deadline passed",
-                    aggregate=routed.record.position,
-                    event_id=routed.record.event_id,
-                )
-                await produce(routed)
+        try:
+            await writer.alerts()
+        except Exception:  # contained: the next tick tries again
+            log.exception("deadline scan failed")
 
     return app
 

@@ -7,9 +7,8 @@ and ``AuditLog`` rebuilds it from ``jointbus.audit`` to the same root.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, MutableSet
 from pathlib import Path
 
 from audit.errors import AuditError
@@ -30,7 +29,31 @@ CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, offset INTEGER NOT 
 CREATE INDEX IF NOT EXISTS entries_event ON entries (event_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS positions (position TEXT PRIMARY KEY) WITHOUT ROWID;
 """
+
+
+class PositionSet(MutableSet[str]):
+    """The positions logged so far, in the index's SQLite file (the leaf rule's memory)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __contains__(self, position: object) -> bool:
+        row = self.db.execute("SELECT 1 FROM positions WHERE position = ?", (position,)).fetchone()
+        return row is not None
+
+    def add(self, position: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO positions VALUES (?)", (position,))
+
+    def discard(self, position: str) -> None:
+        self.db.execute("DELETE FROM positions WHERE position = ?", (position,))
+
+    def __iter__(self) -> Iterator[str]:
+        return (str(row[0]) for row in self.db.execute("SELECT position FROM positions"))
+
+    def __len__(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM positions").fetchone()[0])
 
 
 class TreeIndex:
@@ -43,7 +66,7 @@ class TreeIndex:
         self.db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + SCHEMA)
         meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
         self.next_offset = int(meta.get("next_offset", 0))
-        self.rule = LeafRule(json.loads(meta.get("high", "{}")), set(json.loads(meta.get("alerts", "[]"))))
+        self.rule = LeafRule(PositionSet(self.db))
         self.frontier = Frontier()
         size = int(meta.get("size", 0))
         self._restore(size)
@@ -85,8 +108,6 @@ class TreeIndex:
                 [
                     ("next_offset", str(self.next_offset)),
                     ("size", str(self.frontier.size)),
-                    ("high", json.dumps(self.rule.high)),
-                    ("alerts", json.dumps(sorted(self.rule.alerts))),
                 ],
             )
         return len(entries)

@@ -1,36 +1,33 @@
 """Which audit-topic records become leaves: the rule every party applies identically.
 
-A record is a leaf unless it repeats a decision already logged. The router writes one
-record per outbox position, in each partition's offset order, and after a crash it
-writes the reprocessed positions again; so a record whose position is at or below the
-highest offset already logged for its topic-partition is a repeat. Deadline alerts are
-keyed by aggregate, kind and date, and repeat when that key was logged before.
-Memory: one integer per topic-partition plus one key per deadline alert.
+A record is a leaf unless its position was logged before: the router writes a decision
+again after a crash (the same bytes, or at least the same decision), and the first record
+of each position is the one that counts, whatever order positions arrive in. A position
+names the outbox record decided (``topic:partition:offset``), the deadline alert raised
+(``deadline:...``) or the aggregate quarantined (``quarantine:...``).
 """
 
 from __future__ import annotations
 
+from collections.abc import MutableSet
+
 
 class LeafRule:
-    """Decides, record by record in topic order, whether a record is a new leaf."""
+    """Decides, record by record in topic order, whether a record is a new leaf.
 
-    def __init__(self, high: dict[str, int] | None = None, alerts: set[str] | None = None) -> None:
-        self.high = dict(high or {})
-        self.alerts = set(alerts or ())
+    ``seen`` holds the positions logged so far: a set in memory, or a store on disk
+    (the audit index keeps it in SQLite).
+    """
+
+    def __init__(self, seen: MutableSet[str] | None = None) -> None:
+        self.seen: MutableSet[str] = seen if seen is not None else set()
 
     def admit(self, key: bytes | None) -> bool:
         """True (and remembered) when the record with this Kafka key is a new leaf."""
         if key is None:
             return True
         position = key.decode("utf-8", errors="replace")
-        stream, _, offset = position.rpartition(":")
-        if position.startswith("deadline:") or not offset.isdigit() or not stream:
-            if position in self.alerts:
-                return False
-            self.alerts.add(position)
-            return True
-        value = int(offset)
-        if value <= self.high.get(stream, -1):
+        if position in self.seen:
             return False
-        self.high[stream] = value
+        self.seen.add(position)
         return True

@@ -10,13 +10,14 @@ import json
 import sqlite3
 import tempfile
 from collections import OrderedDict
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
 from schemas.lifecycle import State
 
 
-class StateStore:
-    """A get/put map of aggregate states that never holds more than ``hot`` in memory."""
+class StateStore(MutableMapping[str, State]):
+    """A map of aggregate states that never holds more than ``hot`` in memory."""
 
     def __init__(self, hot: int = 2048) -> None:
         self.hot = hot
@@ -25,7 +26,7 @@ class StateStore:
         self._db = sqlite3.connect(Path(self._dir.name) / "states.sqlite")
         self._db.execute("CREATE TABLE states (subject TEXT PRIMARY KEY, state TEXT NOT NULL)")
 
-    def get(self, subject: str) -> State | None:
+    def _load(self, subject: str) -> State | None:
         state = self._recent.get(subject)
         if state is not None:
             self._recent.move_to_end(subject)
@@ -45,6 +46,26 @@ class StateStore:
             self._db.execute(
                 "INSERT OR REPLACE INTO states VALUES (?, ?)", (old_subject, json.dumps(old_state))
             )
+
+    def __getitem__(self, subject: str) -> State:
+        state = self._load(subject)
+        if state is None:
+            raise KeyError(subject)
+        return state
+
+    def __setitem__(self, subject: str, state: State) -> None:
+        self.put(subject, state)
+
+    def __delitem__(self, subject: str) -> None:
+        self._recent.pop(subject, None)
+        self._db.execute("DELETE FROM states WHERE subject = ?", (subject,))
+
+    def __iter__(self) -> Iterator[str]:
+        spilled = [str(r[0]) for r in self._db.execute("SELECT subject FROM states")]
+        return iter(dict.fromkeys([*self._recent, *spilled]))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
     def close(self) -> None:
         self._db.close()

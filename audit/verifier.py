@@ -3,9 +3,13 @@
 Layer by layer, every record: (1) it sits at the next offset (nothing deleted, inserted or
 swapped), (2) it is an audit record whose key is its position, (3) the router's decision
 is re-derived from the event, the registry and the history before it — signature, keys,
-rights, lifecycle — and must match, and its rejection notice must verify; then (4) each
-signed checkpoint must equal the recomputed tree at its size, no two checkpoints of one
-size may differ (a fork), and none may be larger than the log (a truncation).
+rights, lifecycle, event ids — and must match, and its rejection notice must verify,
+(4) it names as predecessor the last decision of its outbox partition (a hole there is a
+``missing_decision``, two chains a ``double_decision``), and a repeated position must
+repeat the same decision; then (5) each signed checkpoint must equal the recomputed tree at
+its size, no two checkpoints of one size may differ (a fork), and none may be larger than
+the log (a truncation). ``audit.completeness`` then checks that every outbox record has a
+decision.
 """
 
 from __future__ import annotations
@@ -20,15 +24,18 @@ from audit.leaves import LeafRule
 from audit.merkle import Frontier, leaf_hash
 from audit.notes import Checkpoint, open_checkpoint
 from audit.state import StateStore
-from schemas.decide import decide_record
-from schemas.envelope import MAX_ENVELOPE_BYTES, ParsedEnvelope, envelope_of, loads_with_flag, to_wire
+from schemas.envelope import MAX_DEPTH, MAX_ENVELOPE_BYTES, loads_with_flag, to_wire
 from schemas.errors import ContractError, Reason
 from schemas.ids import parse_time
+from schemas.ledger import Ledger
 from schemas.lifecycle import Rules
 from schemas.projections import Projection, apply
-from schemas.records import AuditRecord
+from schemas.records import AuditRecord, parse_position
 from schemas.registry import AUDIT, ROUTER, Registry
 from schemas.verify import verify_event
+
+#: an audit record wraps an envelope (and a notice): two levels more than an envelope
+RECORD_DEPTH = MAX_DEPTH + 2
 
 
 @dataclass
@@ -38,7 +45,9 @@ class Report:
     records: int = 0
     leaves: int = 0
     repeats: int = 0
-    decisions: dict[str, int] = field(default_factory=lambda: {"accepted": 0, "rejected": 0, "emitted": 0})
+    decisions: dict[str, int] = field(
+        default_factory=lambda: {"accepted": 0, "rejected": 0, "emitted": 0, "quarantined": 0}
+    )
     checkpoints: int = 0
     root: bytes = b""
 
@@ -79,6 +88,10 @@ class Verifier:
         self.rule = LeafRule()
         self.frontier = Frontier()
         self.states = StateStore()
+        self.ledger = Ledger(self.states)
+        #: every outbox offset decided, by partition (for the completeness check)
+        self.decided: dict[str, set[int]] = {}
+        self._verdicts: dict[str, tuple[str, str | None]] = {}
         self.report = Report()
         self.pending = check_checkpoints(checkpoint_notes, registry)
         self.replay = replay
@@ -95,16 +108,23 @@ class Verifier:
             raise self.fail(what, f"expected offset {self._next_offset}, found {offset}")
         self._next_offset = offset + 1
         self.report.records += 1
-        if not self.rule.admit(key):
-            self.report.repeats += 1
-            return
         try:
-            obj, plain = loads_with_flag(value)
+            obj, plain = loads_with_flag(value, RECORD_DEPTH)
             record = AuditRecord.model_validate(obj)
         except (ValidationError, ValueError, ContractError):
             raise self.fail("not_a_record", "not a well-formed audit record") from None
         if key is None or key.decode(errors="replace") != record.position:
             raise self.fail("position_mismatch", f"key does not match position {record.position}")
+        verdict = (record.decision, record.reason)
+        if not self.rule.admit(key):
+            self.report.repeats += 1
+            if self._verdicts.get(record.position, verdict) != verdict:
+                raise self.fail(
+                    "double_decision",
+                    f"{record.position} decided twice: {self._verdicts[record.position]} then {verdict}",
+                )
+            return
+        self._verdicts[record.position] = verdict
         self._check_decision(record, plain and len(value) <= MAX_ENVELOPE_BYTES)
         self.report.decisions[record.decision] += 1
         if self.replay is not None:
@@ -112,29 +132,26 @@ class Verifier:
         self.frontier.append(leaf_hash(value))
         self._check_reached_checkpoint()
 
-    def _check_decision(self, record: AuditRecord, reuse_parse: bool) -> None:
+    def _check_decision(self, record: AuditRecord, plain: bool) -> None:
         received = parse_time(record.received_at)
         if record.decision == "emitted":
             self._check_router_event(record.wire(), received, "deadline.overdue", "overdue alert")
             return
-        if record.wire_sha256 is not None:
-            if record.reason != Reason.TOO_LARGE or (record.wire_size or 0) <= MAX_ENVELOPE_BYTES:
-                raise self.fail("decision_mismatch", "only oversized events are kept as a digest")
+        if record.decision == "quarantined":
+            if not record.position.startswith("quarantine:"):
+                raise self.fail("decision_mismatch", "a quarantine record names no aggregate")
             return
-        topic = record.position.rsplit(":", 2)[0]
-        source: bytes | ParsedEnvelope
-        if reuse_parse and record.event is not None:  # parsed once already: skip re-serializing
-            try:
-                source = envelope_of(record.event, plain=True)
-            except ContractError:
-                source = to_wire(record.event)
-        else:
-            wire = record.wire()
-            assert wire is not None
-            source = wire
-        outcome = decide_record(
-            source, topic, record.position, received, self.registry, self.rules, self.states.get
-        )
+        if record.wire_sha256 is not None and (
+            record.reason != Reason.TOO_LARGE or (record.wire_size or 0) <= MAX_ENVELOPE_BYTES
+        ):
+            raise self.fail("decision_mismatch", "only oversized events are kept as a digest")
+        where = parse_position(record.position)
+        if where is None:
+            raise self.fail("not_a_record", f"{record.position[:80]!r} is not an outbox position")
+        try:
+            outcome = self.ledger.rederive(record, self.registry, self.rules, plain=plain)
+        except ContractError as exc:
+            raise self.fail("not_a_record", exc.message) from None
         d = outcome.decision
         got = (
             "accepted" if d.accepted else "rejected",
@@ -145,10 +162,29 @@ class Verifier:
         want = (record.decision, record.reason, record.detail, sorted(record.delivered_to))
         if got != want:
             raise self.fail("decision_mismatch", f"logged {want[:2]} but the rules give {got[:2]}")
-        if outcome.verified is not None and outcome.state is not None:
-            self.states.put(outcome.verified.envelope.subject, outcome.state)
+        if record.sender != where[0].removeprefix("jointbus.outbox."):
+            raise self.fail("decision_mismatch", "the sender of record is not the outbox's owner")
+        self._check_chain(record, outcome.prev)
+        self.ledger.commit(outcome)
+        self.decided.setdefault(outcome.stream, set()).add(outcome.offset)
         if record.notice is not None:
             self._check_router_event(to_wire(record.notice), received, "rejection", "rejection notice")
+
+    def _check_chain(self, record: AuditRecord, head: int | None) -> None:
+        """A decision names the last one of its partition: a hole or a second chain fails."""
+        if record.prev == head:
+            return
+        stream = record.position.rsplit(":", 1)[0]
+        if record.prev is not None and (head is None or record.prev > head):
+            raise self.fail(
+                "missing_decision",
+                f"the decision of {stream}:{record.prev} is missing "
+                f"({record.position} follows it; the log's last decision there is {head})",
+            )
+        raise self.fail(
+            "double_decision",
+            f"{record.position} follows {stream}:{record.prev}, but {head} was decided since",
+        )
 
     def _check_router_event(self, wire: bytes | None, received: Any, family: str, what: str) -> None:
         try:

@@ -37,7 +37,6 @@ def synthetic_log(n: int) -> tuple[Any, list[tuple[int, bytes, bytes]], list[str
     now = utcnow() - timedelta(hours=2)
     registry, rings = new_federation(now - timedelta(days=1))
     router = Router(registry, rings[ROUTER], Rules())
-    states: dict[str, Any] = {}
     rows: list[tuple[int, bytes, bytes]] = []
     offset = 0
     while len(rows) < n:
@@ -60,12 +59,8 @@ def synthetic_log(n: int) -> tuple[Any, list[tuple[int, bytes, bytes]], list[str
                 payload=payload,
                 now=now,
             )
-            routed = router.route(
-                to_wire(env), outbox(sender), 0, offset, int(now.timestamp() * 1000), states.get
-            )
+            routed = router.route(to_wire(env), outbox(sender), 0, offset, int(now.timestamp() * 1000))
             offset += 1
-            if routed.subject and routed.state is not None:
-                states[routed.subject] = routed.state
             for out in routed.outputs:
                 if out.topic == AUDIT_TOPIC:
                     rows.append((len(rows), out.key, out.value))

@@ -13,11 +13,12 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from audit.agent import AuditLog
+from audit.completeness import Completeness, check_complete, outbox_records
 from audit.errors import AuditError, VerificationError
 from audit.export import export, read_checkpoints, read_records, read_registry
 from audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from audit.notes import open_checkpoint, parse_proof, proof_text
-from audit.verifier import Verifier
+from audit.verifier import Report, Verifier
 from jointbus import context, ui
 from jointbus.views import print_projection
 from schemas.projections import Projection
@@ -27,7 +28,7 @@ from streams import keystore
 from streams.reader import end_offset, read_topic
 from streams.security import AUDITOR
 from streams.settings import Settings
-from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
+from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, outbox
 
 
 def index_path(cfg: Settings) -> Path:
@@ -125,6 +126,7 @@ def audit_verify(bundle: Path | None, registry_file: Path | None) -> None:
     cfg = context.settings()
     registry = trusted_registry(cfg, registry_file, bundle)
     began = time.monotonic()
+    complete: Completeness | None = None
     try:
         if bundle is not None:
             verifier = Verifier(registry, read_checkpoints(bundle))
@@ -133,11 +135,12 @@ def audit_verify(bundle: Path | None, registry_file: Path | None) -> None:
                 for offset, key, value in read_records(bundle):
                     verifier.feed(offset, key, value)
                     step()
+            report = verifier.finish()
         else:
-            verifier, total = asyncio.run(_verify_live(cfg, registry))
-        report = verifier.finish()
+            verifier, report, complete = asyncio.run(_verify_complete(cfg, registry))
     except VerificationError as exc:
-        ui.fail(f"audit log FAILED at index {exc.index}: {exc.message} [{exc.why}]")
+        where = f"at index {exc.index}" if exc.index is not None else "(completeness)"
+        ui.fail(f"audit log FAILED {where}: {exc.message} [{exc.why}]")
         raise SystemExit(1) from None
     seconds = time.monotonic() - began
     d = report.decisions
@@ -147,6 +150,25 @@ def audit_verify(bundle: Path | None, registry_file: Path | None) -> None:
         f"{report.checkpoints} signed checkpoints match, root {report.root.hex()[:16]}…, "
         f"{report.records / max(seconds, 1e-9):,.0f} records/s"
     )
+    if complete is None:
+        ui.say("completeness against the outboxes: not checked (offline bundle; chains checked)")
+    else:
+        ui.say(
+            f"complete: {complete.decided} of {complete.positions} outbox records decided exactly once"
+            + (f"; {complete.pending} still on their way (younger than 60 s)" if complete.pending else "")
+        )
+
+
+async def _verify_complete(cfg: Settings, registry: Registry) -> tuple[Verifier, Report, Completeness]:
+    """Verify the live log, then check every outbox record has its decision."""
+    kw = context.kafka(cfg, AUDITOR)
+    now_ms = int(time.time() * 1000)
+    outboxes = await outbox_records(
+        cfg.bootstrap_servers, [outbox(a) for a in sorted(registry.agency_ids)], **kw
+    )
+    verifier, _ = await _verify_live(cfg, registry)
+    report = verifier.finish()
+    return verifier, report, check_complete(verifier.decided, outboxes, now_ms=now_ms)
 
 
 async def _verify_live(

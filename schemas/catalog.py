@@ -15,7 +15,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.errors import Reason, rejection
 
@@ -221,11 +221,24 @@ class RectificationReopened(Payload):
 
 # ------------------------------------------------------------------- receipts, governance
 class Receipt(Payload):
-    """A recipient confirms it received (and, if sealed, opened) an event."""
+    """A recipient confirms it received (and, if sealed, opened) an event — or refuses it.
+
+    ``refused`` says the recipient's system could not open or accept what the router
+    delivered (``reason``: a stable reason code such as ``seal_broken``). The router then
+    marks the obligation undeliverable and the sender learns it from this receipt, so no
+    figure counts an item its recipient never saw.
+    """
 
     event_id: Annotated[str, Field(pattern=r"^[0-9a-f-]{36}$")]
     event_type: Annotated[str, Field(max_length=120)]
-    status: Literal["received", "opened"]
+    status: Literal["received", "opened", "refused"]
+    reason: Annotated[str, Field(pattern=r"^[a-z_]{1,40}$")] | None = None
+
+    @model_validator(mode="after")
+    def _refusal_has_reason(self) -> Receipt:
+        if (self.status == "refused") != (self.reason is not None):
+            raise ValueError("a refused receipt gives a reason code, and only a refused one")
+        return self
 
 
 class JointMeetingHeld(Payload):
@@ -328,6 +341,12 @@ CATALOG: dict[str, EventSpec] = {
 
 #: the newest version of each family, which publishers use
 CURRENT: dict[str, EventSpec] = {s.family: s for s in CATALOG.values() if s.is_current}
+
+
+def family_of(event_type: str) -> str:
+    """The family of a versioned type name (``org.jointbus.clue.transferred.v2`` →
+    ``clue.transferred``), whether or not the catalog knows it."""
+    return event_type.removeprefix(TYPE_PREFIX).rsplit(".v", 1)[0]
 
 
 def spec_of(event_type: str) -> EventSpec:

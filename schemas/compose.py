@@ -46,7 +46,7 @@ def compose(
     data = payload_json(payload)
     parse_payload(event_type, data)
     now = now or utcnow()
-    event_id = event_id or uuid7()
+    event_id = event_id or uuid7(int(now.timestamp() * 1000))  # its time is the event's time
     if spec.sensitive:
         plaintext = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
         keys = [(r, *registry.sealing_key(r, now)) for r in recipients]

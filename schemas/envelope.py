@@ -8,6 +8,7 @@ strict: a size limit, no duplicate keys, no NaN, no unknown attributes.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -19,6 +20,8 @@ from schemas.ids import TIME_PATTERN, UUID_PATTERN
 
 #: the largest envelope the bus accepts, in bytes of its wire form
 MAX_ENVELOPE_BYTES = 256 * 1024
+#: the deepest nesting of objects and arrays an envelope may have (real ones reach 5)
+MAX_DEPTH = 16
 PLAIN_CONTENT_TYPE = "application/json"
 SEALED_CONTENT_TYPE = "application/jointbus-sealed+json"
 #: the Kafka ``content-type`` header of structured-mode CloudEvents
@@ -109,12 +112,53 @@ _DECODER = json.JSONDecoder(
 )
 
 
-def loads_with_flag(raw: bytes) -> tuple[Any, bool]:
+_STRUCTURAL = re.compile(rb'[\[\]{}"\\]')
+
+
+def nesting_depth(raw: bytes, limit: int) -> int:
+    """How deep objects and arrays nest in JSON text (0 when it cannot exceed ``limit``;
+    counting stops once past ``limit``).
+
+    A scan of the bytes, before any recursive work: a parser, canonicalizer or validator
+    given 1,000 nested arrays would exhaust the stack. Linear time whatever the input.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:  # cannot nest deeper than it opens
+        return 0
+    depth = deepest = 0
+    in_string = False
+    skip_to = 0
+    for match in _STRUCTURAL.finditer(raw):
+        at = match.start()
+        if at < skip_to:
+            continue
+        char = raw[at]
+        if in_string:
+            if char == 0x5C:  # backslash: the next byte is escaped
+                skip_to = at + 2
+            elif char == 0x22:
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char in (0x5B, 0x7B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif char in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def loads_with_flag(raw: bytes, max_depth: int = MAX_DEPTH) -> tuple[Any, bool]:
     """Strict parse; also says whether ``canonical``'s fast path applies (no astral chars).
 
     The contract's numbers are integers within ±2^53 (I-JSON), so floats and huge integers
-    are refused here: no implementation has to agree on float formatting.
+    are refused here: no implementation has to agree on float formatting. Nesting deeper
+    than ``max_depth`` is refused (``too_deep``) before parsing.
     """
+    if nesting_depth(raw, max_depth) > max_depth:
+        raise rejection(Reason.TOO_DEEP, f"JSON nests deeper than {max_depth} levels")
     try:
         value = _DECODER.decode(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

@@ -23,6 +23,7 @@ class Reason(StrEnum):
     UNKNOWN_RECIPIENT = "unknown_recipient"
     DUPLICATE_RECIPIENT = "duplicate_recipient"
     TOO_LARGE = "too_large"
+    TOO_DEEP = "too_deep"
     CLOCK_SKEW = "clock_skew"
     NOT_SEALED = "not_sealed"
     NOT_A_RECIPIENT = "not_a_recipient"
@@ -84,6 +85,7 @@ _CLASS_OF: dict[Reason, type[ContractError]] = {
     Reason.SCHEMA: SchemaError,
     Reason.UNKNOWN_TYPE: SchemaError,
     Reason.TOO_LARGE: SchemaError,
+    Reason.TOO_DEEP: SchemaError,
     Reason.NOT_SEALED: SchemaError,
     Reason.UNKNOWN_SENDER: AuthenticityError,
     Reason.UNKNOWN_KEY: AuthenticityError,

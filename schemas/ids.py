@@ -18,18 +18,25 @@ _last = (0, 0)  # (ms, counter) for monotonic ids within one millisecond
 
 
 def uuid7(now_ms: int | None = None) -> str:
-    """A new UUIDv7: sortable by creation time, unique without coordination."""
+    """A new UUIDv7: sortable by creation time, unique without coordination.
+
+    ``now_ms`` pins the embedded time (an event's ``time``); without it the ids of this
+    process are strictly increasing.
+    """
     global _last
-    with _lock:
-        ms = int(time.time() * 1000) if now_ms is None else now_ms
-        last_ms, counter = _last
-        if ms <= last_ms:
-            ms, counter = last_ms, counter + 1
-        else:
-            counter = int.from_bytes(os.urandom(2), "big") & 0x3FF
-        if counter > 0xFFF:  # 4096 ids in one ms: borrow the next millisecond
-            ms, counter = ms + 1, 0
-        _last = (ms, counter)
+    if now_ms is not None:
+        ms, counter = now_ms, int.from_bytes(os.urandom(2), "big") & 0xFFF
+    else:
+        with _lock:
+            ms = int(time.time() * 1000)
+            last_ms, counter = _last
+            if ms <= last_ms:
+                ms, counter = last_ms, counter + 1
+            else:
+                counter = int.from_bytes(os.urandom(2), "big") & 0x3FF
+            if counter > 0xFFF:  # 4096 ids in one ms: borrow the next millisecond
+                ms, counter = ms + 1, 0
+            _last = (ms, counter)
     rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand
     return str(uuid.UUID(int=value))

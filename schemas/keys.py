@@ -123,8 +123,12 @@ def members() -> tuple[Member, ...]:
     return agencies + services
 
 
-def new_federation(now: datetime) -> tuple[Registry, dict[str, Keyring]]:
-    """A development federation: registry v1 and every member's keyring."""
+#: who chairs the joint meeting in a new development federation
+FIRST_CHAIR = "cq-rongchang"
+
+
+def new_federation(now: datetime, chair: str = FIRST_CHAIR) -> tuple[Registry, dict[str, Keyring]]:
+    """A development federation: registry v1 (``chair`` chairing) and every member's keyring."""
     records: list[KeyRecord] = []
     rings: dict[str, Keyring] = {}
     for member in members():
@@ -135,7 +139,7 @@ def new_federation(now: datetime) -> tuple[Registry, dict[str, Keyring]]:
             records.append(record)
             ring.keys[record.kid] = seed
         rings[member.id] = ring
-    registry = Registry(version=1, issued_at=now, members=members(), keys=tuple(records))
+    registry = Registry(version=1, issued_at=now, members=members(), keys=tuple(records), chair=chair)
     return registry, rings
 
 

@@ -1,35 +1,45 @@
 """The lifecycle rules of each aggregate, as pure functions (state + event → decision).
 
 The router applies them live; auditors apply the very same functions on replay. State is a
-plain JSON-able dict, so it can live in a faust table and be rebuilt from history.
+plain JSON-able dict, so it can be rebuilt from history.
 
 An aggregate is everything that shares a ``subject`` (``clue/<id>``, ``jointcheck/<id>``,
-``rectification/<id>``, ...). Each state remembers every event it decided, with the Kafka
-position it came from: the same record processed again after a crash gets the same
-decision (at-least-once made idempotent), while the same event id arriving at a new
-position is a replay and is rejected as ``duplicate``.
+``rectification/<id>``, ...). Each state remembers the events it accepted (sender, type,
+recipients), which receipts refer to. Whether a Kafka record was decided before, and
+whether an event id was used before anywhere on the bus, is the ledger's business
+(``schemas.ledger``), not an aggregate's.
+
+The chair of the joint meeting is one chain on the subject ``chair/rotation``: it starts
+at the registry's ``chair`` and only the current chair passes it on or records a meeting.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar, Literal
 
 from schemas.catalog import (
+    ChairRotated,
     JointCheckInvited,
     JointCheckResponded,
+    JointMeetingHeld,
     Payload,
     Receipt,
     RectificationIssued,
     RectificationReopened,
+    family_of,
 )
 from schemas.envelope import Envelope
 from schemas.errors import Reason
 from schemas.ids import format_time, parse_time
+from schemas.registry import Registry
 
 State = dict[str, Any]
+#: the one aggregate that carries the chair of the joint meeting
+CHAIR_SUBJECT = "chair/rotation"
 #: deadlines are dates in China Standard Time: a date passes at its end, 24:00 +08:00
 CHINA = timedelta(hours=8)
 
@@ -76,7 +86,7 @@ class Rules:
             "rectification.verified": self._rect_followup,
             "rectification.reopened": self._rect_followup,
             "receipt": self._receipt,
-            "meeting.held": self._one_shot,
+            "meeting.held": self._meeting_held,
             "mechanism.established": self._one_shot,
             "chair.rotated": self._chair_rotated,
         }
@@ -88,38 +98,44 @@ class Rules:
         env: Envelope,
         family: str,
         payload: Payload | None,
-        position: str,
+        *,
+        registry: Registry,
+        lookup: Callable[[str], State | None],
     ) -> tuple[State | None, Decision]:
         """Apply one verified event to its aggregate's state.
 
-        Returns the new state (None when nothing changed) and the decision. A record seen
-        before at the same position gets its recorded decision again.
+        Returns the new state (None when nothing changed) and the decision. ``lookup``
+        reads another aggregate (the chair chain), ``registry`` is the one the event was
+        verified against.
         """
         current: State = state or {"subject": env.subject, "status": "new", "events": {}}
-        seen = current["events"].get(env.id)
-        if seen is not None:
-            if seen["pos"] == position:
-                return None, Decision(seen["ok"], seen["reason"], seen["detail"], list(seen["to"]))
-            return None, _reject(Reason.DUPLICATE, f"event {env.id} was already decided at {seen['pos']}")
         rule = self._by_family.get(family)
         if rule is None:
             return None, _reject(Reason.NOT_AUTHORIZED, f"{family} is not published by agencies")
-        work = _copy(current)
+        work = copy.deepcopy(current)
+        self._registry, self._lookup = registry, lookup
         decision = rule(work, env, payload)
-        if decision.accepted and not decision.deliver_to:
+        if not decision.accepted:
+            return None, decision
+        if not decision.deliver_to:
             decision.deliver_to = list(env.recipients)
-        target = work if decision.accepted else _copy(current)
-        target["events"][env.id] = {
-            "pos": position,
-            "ok": decision.accepted,
-            "reason": decision.reason,
-            "detail": decision.detail,
-            "to": decision.deliver_to,
-            "sender": env.sender,
-            "type": env.type,
-            "recipients": list(env.recipients),
-        }
-        return target, decision
+        if family != "receipt":
+            work["events"][env.id] = {
+                "sender": env.sender,
+                "type": env.type,
+                "recipients": list(env.recipients),
+            }
+        return work, decision
+
+    def current_chair(self) -> str | None:
+        """The chair now: the chair chain's last holder, else the registry's."""
+        chain = self._lookup(CHAIR_SUBJECT)
+        if chain is not None and chain.get("chair"):
+            return str(chain["chair"])
+        return self._registry.chair
+
+    _registry: Registry
+    _lookup: Callable[[str], State | None]
 
     # ---------------------------------------------------------------------------- clues
     def _clue_transferred(self, s: State, env: Envelope, _: Payload | None) -> Decision:
@@ -145,7 +161,7 @@ class Rules:
     }
 
     def _clue_followup(self, s: State, env: Envelope, _: Payload | None) -> Decision:
-        family = _family(env.type)
+        family = family_of(env.type)
         allowed, after = self._CLUE_STEPS[family]
         if s.get("kind") != "clue":
             return _reject(Reason.BAD_TRANSITION, f"{env.subject} is not a transferred clue")
@@ -209,6 +225,8 @@ class Rules:
         assert isinstance(payload, RectificationIssued)
         if s["status"] != "new":
             return _reject(Reason.BAD_TRANSITION, f"{env.subject} was already issued")
+        if not _after(payload.deadline, env.time):
+            return _reject(Reason.BAD_TRANSITION, f"deadline {payload.deadline} has passed at {env.time}")
         s.update(
             kind="rectification",
             status="open",
@@ -226,7 +244,7 @@ class Rules:
     }
 
     def _rect_followup(self, s: State, env: Envelope, payload: Payload | None) -> Decision:
-        family = _family(env.type)
+        family = family_of(env.type)
         allowed, after, actor = self._RECT_STEPS[family]
         if s.get("kind") != "rectification":
             return _reject(Reason.BAD_TRANSITION, f"{env.subject} is not an issued rectification")
@@ -239,6 +257,10 @@ class Rules:
         if s["status"] not in allowed:
             return _reject(Reason.BAD_TRANSITION, f"{family} is not allowed when the item is {s['status']}")
         if isinstance(payload, RectificationReopened):
+            if not _after(payload.new_deadline, env.time):
+                return _reject(
+                    Reason.BAD_TRANSITION, f"new deadline {payload.new_deadline} has passed at {env.time}"
+                )
             s["deadline"] = payload.new_deadline.isoformat()
             s["reopened"] = s.get("reopened", 0) + 1
         if after is not None:
@@ -249,12 +271,19 @@ class Rules:
     def _receipt(self, s: State, env: Envelope, payload: Payload | None) -> Decision:
         assert isinstance(payload, Receipt)
         original = s["events"].get(payload.event_id)
-        if original is None or not original["ok"]:
+        if original is None:
             return _reject(Reason.BAD_TRANSITION, f"no accepted event {payload.event_id} in {env.subject}")
         if env.sender not in original["recipients"]:
             return _reject(Reason.NOT_AUTHORIZED, f"{env.sender} did not receive {payload.event_id}")
         if env.recipients != [original["sender"]]:
             return _reject(Reason.NOT_AUTHORIZED, f"a receipt goes to {original['sender']} only")
+        if payload.status == "refused":
+            refused = s.setdefault("refused", {})
+            if env.sender in refused.get(payload.event_id, {}):
+                return _reject(Reason.BAD_TRANSITION, f"{env.sender} already refused {payload.event_id}")
+            refused.setdefault(payload.event_id, {})[env.sender] = payload.reason
+            if family_of(original["type"]) == "clue.transferred" and s.get("status") == "transferred":
+                s["status"] = "undeliverable"
         return Decision(True)
 
     def _one_shot(self, s: State, env: Envelope, _: Payload | None) -> Decision:
@@ -263,12 +292,25 @@ class Rules:
         s.update(kind=env.subject.split("/")[0], status="recorded", sender=env.sender)
         return Decision(True)
 
+    def _meeting_held(self, s: State, env: Envelope, payload: Payload | None) -> Decision:
+        assert isinstance(payload, JointMeetingHeld)
+        chair = self.current_chair()
+        if env.sender != chair or payload.chair != chair:
+            return _reject(Reason.NOT_AUTHORIZED, f"only the current chair {chair} records a joint meeting")
+        return self._one_shot(s, env, payload)
+
     def _chair_rotated(self, s: State, env: Envelope, payload: Payload | None) -> Decision:
-        chair = s.get("chair")
-        if chair is not None and env.sender != chair:
+        assert isinstance(payload, ChairRotated)
+        if env.subject != CHAIR_SUBJECT:
+            return _reject(Reason.BAD_TRANSITION, f"the chair is passed on {CHAIR_SUBJECT} only")
+        chair = s.get("chair") or self._registry.chair
+        if env.sender != chair:
             return _reject(Reason.NOT_AUTHORIZED, f"only the current chair {chair} passes the chair")
-        new_chair = getattr(payload, "new_chair", None)
-        s.update(kind="chair", status="rotated", chair=new_chair)
+        if payload.new_chair == chair or not self._registry.is_agency(payload.new_chair):
+            return _reject(Reason.BAD_TRANSITION, f"{payload.new_chair} cannot take the chair from {chair}")
+        if payload.term_end <= payload.term_start:
+            return _reject(Reason.BAD_TRANSITION, "a chair's term ends after it starts")
+        s.update(kind="chair", status="rotated", chair=payload.new_chair)
         return Decision(True)
 
 
@@ -281,6 +323,16 @@ class Overdue:
     due: datetime
     responsible: str
     parties: list[str]
+
+
+def due_at(state: State) -> datetime | None:
+    """The moment this aggregate's next deadline passes, if one is still to be met."""
+    kind, status = state.get("kind"), state.get("status")
+    if kind == "clue" and status == "transferred":
+        return parse_time(state["ack_due"])
+    if kind == "rectification" and status in ("open", "reopened"):
+        return deadline_moment(date.fromisoformat(state["deadline"]))
+    return None
 
 
 def overdue_items(state: State, now: datetime) -> list[Overdue]:
@@ -300,14 +352,6 @@ def overdue_items(state: State, now: datetime) -> list[Overdue]:
     return []
 
 
-def _family(event_type: str) -> str:
-    return event_type.removeprefix("org.jointbus.").rsplit(".v", 1)[0]
-
-
-def _copy(state: State) -> State:
-    copied = dict(state)
-    copied["events"] = dict(state["events"])
-    for key in ("responses", "responsible", "invitees"):
-        if key in copied:
-            copied[key] = type(copied[key])(copied[key])
-    return copied
+def _after(deadline: date, event_time: str) -> bool:
+    """True when a deadline date has not yet passed at the event's time."""
+    return deadline_moment(deadline) > parse_time(event_time)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.catalog import JointCheckResponded, MechanismEstablished, parse_payload
+from schemas.catalog import JointCheckResponded, MechanismEstablished, Receipt, family_of, parse_payload
 from schemas.errors import ContractError
 from schemas.ids import parse_time
 from schemas.records import AuditRecord
@@ -92,10 +92,6 @@ _SENDER_COUNTS = {
 }
 
 
-def _family(event_type: str) -> str:
-    return event_type.removeprefix("org.jointbus.").rsplit(".v", 1)[0]
-
-
 def apply(p: Projection, record: AuditRecord) -> None:
     """Fold one audit record into the projection (duplicates by position are ignored)."""
     if record.position in p.seen:
@@ -108,7 +104,7 @@ def apply(p: Projection, record: AuditRecord) -> None:
             p.counts[sender]["rejected"] += 1
         return
     event = record.event or {}
-    family = _family(str(event.get("type", "")))
+    family = family_of(str(event.get("type", "")))
     subject = str(event.get("subject", ""))
     recipients = [str(r) for r in event.get("recipients", [])]
     if family in _SENDER_COUNTS and sender in p.counts:
@@ -124,6 +120,7 @@ def apply(p: Projection, record: AuditRecord) -> None:
     elif family in _RECT_STATUS and subject in p.rects:
         p.rects[subject] = (p.rects[subject][0], _RECT_STATUS[family])
     elif family in (
+        "receipt",
         "jointcheck.responded",
         "mechanism.established",
         "deadline.overdue",
@@ -137,7 +134,12 @@ def _plain_payload_counts(p: Projection, family: str, sender: str, event: dict[s
         payload = parse_payload(str(event["type"]), event["data"])
     except (ContractError, KeyError, TypeError):
         return
-    if isinstance(payload, JointCheckResponded) and payload.accepted and sender in p.counts:
+    if isinstance(payload, Receipt):
+        subject = str(event.get("subject", ""))
+        clue = p.clues.get(subject)
+        if payload.status == "refused" and clue is not None and clue[1] == "transferred":
+            p.clues[subject] = (clue[0], "undeliverable")  # never seen by its receiver: not open
+    elif isinstance(payload, JointCheckResponded) and payload.accepted and sender in p.counts:
         p.counts[sender]["checks_joined"] += 1
     elif isinstance(payload, MechanismEstablished):
         for agency in payload.participants:

@@ -23,13 +23,19 @@ RECORD_VERSION = 1
 
 
 class AuditRecord(BaseModel):
-    """One decision of the bus, as kept forever."""
+    """One decision of the bus, as kept forever.
+
+    ``sender`` is the sender of record: the agency whose outbox the record came from (the
+    authenticated Kafka writer), whatever the event claims; the router for its own events.
+    ``prev`` is the offset of the previous decision of the same outbox partition (None for
+    a partition's first), so a missing decision leaves a visible hole.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     record: Literal[1] = 1
     position: Annotated[str, Field(min_length=1, max_length=300)]
     received_at: Annotated[str, Field(pattern=TIME_PATTERN)]
-    decision: Literal["accepted", "rejected", "emitted"]
+    decision: Literal["accepted", "rejected", "emitted", "quarantined"]
     reason: str | None = None
     detail: str = ""
     event_id: str | None = None
@@ -40,6 +46,7 @@ class AuditRecord(BaseModel):
     wire_size: int | None = None
     delivered_to: list[str] = []
     notice: dict[str, Any] | None = None
+    prev: int | None = None
 
     def to_bytes(self) -> bytes:
         """The canonical bytes of the record: what the Merkle leaf hashes."""
@@ -57,7 +64,7 @@ def event_fields(wire: bytes) -> dict[str, Any]:
     if len(wire) > MAX_ENVELOPE_BYTES:
         return {"wire_sha256": hashlib.sha256(wire).hexdigest(), "wire_size": len(wire)}
     try:
-        obj = loads_strict(wire)
+        obj = loads_strict(wire)  # refuses deep nesting before any recursive work
     except ContractError:
         obj = None
     if isinstance(obj, dict):
@@ -72,3 +79,17 @@ def event_fields(wire: bytes) -> dict[str, Any]:
 def position_of(topic: str, partition: int, offset: int) -> str:
     """The position string of a Kafka record."""
     return f"{topic}:{partition}:{offset}"
+
+
+def parse_position(position: str) -> tuple[str, int, int] | None:
+    """(topic, partition, offset) of an outbox record's canonical position string, else None
+    (deadline alerts, quarantines, or a malformed string)."""
+    topic, _, rest = position.partition(":")
+    partition, _, offset = rest.partition(":")
+    if not topic or not _canonical_int(partition) or not _canonical_int(offset):
+        return None
+    return topic, int(partition), int(offset)
+
+
+def _canonical_int(text: str) -> bool:
+    return text.isascii() and text.isdigit() and (text == "0" or not text.startswith("0")) and len(text) < 19

@@ -146,6 +146,14 @@ class Registry(BaseModel):
     issued_at: datetime
     members: tuple[Member, ...]
     keys: tuple[KeyRecord, ...]
+    chair: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[a-z]{2}-[a-z]{2,20}$",
+            description="the agency chairing the joint meeting when the registry was issued; "
+            "chair.rotated events pass it on from there (one chain)",
+        ),
+    ] = None
 
     @cached_property
     def _members(self) -> dict[str, Member]:

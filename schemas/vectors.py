@@ -71,7 +71,7 @@ def build() -> dict[str, Any]:
         keyring=rings["sc-zigong"],
         registry=registry,
         event_type="jointcheck.invited",
-        subject="jointcheck/01950c2a-0000-7000-8000-000000000001",
+        subject="jointcheck/019ca884-c740-7000-8000-000000000001",
         recipients=["cq-yongchuan", "sc-luzhou"],
         payload={
             "project": {
@@ -86,7 +86,7 @@ def build() -> dict[str, Any]:
             "respond_by": "2026-03-15",
         },
         now=VECTOR_TIME,
-        event_id="01950c2a-0000-7000-8000-000000000001",
+        event_id="019ca884-c740-7000-8000-000000000001",
     )
     clue_plaintext = {
         "title": "某项目负责人涉嫌违规插手工程分包",
@@ -100,11 +100,11 @@ def build() -> dict[str, Any]:
         keyring=rings["sc-zigong"],
         registry=registry,
         event_type="clue.transferred",
-        subject="clue/01950c2a-0000-7000-8000-000000000002",
+        subject="clue/019ca884-c740-7000-8000-000000000002",
         recipients=["cq-yongchuan"],
         payload=clue_plaintext,
         now=VECTOR_TIME,
-        event_id="01950c2a-0000-7000-8000-000000000002",
+        event_id="019ca884-c740-7000-8000-000000000002",
     )
     return {
         "description": "jointbus wire contract v1 test vectors; see docs/wire-format.md",

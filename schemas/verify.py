@@ -15,13 +15,21 @@ from typing import Any
 from schemas.catalog import EventSpec, Payload, parse_payload, spec_of
 from schemas.envelope import Envelope, ParsedEnvelope, parse_envelope
 from schemas.errors import ContractError, Reason, rejection
-from schemas.ids import parse_time
+from schemas.ids import is_uuid7, parse_time, uuid7_time
 from schemas.registry import Member, Registry
 from schemas.sealing import sealed_data
 from schemas.signing import signature_valid
 
 #: how far in the future an event's ``time`` may lie when it arrives
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+#: how far in the past an event's ``time`` may lie when it arrives (an agency system that
+#: was cut off re-signs what it could not send, rather than sending day-old events)
+MAX_EVENT_AGE = timedelta(hours=1)
+#: how far a UUIDv7 id's embedded time may differ from the event's ``time``
+ID_TIME_TOLERANCE = timedelta(seconds=5)
+#: how long an event id is remembered: no event outside this window of arrival passes
+#: ``check_clock``, so remembering ids this long makes them unique on the whole bus
+ID_WINDOW = MAX_EVENT_AGE + MAX_CLOCK_SKEW + ID_TIME_TOLERANCE
 
 
 @dataclass(slots=True)
@@ -64,9 +72,25 @@ def check_key_state(env: Envelope, registry: Registry, received_at: datetime) ->
 
 
 def check_clock(env: Envelope, received_at: datetime) -> ContractError | None:
-    """Pre-dated events: ``time`` may not lie further ahead of arrival than MAX_CLOCK_SKEW."""
-    if parse_time(env.time) - received_at > MAX_CLOCK_SKEW:
+    """Pre- and back-dated events: ``time`` lies within [arrival - MAX_EVENT_AGE,
+    arrival + MAX_CLOCK_SKEW], so every decision is taken about the present."""
+    moment = parse_time(env.time)
+    if moment - received_at > MAX_CLOCK_SKEW:
         return rejection(Reason.CLOCK_SKEW, f"event time {env.time} is ahead of the receiver's clock")
+    if received_at - moment > MAX_EVENT_AGE:
+        return rejection(
+            Reason.CLOCK_SKEW,
+            f"event time {env.time} is more than {MAX_EVENT_AGE} before its arrival",
+        )
+    return None
+
+
+def check_id(env: Envelope) -> ContractError | None:
+    """Ids forged to dodge duplicate detection: a UUIDv7 whose time agrees with ``time``."""
+    if not is_uuid7(env.id):
+        return rejection(Reason.SCHEMA, f"event id {env.id} is not a UUIDv7")
+    if abs(uuid7_time(env.id) - parse_time(env.time)) > ID_TIME_TOLERANCE:
+        return rejection(Reason.SCHEMA, f"the time in event id {env.id} disagrees with time {env.time}")
     return None
 
 
@@ -119,6 +143,7 @@ def verify_parsed(
     spec = spec_of(env.type)
     sender = registry.member(env.sender)
     error = check_signature(parsed, registry) or check_key_state(env, registry, received_at)
+    error = error or check_id(env)
     if error is None and check_skew:
         error = check_clock(env, received_at)
     error = error or check_rights(env, spec, sender, registry)

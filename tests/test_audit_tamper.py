@@ -42,7 +42,6 @@ EVERY = 8  # a checkpoint every 8 leaves
 def build_log() -> tuple[list[dict[str, Any]], list[str]]:
     """~60 decisions: lifecycles, receipts, forgeries; checkpoints every EVERY leaves."""
     router = Router(REGISTRY, RINGS[ROUTER], Rules())
-    states: dict[str, Any] = {}
     offsets: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
 
@@ -51,9 +50,7 @@ def build_log() -> tuple[list[dict[str, Any]], list[str]]:
         offset = offsets.get(topic, 0)
         offsets[topic] = offset + 1
         ms = int((NOW + timedelta(seconds=len(rows))).timestamp() * 1000)
-        routed = router.route(to_wire(envelope), topic, 0, offset, ms, states.get)
-        if routed.subject and routed.state is not None:
-            states[routed.subject] = routed.state
+        routed = router.route(to_wire(envelope), topic, 0, offset, ms)
         for out in routed.outputs:
             if out.topic == AUDIT_TOPIC:
                 rows.append({"offset": len(rows), "key": out.key.decode(), "value": out.value.decode()})

@@ -1,0 +1,104 @@
+"""Completeness: every outbox record has exactly one decision leaf in the audit log.
+
+The verifier already proves each decision right and each partition's decisions one
+unbroken chain; this compares the chain with the outboxes themselves, position by
+position, so a record the router never decided (or whose decision never reached the log)
+is named. Records younger than a grace period may still be on their way through the
+router: they are reported as pending, not missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from audit.errors import VerificationError
+
+#: how long a record may wait for its decision before its absence is a failure
+GRACE_MS = 60_000
+
+
+@dataclass
+class Completeness:
+    """What the comparison covered."""
+
+    positions: int = 0
+    decided: int = 0
+    pending: int = 0
+
+
+async def outbox_records(
+    bootstrap: str, topics: Iterable[str], *, timeout_ms: int = 1000, **kafka: Any
+) -> dict[str, list[tuple[int, int]]]:
+    """(offset, append time in ms) of every record now in ``topics``, by ``topic:partition``."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        fetch_max_bytes=16 * 1024 * 1024,
+        **kafka,
+    )
+    await consumer.start()
+    found: dict[str, list[tuple[int, int]]] = {}
+    try:
+        tps = []
+        for topic in topics:
+            partitions = await _partitions(consumer, topic)
+            tps += [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return found
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            found[f"{tp.topic}:{tp.partition}"] = []
+        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=timeout_ms, max_records=10_000)
+            for tp, records in batch.items():
+                rows = found[f"{tp.topic}:{tp.partition}"]
+                rows += [(r.offset, r.timestamp) for r in records if r.offset < ends[tp]]
+            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+    return set(partitions or ())
+
+
+def check_complete(
+    decided: Mapping[str, set[int]],
+    outboxes: Mapping[str, list[tuple[int, int]]],
+    *,
+    now_ms: int,
+    grace_ms: int = GRACE_MS,
+) -> Completeness:
+    """Compare decisions with outbox records; raise ``missing_decision`` naming the first
+    outbox position without a decision that is older than ``grace_ms``."""
+    result = Completeness()
+    for stream in sorted(outboxes):
+        mine = decided.get(stream, set())
+        for offset, appended_ms in outboxes[stream]:
+            result.positions += 1
+            if offset in mine:
+                result.decided += 1
+            elif now_ms - appended_ms < grace_ms:
+                result.pending += 1
+            else:
+                raise VerificationError(
+                    f"{stream}:{offset} has no decision in the audit log "
+                    f"(appended {(now_ms - appended_ms) / 1000:.0f} s ago)",
+                    index=None,
+                    why="missing_decision",
+                )
+    return result

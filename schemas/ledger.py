@@ -1,0 +1,170 @@
+"""The ledger: everything the bus remembers between decisions, and the one way a decision
+changes it.
+
+- every aggregate's lifecycle state (by subject),
+- the event ids used on the whole bus within ``ID_WINDOW`` (an id is unique whatever its
+  subject: the same signed event cannot be decided twice, not even on another aggregate),
+- for each outbox partition, the offset of the last record decided (``heads``): a decision
+  names its predecessor (``prev``), so a decision missing from the audit log leaves a hole
+  an auditor can point at.
+
+The router keeps one ledger live and rebuilds it from the audit log when it starts;
+auditors rebuild one the same way while re-deriving every decision. Both call
+``decide`` then ``commit``, so router and auditors cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from schemas.envelope import ParsedEnvelope, envelope_of, to_wire
+from schemas.errors import ContractError, Reason
+from schemas.ids import parse_time
+from schemas.lifecycle import Decision, Rules, State
+from schemas.records import AuditRecord, parse_position
+from schemas.registry import Registry
+from schemas.verify import ID_WINDOW, VerifiedEvent, verify_event, verify_parsed
+
+OUTBOX_PREFIX = "jointbus.outbox."
+
+
+@dataclass
+class Outcome:
+    """A decision about one outbox record, what was learned, and where it sits."""
+
+    decision: Decision
+    stream: str
+    offset: int
+    prev: int | None
+    verified: VerifiedEvent | None = None
+    state: State | None = None
+
+    @property
+    def position(self) -> str:
+        return f"{self.stream}:{self.offset}"
+
+
+def outbox_owner(topic: str) -> str | None:
+    """The agency whose outbox ``topic`` is: the authenticated writer of its records."""
+    return topic.removeprefix(OUTBOX_PREFIX) if topic.startswith(OUTBOX_PREFIX) else None
+
+
+class Ledger:
+    """Aggregates, recent event ids and outbox heads; ``aggregates`` may be any mapping (a
+    dict live, a spilling store for auditors of long logs)."""
+
+    def __init__(self, aggregates: MutableMapping[str, State] | None = None) -> None:
+        self.aggregates: MutableMapping[str, State] = aggregates if aggregates is not None else {}
+        self.ids: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
+        self.heads: dict[str, int] = {}
+
+    def aggregate(self, subject: str) -> State | None:
+        return self.aggregates.get(subject)
+
+    def decide(
+        self,
+        wire: bytes | ParsedEnvelope,
+        topic: str,
+        partition: int,
+        offset: int,
+        received: datetime,
+        registry: Registry,
+        rules: Rules,
+    ) -> Outcome:
+        """Decide the record at (topic, partition, offset), received at ``received``.
+
+        Deterministic: the same record, registry and ledger give the same outcome, which
+        is what lets auditors re-check every verdict. Changes nothing until ``commit``.
+        """
+        stream = f"{topic}:{partition}"
+        outcome = Outcome(Decision(False), stream, offset, self.heads.get(stream))
+        try:
+            if isinstance(wire, ParsedEnvelope):
+                verified = verify_parsed(wire, registry, received_at=received)
+            else:
+                verified = verify_event(wire, registry, received_at=received)
+            env = verified.envelope
+            if env.sender != outbox_owner(topic):
+                raise ContractError(
+                    f"{env.sender} events come through its own outbox, not {topic}",
+                    reason=Reason.NOT_AUTHORIZED,
+                )
+            seen = self.ids.get(env.id)
+            if seen is not None:
+                raise ContractError(
+                    f"event {env.id} was already decided at {seen[0]}", reason=Reason.DUPLICATE
+                )
+        except ContractError as exc:
+            outcome.decision = Decision(False, exc.reason, exc.message)
+            return outcome
+        outcome.verified = verified
+        outcome.state, outcome.decision = rules.decide(
+            self.aggregate(env.subject),
+            env,
+            verified.spec.family,
+            verified.payload,
+            registry=registry,
+            lookup=self.aggregate,
+        )
+        return outcome
+
+    def commit(self, outcome: Outcome) -> None:
+        """Make a decision part of history: the head moves, the id is taken, state changes."""
+        self.heads[outcome.stream] = max(outcome.offset, self.heads.get(outcome.stream, -1))
+        verified = outcome.verified
+        if verified is None:
+            return
+        env = verified.envelope
+        self.remember_id(env.id, outcome.position, parse_time(env.time))
+        if outcome.state is not None:
+            self.aggregates[env.subject] = outcome.state
+
+    def remember_id(self, event_id: str, position: str, moment: datetime) -> None:
+        """Take ``event_id``; ids older than ``ID_WINDOW`` before ``moment`` are forgotten
+        (no event that old passes the clock check any more)."""
+        self.ids[event_id] = (position, moment)
+        cutoff = moment - ID_WINDOW
+        while self.ids:
+            oldest = next(iter(self.ids.values()))
+            if oldest[1] >= cutoff:
+                break
+            self.ids.popitem(last=False)
+
+    def rederive(
+        self, record: AuditRecord, registry: Registry, rules: Rules, *, plain: bool = False
+    ) -> Outcome:
+        """The outcome the rules give, now, for the outbox decision logged in ``record``
+        (not committed). ``plain``: the record's bytes are known free of astral characters
+        (see ``schemas.canonical``). Records the rules cannot re-derive — an oversized event kept as a
+        digest, an internal error — keep their logged decision and change only the head.
+        """
+        where = parse_position(record.position)
+        if where is None:
+            raise ContractError(f"{record.position[:80]!r} is not an outbox position", reason=Reason.SCHEMA)
+        topic, partition, offset = where
+        stream = f"{topic}:{partition}"
+        if record.wire_sha256 is not None or record.reason == Reason.INTERNAL:
+            logged = Decision(False, record.reason, record.detail)
+            return Outcome(logged, stream, offset, self.heads.get(stream))
+        source: bytes | ParsedEnvelope
+        if record.event is not None:  # parsed once already: skip re-serializing
+            try:
+                source = envelope_of(record.event, plain=plain)
+            except ContractError:
+                source = to_wire(record.event)
+        else:
+            wire = record.wire()
+            if wire is None:
+                raise ContractError("the record keeps no event", reason=Reason.SCHEMA)
+            source = wire
+        return self.decide(source, topic, partition, offset, parse_time(record.received_at), registry, rules)
+
+    def internal_error(self, topic: str, partition: int, offset: int, detail: str) -> Outcome:
+        """The outcome for a record whose decision failed unexpectedly: rejected, nothing
+        remembered but the head, so the sender may try again with a new event."""
+        stream = f"{topic}:{partition}"
+        decision = Decision(False, Reason.INTERNAL.value, detail[:1000])
+        return Outcome(decision, stream, offset, self.heads.get(stream))
