@@ -46,7 +46,9 @@ class JointbusGroup(click.Group):
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default from settings)")
 def cli(log_level: str | None) -> None:
     """jointbus: the signed event bus of the Sichuan–Chongqing supervision agencies."""
-    configure_logging(log_level or context.settings().log_level)
+    cfg = context.settings()
+    configure_logging(log_level or cfg.log_level)
+    context.protect_home(cfg)
 
 
 # ----------------------------------------------------------------------------------- broker

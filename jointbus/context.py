@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
 from streams.broker import LocalBroker
+from streams.keystore import private_dir
 from streams.security import kafka_kwargs, load_all
 from streams.settings import Settings
 
@@ -36,3 +38,16 @@ def local_broker(cfg: Settings, port: int | None = None, data_dir: Path | None =
 def kafka(cfg: Settings, principal: str) -> dict[str, Any]:
     """Client arguments for ``principal`` (empty in plaintext mode)."""
     return kafka_kwargs(cfg, principal)
+
+
+def protect_home(cfg: Settings) -> None:
+    """Tighten the local state folder and its data folders (broker, keys, worker, inbox,
+    audit) to 0700 when they exist: folders an older version or another tool created with
+    the default umask become private. Creates nothing."""
+    if not cfg.home.is_dir():
+        return
+    with contextlib.suppress(OSError):  # not ours to change: the command itself may still work
+        private_dir(cfg.home)
+        for folder in cfg.home.iterdir():
+            if folder.is_dir() and not folder.is_symlink():
+                folder.chmod(0o700)

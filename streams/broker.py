@@ -3,6 +3,11 @@
 Jars come from Maven Central through ``streams/kafka/pom.xml`` into a cache outside git
 (``$JOINTBUS_CACHE`` or ``~/.cache/jointbus``). The data directory holds the broker's
 config, logs, pid and KRaft metadata, so data survives a stop and a start.
+
+Nothing secret leaves the owner's reach: the data directory and ``log.dirs`` are 0700, the
+config (admin password, controller secret) is 0600, Kafka runs under umask 077, and the
+SCRAM passwords given to the storage tool travel in a java ``@argfile``, never on a
+command line (``/proc/<pid>/cmdline`` is readable by every user of the host).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +33,7 @@ import structlog
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.errors import BrokerError
-from streams.keystore import write_private
+from streams.keystore import private_dir, write_private
 from streams.security import ADMIN, MECHANISM, Credentials
 
 KAFKA_VERSION = "4.1.1"  # keep in step with streams/kafka/pom.xml
@@ -35,6 +41,7 @@ _HERE = Path(__file__).parent / "kafka"
 POM = _HERE / "pom.xml"
 LOG4J2 = _HERE / "log4j2.properties"
 READY_TIMEOUT = 90.0
+PRIVATE_UMASK = 0o077  # files the broker and its tools create: owner only
 log = structlog.get_logger("jointbus.broker")
 
 
@@ -288,10 +295,10 @@ class LocalBroker:
             **self.extra_config,
         }
         path = self.data_dir / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
+        write_private(path, "".join(f"{k}={v}\n" for k, v in config.items()))  # holds secrets
         return path
 
-    def _java(self, java: str, lib: Path, main: str, *args: str, heap: str = "256m") -> list[str]:
+    def _jvm(self, java: str, lib: Path, heap: str = "256m") -> list[str]:
         return [
             java,
             f"-Xmx{heap}",
@@ -300,9 +307,49 @@ class LocalBroker:
             f"-Dlog4j2.configurationFile={LOG4J2}",
             "-cp",
             f"{lib}/*",
-            main,
-            *args,
         ]
+
+    def _format(self, java: str, lib: Path, cluster_id: str, config: Path) -> None:
+        """Format the KRaft storage, creating the SCRAM users.
+
+        The storage tool takes the users only as ``--add-scram`` arguments, so its main class
+        and arguments go in a java ``@argfile`` (JDK 9+; the launcher expands a file that
+        holds the main class and its arguments): mode 0600 in a fresh 0700 folder, deleted
+        as soon as the tool exits. ``/proc/<pid>/cmdline`` then shows only ``@<file>``, and
+        ``-XX:-UsePerfData`` keeps the expanded command out of ``/tmp/hsperfdata_*``.
+        """
+        args = [
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(config),
+            "--ignore-formatted",
+            *self._scram_arguments(),
+        ]
+        with tempfile.TemporaryDirectory(prefix=".format-", dir=self.data_dir) as scratch:
+            argfile = Path(scratch) / "storage-tool.args"
+            write_private(argfile, "".join(_argfile_quote(a) + "\n" for a in args))
+            done = subprocess.run(
+                [*self._jvm(java, lib), "-XX:-UsePerfData", f"@{argfile}"],
+                capture_output=True,
+                text=True,
+                check=False,
+                umask=PRIVATE_UMASK,
+            )
+        if done.returncode != 0:
+            raise BrokerError(
+                "formatting the broker's storage failed: "
+                + self._scrub(done.stdout[-300:] + done.stderr[-300:]),
+                reason="start_failed",
+            )
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with every SCRAM password masked (a tool's error may echo its arguments)."""
+        for user in (self.scram_users or {}).values():
+            text = text.replace(user.password, "***")
+        return text
 
     def start(self, timeout: float = READY_TIMEOUT) -> BrokerState:
         """Start (formatting on first use) and wait until the broker serves requests."""
@@ -319,7 +366,8 @@ class LocalBroker:
             )
         java = find_java()
         lib = fetch_jars()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
+        private_dir(self.data_dir / "kraft")  # log.dirs: segments, metadata, SCRAM hashes
         state = self.state()
         if not port_free(self.port):
             raise BrokerError(
@@ -349,36 +397,18 @@ class LocalBroker:
         )
         config = self._write_config(state)
         if not formatted:
-            done = subprocess.run(
-                self._java(
-                    java,
-                    lib,
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "-t",
-                    cluster_id,
-                    "-c",
-                    str(config),
-                    "--ignore-formatted",
-                    *self._scram_arguments(),
-                ),
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if done.returncode != 0:
-                raise BrokerError(
-                    "formatting the broker's storage failed: " + done.stdout[-300:] + done.stderr[-300:],
-                    reason="start_failed",
-                )
-        with self.log_file.open("ab") as out:
+            self._format(java, lib, cluster_id, config)
+        log_fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(log_fd, 0o600)
+        with os.fdopen(log_fd, "ab") as out:
             proc = subprocess.Popen(
-                self._java(java, lib, "kafka.Kafka", str(config), heap=self.heap),
+                [*self._jvm(java, lib, heap=self.heap), "kafka.Kafka", str(config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 cwd=self.data_dir,
+                umask=PRIVATE_UMASK,
             )
         state.pid = proc.pid
         self._save(state)
@@ -456,6 +486,11 @@ def _alive(pid: int) -> bool:
         if stat.read_text().split(")")[-1].split()[0] == "Z":
             return False
     return True
+
+
+def _argfile_quote(arg: str) -> str:
+    """One argument of a java @argfile: quoted, with backslash and quote escaped."""
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _random_cluster_id() -> str:

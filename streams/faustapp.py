@@ -18,6 +18,7 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.auth import SASLMechanism
 
+from streams.keystore import private_dir
 from streams.security import load_credentials
 from streams.settings import Settings
 
@@ -45,7 +46,7 @@ def broker_url(bootstrap: str) -> str:
 
 def make_app(settings: Settings, app_id: str, principal: str | None = None) -> faust.App:
     """A faust app for ``app_id`` on the configured cluster (as ``principal`` when secured)."""
-    settings.worker_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.worker_dir)
     auth: dict[str, Any] = {}
     if settings.secure and principal is not None:
         cred = load_credentials(settings.credentials_dir, principal)

@@ -16,6 +16,15 @@ from streams.errors import ConfigError
 REGISTRY_FILE = "registry.json"
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and any missing parent) as a folder only its owner can enter, and
+    tighten it to 0700 if it exists: local state (keys, broker data, indexes) stays private."""
+    for folder in reversed([p for p in (path, *path.parents) if not p.exists()]):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to a file only its owner can read, atomically."""
     tmp = path.with_suffix(".tmp")
@@ -26,8 +35,8 @@ def write_private(path: Path, text: str) -> None:
 
 
 def save_registry(directory: Path, registry: Registry) -> Path:
-    """Write the public registry file."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write the public registry file (in a private keystore folder)."""
+    private_dir(directory)
     path = directory / REGISTRY_FILE
     tmp = path.with_suffix(".tmp")
     tmp.write_text(registry.model_dump_json(indent=2), encoding="utf-8")
@@ -37,9 +46,7 @@ def save_registry(directory: Path, registry: Registry) -> Path:
 
 def save_keyring(directory: Path, ring: Keyring) -> Path:
     """Write one member's private keyring, readable by the owner only."""
-    private = directory / "private"
-    private.mkdir(parents=True, exist_ok=True)
-    private.chmod(0o700)
+    private = private_dir(directory / "private")
     path = private / f"{ring.owner}.json"
     write_private(path, ring.model_dump_json(indent=2))
     return path

@@ -28,6 +28,7 @@ from schemas.keys import Keyring
 from schemas.registry import Registry
 from schemas.sealing import open_sealed
 from schemas.verify import VerifiedEvent, verify_event
+from streams.keystore import private_dir
 from streams.topics import inbox, outbox
 
 log = structlog.get_logger("jointbus.sdk")
@@ -156,7 +157,7 @@ class SeenStore:
         self._memory = memory
         self._db: sqlite3.Connection | None = None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             self._db = sqlite3.connect(path)
             self._db.execute("CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY)")
 
