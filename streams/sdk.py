@@ -229,6 +229,7 @@ class Subscriber:
         self._from_beginning = from_beginning
         self.duplicates = 0
         self.rejected = 0
+        self._refusal: tuple[VerifiedEvent, str] | None = None
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -306,9 +307,14 @@ class Subscriber:
                 if delivery is not None:
                     yield delivery  # the application handles it here
                     await self._handled(delivery)
+                else:
+                    await self._refuse()
             await self._commit(tp, records[-1].offset + 1)
 
     def _accept(self, wire: bytes, timestamp_ms: int, partition: int, offset: int) -> Delivery | None:
+        """The delivery, or None: a duplicate, or refused (then ``_refusal`` says what to answer)."""
+        self._refusal = None
+        verified: VerifiedEvent | None = None
         try:
             verified = self._open(wire, timestamp_ms)
             if self.agency not in verified.envelope.recipients:
@@ -327,8 +333,30 @@ class Subscriber:
                 partition=partition,
                 offset=offset,
             )
+            if verified is not None and self.agency in verified.envelope.recipients:
+                self._refusal = (verified, str(exc.reason))  # authentic, ours, but unusable
             return None
         return Delivery(verified.envelope, payload, verified, partition, offset)
+
+    async def _refuse(self) -> None:
+        """Answer an authentic event this agency cannot open or accept with a signed refusal
+        receipt (its reason code), so the sender and the bus learn it was never seen."""
+        if self._refusal is None:
+            return
+        verified, reason = self._refusal
+        self._refusal = None
+        env = verified.envelope
+        if self._publisher is None or verified.spec.family in NO_RECEIPT or env.id in self.seen:
+            return
+        await self._publisher.submit(
+            "receipt",
+            env.subject,
+            [env.sender],
+            {"event_id": env.id, "event_type": env.type, "status": "refused", "reason": reason},
+            correlationid=env.correlationid,
+            causationid=env.id,
+        )
+        self.seen.add(env.id)
 
     async def _receipt(self, delivery: Delivery) -> None:
         if self._publisher is None or delivery.family in NO_RECEIPT:
@@ -354,6 +382,7 @@ class Subscriber:
             for record in records:
                 delivery = self._accept(record.value, record.timestamp, tp.partition, record.offset)
                 if delivery is None:
+                    await self._refuse()
                     continue
                 stop = await handler(delivery)
                 await self._handled(delivery)

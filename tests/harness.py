@@ -45,7 +45,8 @@ async def collect(
     *,
     receipts: bool = False,
 ) -> list[Delivery]:
-    """Read ``agency``'s inbox with a fresh group until ``count`` wanted deliveries arrived."""
+    """Read ``agency``'s inbox without a group until ``count`` wanted deliveries arrived;
+    fails the test (naming what arrived) when ``within`` seconds pass first."""
     found: list[Delivery] = []
 
     async def handle(delivery: Delivery) -> bool:
@@ -59,7 +60,10 @@ async def collect(
         async with asyncio.timeout(within):
             await sub.run(handle)
     except TimeoutError:
-        pass
+        raise AssertionError(
+            f"{agency}: {len(found)} of {count} wanted deliveries within {within} s "
+            f"({sub.rejected} refused by the Subscriber)"
+        ) from None
     finally:
         await sub.stop()
     return found
@@ -89,12 +93,14 @@ async def audit_settled(bootstrap: str, leaves: int, within: float = 60.0) -> No
     from streams.reader import read_topic
     from streams.topics import AUDIT_TOPIC
 
+    count = 0
     for _ in range(int(within)):
         rule = LeafRule()
         count = sum([1 async for _, key, _ in read_topic(bootstrap, AUDIT_TOPIC) if rule.admit(key)])
         if count >= leaves:
             return
         await asyncio.sleep(1)
+    raise AssertionError(f"the audit log holds {count} leaves after {within} s, not {leaves}")
 
 
 async def nothing_more(
