@@ -13,7 +13,7 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from audit.agent import AuditLog
-from audit.completeness import Completeness, check_complete, outbox_records
+from audit.completeness import GRACE_MS, Completeness, check_complete, outbox_records
 from audit.errors import AuditError, VerificationError
 from audit.export import export, read_checkpoints, read_records, read_registry
 from audit.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -121,8 +121,16 @@ def audit_checkpoint() -> None:
     help="verify an export bundle instead of the live topics",
 )
 @registry_opt
-def audit_verify(bundle: Path | None, registry_file: Path | None) -> None:
-    """Recompute the tree, re-check every signature, decision and checkpoint (exit 1 on failure)."""
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=GRACE_MS / 1000,
+    show_default=True,
+    help="seconds an outbox record may wait for its decision before it counts as missing",
+)
+def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float) -> None:
+    """Recompute the tree, re-check every signature, decision and checkpoint, and that every
+    outbox record has exactly one decision (exit 1 on failure)."""
     cfg = context.settings()
     registry = trusted_registry(cfg, registry_file, bundle)
     began = time.monotonic()
@@ -137,7 +145,7 @@ def audit_verify(bundle: Path | None, registry_file: Path | None) -> None:
                     step()
             report = verifier.finish()
         else:
-            verifier, report, complete = asyncio.run(_verify_complete(cfg, registry))
+            verifier, report, complete = asyncio.run(_verify_complete(cfg, registry, grace))
     except VerificationError as exc:
         where = f"at index {exc.index}" if exc.index is not None else "(completeness)"
         ui.fail(f"audit log FAILED {where}: {exc.message} [{exc.why}]")
@@ -155,11 +163,17 @@ def audit_verify(bundle: Path | None, registry_file: Path | None) -> None:
     else:
         ui.say(
             f"complete: {complete.decided} of {complete.positions} outbox records decided exactly once"
-            + (f"; {complete.pending} still on their way (younger than 60 s)" if complete.pending else "")
+            + (
+                f"; {complete.pending} still on their way (younger than {grace:g} s)"
+                if complete.pending
+                else ""
+            )
         )
 
 
-async def _verify_complete(cfg: Settings, registry: Registry) -> tuple[Verifier, Report, Completeness]:
+async def _verify_complete(
+    cfg: Settings, registry: Registry, grace: float
+) -> tuple[Verifier, Report, Completeness]:
     """Verify the live log, then check every outbox record has its decision."""
     kw = context.kafka(cfg, AUDITOR)
     now_ms = int(time.time() * 1000)
@@ -168,7 +182,8 @@ async def _verify_complete(cfg: Settings, registry: Registry) -> tuple[Verifier,
     )
     verifier, _ = await _verify_live(cfg, registry)
     report = verifier.finish()
-    return verifier, report, check_complete(verifier.decided, outboxes, now_ms=now_ms)
+    complete = check_complete(verifier.decided, outboxes, now_ms=now_ms, grace_ms=int(grace * 1000))
+    return verifier, report, complete
 
 
 async def _verify_live(

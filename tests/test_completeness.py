@@ -1,0 +1,121 @@
+"""Completeness: every outbox record has exactly one decision leaf, and `jointbus audit
+verify` names the outbox position whose decision is missing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from agents.routing import Router
+from audit.completeness import check_complete
+from audit.errors import VerificationError
+from schemas.lifecycle import Rules
+from schemas.registry import ROUTER
+from streams.broker import LocalBroker
+from streams.sdk import Publisher
+from streams.topics import AUDIT_TOPIC, outbox
+from tests.conftest import _broker
+from tests.harness import make_federation
+from tests.samples import SAMPLES
+
+
+@pytest.fixture(scope="module")
+def lonely_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A broker of its own: its audit log is written by hand, one decision left out."""
+    yield from _broker(tmp_path_factory, "completeness-kafka")
+
+
+async def outbox_records(bootstrap: str, topic: str) -> list[tuple[int, int, bytes, int]]:
+    """(partition, offset, value, timestamp ms) of every record of ``topic``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        found: list[tuple[int, int, bytes, int]] = []
+        while sum(ends.values()) > len(found):
+            batch = await consumer.getmany(timeout_ms=1000)
+            if not batch:
+                raise AssertionError(f"read {len(found)} of {sum(ends.values())} records of {topic}")
+            for tp, records in batch.items():
+                found += [(tp.partition, r.offset, r.value, r.timestamp) for r in records]
+        return found
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.broker
+async def test_removed_decision_is_named_by_verify(lonely_kafka: LocalBroker, tmp_path: Path) -> None:
+    """An audit log from which one decision record was removed (it is never written): verify
+    exits 1 with `missing_decision` and the outbox position, without a traceback."""
+    bootstrap = lonely_kafka.bootstrap
+    registry, rings = make_federation(tmp_path)
+    async with Publisher("sc-zigong", rings["sc-zigong"], registry, bootstrap) as pub:
+        for _ in range(12):
+            subject = f"rectification/{uuid.uuid4()}"
+            await pub.publish("rectification.issued", subject, ["cq-dazu"], SAMPLES["rectification.issued"])
+    records = sorted(await outbox_records(bootstrap, outbox("sc-zigong")))
+    by_partition: dict[int, list[tuple[int, int, bytes, int]]] = {}
+    for record in records:
+        by_partition.setdefault(record[0], []).append(record)
+    partition = max(by_partition, key=lambda p: len(by_partition[p]))
+    assert len(by_partition[partition]) >= 3, "the victim partition needs a record after the removed one"
+    removed = by_partition[partition][1]
+    router = Router(registry, rings[ROUTER], Rules())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for part, offset, value, ts in records:
+            routed = router.route(value, outbox("sc-zigong"), part, offset, ts)
+            if (part, offset) == removed[:2]:
+                continue  # the decision that goes missing
+            for out in routed.outputs:
+                if out.topic == AUDIT_TOPIC:
+                    await producer.send_and_wait(AUDIT_TOPIC, out.value, key=out.key)
+    finally:
+        await producer.stop()
+    position = f"{outbox('sc-zigong')}:{partition}:{removed[1]}"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "jointbus", "audit", "verify", "--grace", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "JOINTBUS_HOME": str(tmp_path), "JOINTBUS_BOOTSTRAP": bootstrap},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "[missing_decision]" in done.stderr
+    assert position in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_undecided_tail_record_is_missing_after_the_grace_period() -> None:
+    """The last record of a partition, undecided: pending while young, missing when old."""
+    now_ms = 1_800_000_000_000
+    decided = {"jointbus.outbox.sc-yibin:0": {0, 1, 2}}
+    young = {"jointbus.outbox.sc-yibin:0": [(0, 0), (1, 0), (2, 0), (3, now_ms - 5_000)]}
+    assert check_complete(decided, young, now_ms=now_ms, grace_ms=60_000).pending == 1
+    old = {
+        "jointbus.outbox.sc-yibin:0": [
+            (0, 0),
+            (1, 0),
+            (2, 0),
+            (3, now_ms - int(timedelta(minutes=2).total_seconds() * 1000)),
+        ]
+    }
+    with pytest.raises(VerificationError) as info:
+        check_complete(decided, old, now_ms=now_ms, grace_ms=60_000)
+    assert info.value.why == "missing_decision"
+    assert "jointbus.outbox.sc-yibin:0:3" in info.value.message
