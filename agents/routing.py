@@ -90,7 +90,10 @@ class Router:
             self.counts["internal_error"] += 1
             log.exception("decision failed", position=position, agency=outbox_owner(topic))
             outcome = self.ledger.internal_error(topic, partition, offset, f"{type(exc).__name__}")
-            routed = self._routed(wire, topic, outcome, received, notify=False)
+            try:
+                routed = self._routed(wire, topic, outcome, received)
+            except Exception:  # not even a notice: the audit record alone
+                routed = self._routed(wire, topic, outcome, received, notify=False)
         self.ledger.commit(outcome)
         assert routed.record is not None
         self._remember(routed.record)

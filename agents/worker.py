@@ -89,6 +89,7 @@ class OrderedWriter:
         self._pending: deque[tuple[tuple[bytes, str, int, int, int] | None, Ack | None, list[Any]]] = deque()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
+        self._broken: Exception | None = None  # a send of this producer failed at once
         self._acker: asyncio.Task[None] | None = None
         self.recoveries = 0
 
@@ -163,8 +164,11 @@ class OrderedWriter:
         futures: list[Any] = []
         try:
             for out in routed.outputs:
+                if self._broken is not None:  # nothing may overtake an output that failed
+                    raise self._broken
                 futures.append(await self._producer.send(out.topic, out.value, key=out.key, headers=HEADERS))
         except Exception as exc:  # a send refused at once fails like a late failure
+            self._broken = exc
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
             futures.append(failed)
@@ -181,6 +185,7 @@ class OrderedWriter:
             results = await asyncio.gather(*futures, return_exceptions=True)
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:
+                self._broken = self._broken or Exception(repr(errors[0]))  # stop sending at once
                 await self._recover(errors[0])
                 continue
             self._pending.popleft()
@@ -202,6 +207,7 @@ class OrderedWriter:
             await self._producer.stop()
             self.router, _ = await self._rebuilt()
             self._producer = await self._new_producer()
+            self._broken = None
             for source, ack, _ in items:
                 if source is None:
                     continue  # alerts: the next scan raises what the log does not hold

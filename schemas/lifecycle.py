@@ -44,6 +44,11 @@ CHAIR_SUBJECT = "chair/rotation"
 CHINA = timedelta(hours=8)
 
 
+def china_date(moment: datetime) -> date:
+    """The calendar date in China Standard Time at ``moment`` (deadlines are such dates)."""
+    return (moment.astimezone(UTC) + CHINA).date()
+
+
 def deadline_moment(day: date) -> datetime:
     """The instant a deadline date has passed (end of that day, UTC+8)."""
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC) - CHINA

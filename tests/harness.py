@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from schemas.ids import utcnow
 from schemas.keys import Keyring, new_federation, revoke, rotate
 from schemas.registry import Registry
@@ -121,3 +123,25 @@ async def nothing_more(
             if want(delivery):
                 found.append(delivery)
     return found
+
+
+async def read_outbox(bootstrap: str, topic: str) -> list[tuple[int, int, bytes, int]]:
+    """(partition, offset, value, timestamp ms) of every record of ``topic``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        found: list[tuple[int, int, bytes, int]] = []
+        while sum(ends.values()) > len(found):
+            batch = await consumer.getmany(timeout_ms=1000)
+            if not batch:
+                raise AssertionError(f"read {len(found)} of {sum(ends.values())} records of {topic}")
+            for tp, records in batch.items():
+                found += [(tp.partition, r.offset, r.value, r.timestamp) for r in records]
+        return found
+    finally:
+        await consumer.stop()

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from agents.routing import Router
 from audit.completeness import check_complete
@@ -24,7 +24,7 @@ from streams.broker import LocalBroker
 from streams.sdk import Publisher
 from streams.topics import AUDIT_TOPIC, outbox
 from tests.conftest import _broker
-from tests.harness import make_federation
+from tests.harness import make_federation, read_outbox
 from tests.samples import SAMPLES
 
 
@@ -32,28 +32,6 @@ from tests.samples import SAMPLES
 def lonely_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """A broker of its own: its audit log is written by hand, one decision left out."""
     yield from _broker(tmp_path_factory, "completeness-kafka")
-
-
-async def outbox_records(bootstrap: str, topic: str) -> list[tuple[int, int, bytes, int]]:
-    """(partition, offset, value, timestamp ms) of every record of ``topic``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        found: list[tuple[int, int, bytes, int]] = []
-        while sum(ends.values()) > len(found):
-            batch = await consumer.getmany(timeout_ms=1000)
-            if not batch:
-                raise AssertionError(f"read {len(found)} of {sum(ends.values())} records of {topic}")
-            for tp, records in batch.items():
-                found += [(tp.partition, r.offset, r.value, r.timestamp) for r in records]
-        return found
-    finally:
-        await consumer.stop()
 
 
 @pytest.mark.broker
@@ -66,7 +44,7 @@ async def test_removed_decision_is_named_by_verify(lonely_kafka: LocalBroker, tm
         for _ in range(12):
             subject = f"rectification/{uuid.uuid4()}"
             await pub.publish("rectification.issued", subject, ["cq-dazu"], SAMPLES["rectification.issued"])
-    records = sorted(await outbox_records(bootstrap, outbox("sc-zigong")))
+    records = sorted(await read_outbox(bootstrap, outbox("sc-zigong")))
     by_partition: dict[int, list[tuple[int, int, bytes, int]]] = {}
     for record in records:
         by_partition.setdefault(record[0], []).append(record)

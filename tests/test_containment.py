@@ -1,0 +1,150 @@
+"""The router at any hour, and when something inside it breaks: alerts are signed at the
+moment they are produced, a failing record or aggregate is contained and audited, and a
+router rebuilt from the audit log decides exactly as the one that wrote it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from agents.routing import Router
+from schemas.compose import compose
+from schemas.envelope import to_wire
+from schemas.keys import new_federation
+from schemas.lifecycle import Rules, china_date, deadline_moment
+from schemas.records import AuditRecord
+from schemas.registry import ROUTER
+from schemas.verify import verify_event
+from streams.topics import AUDIT_TOPIC, outbox
+from tests.samples import SAMPLES
+
+#: the hours at which the old router crashed or a test failed: evening UTC, just before
+#: midnight UTC, and just after midnight in China (16:01 UTC)
+PINNED = ["2026-11-25T20:18:00+00:00", "2026-11-25T23:59:00+00:00", "2026-11-25T16:01:00+00:00"]
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def issue(router: Router, rings: Any, at: datetime, deadline: str, offset: int, subject: str) -> AuditRecord:
+    """sc-yibin issues a rectification to sc-zigong at ``at``; returns the audit record."""
+    env = compose(
+        keyring=rings["sc-yibin"],
+        registry=router.registry,
+        event_type="rectification.issued",
+        subject=subject,
+        recipients=["sc-zigong"],
+        payload={**SAMPLES["rectification.issued"], "deadline": deadline},
+        now=at,
+    )
+    routed = router.route(to_wire(env), outbox("sc-yibin"), 0, offset, ms(at))
+    assert routed.record is not None
+    return routed.record
+
+
+@pytest.mark.parametrize("pinned", PINNED)
+def test_overdue_alert_is_signed_when_it_is_raised_at_any_hour(pinned: str) -> None:
+    """Keys made as `keys init` makes them (valid from one day before); a rectification due
+    today (China time) is issued half an hour before the pinned moment; when its deadline
+    passes, the alert verifies under the key valid then, with the deadline in its payload."""
+    now = datetime.fromisoformat(pinned)
+    registry, rings = new_federation(now - timedelta(days=1))
+    router = Router(registry, rings[ROUTER], Rules())
+    issued_at = now - timedelta(minutes=30)
+    today = china_date(issued_at)
+    record = issue(router, rings, issued_at, today.isoformat(), 0, f"rectification/{uuid.uuid4()}")
+    assert record.decision == "accepted"
+    assert router.overdue(issued_at) == []  # not yet due
+    later = deadline_moment(today) + timedelta(minutes=1)
+    (alert,) = router.overdue(later)
+    assert alert.record is not None
+    assert alert.record.event is not None
+    verified = verify_event(to_wire(alert.record.event), registry, received_at=later)
+    assert verified.envelope.time == later.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    assert verified.payload.deadline == today  # type: ignore[union-attr]
+    assert router.overdue(later + timedelta(hours=1)) == []  # raised once
+
+
+def test_deadline_before_the_event_is_refused_at_any_hour() -> None:
+    """Yesterday (China time) as a deadline is refused whatever the hour in UTC."""
+    for pinned in PINNED:
+        now = datetime.fromisoformat(pinned)
+        registry, rings = new_federation(now - timedelta(days=1))
+        router = Router(registry, rings[ROUTER], Rules())
+        yesterday = china_date(now) - timedelta(days=1)
+        record = issue(router, rings, now, yesterday.isoformat(), 0, f"rectification/{uuid.uuid4()}")
+        assert (record.decision, record.reason) == ("rejected", "bad_transition"), pinned
+
+
+def test_one_failing_record_is_contained_and_routing_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected exception while deciding one record becomes an audited internal_error
+    rejection (its owner told); the next record is routed as usual."""
+    now = datetime(2026, 11, 25, 20, 18, tzinfo=UTC)
+    registry, rings = new_federation(now - timedelta(days=1))
+    poisoned = f"rectification/{uuid.uuid4()}"
+    original = Rules._rect_issued
+
+    def explode(self: Rules, s: Any, env: Any, payload: Any) -> Any:
+        if env.subject == poisoned:
+            raise RuntimeError("bug in a rule")
+        return original(self, s, env, payload)
+
+    monkeypatch.setattr(Rules, "_rect_issued", explode)
+    router = Router(registry, rings[ROUTER], Rules())
+    broken = issue(router, rings, now, "2026-12-31", 0, poisoned)
+    assert (broken.decision, broken.reason, broken.sender) == ("rejected", "internal_error", "sc-yibin")
+    assert broken.notice is not None
+    fine = issue(router, rings, now, "2026-12-31", 1, f"rectification/{uuid.uuid4()}")
+    assert fine.decision == "accepted"
+    assert fine.prev == 0  # the failed record is part of the chain: nothing vanished
+    assert router.counts["internal_error"] == 1
+
+
+def test_poisoned_aggregate_is_quarantined_not_a_crash_loop() -> None:
+    """An aggregate whose deadline check fails is quarantined once (an audited operator
+    alert); the other aggregates' alerts go out; later scans skip it without failing."""
+    now = datetime(2026, 11, 25, 20, 18, tzinfo=UTC)
+    registry, rings = new_federation(now - timedelta(days=1))
+    router = Router(registry, rings[ROUTER], Rules())
+    bad, good = f"rectification/{uuid.uuid4()}", f"rectification/{uuid.uuid4()}"
+    issue(router, rings, now, "2026-11-26", 0, bad)
+    issue(router, rings, now, "2026-11-26", 1, good)
+    router.ledger.aggregates[bad]["deadline"] = "not a date"  # e.g. state from a buggy version
+    later = deadline_moment(datetime(2026, 11, 26).date()) + timedelta(seconds=1)
+    routed = router.overdue(later)
+    kinds = sorted((r.record.decision, r.record.position.split(":")[1]) for r in routed if r.record)
+    assert kinds == [("emitted", good), ("quarantined", bad)]
+    assert all(
+        o.topic == AUDIT_TOPIC
+        for r in routed
+        if r.record and r.record.decision == "quarantined"
+        for o in r.outputs
+    )
+    assert router.overdue(later + timedelta(minutes=5)) == []
+    assert router.counts["quarantined"] == 1
+
+
+def test_router_rebuilt_from_the_log_repeats_and_continues_the_same_decisions() -> None:
+    """A second router folded from the first one's audit records writes the very same
+    bytes for positions already decided, and decides new records as the first would."""
+    now = datetime(2026, 11, 25, 23, 59, tzinfo=UTC)
+    registry, rings = new_federation(now - timedelta(days=1))
+    first = Router(registry, rings[ROUTER], Rules())
+    subject = f"rectification/{uuid.uuid4()}"
+    records = [issue(first, rings, now, "2026-12-31", 0, subject)]
+    again = issue(first, rings, now, "2026-12-31", 1, subject)  # already issued: bad_transition
+    records.append(again)
+    second = Router(registry, rings[ROUTER], Rules())
+    for record in records:
+        second.fold(record)
+    repeat = second.route(b"ignored: decided before", outbox("sc-yibin"), 0, 1, ms(now))
+    assert repeat.again
+    assert repeat.record is not None
+    assert repeat.outputs[-1].value == again.to_bytes()
+    third = issue(second, rings, now, "2026-12-31", 2, subject)
+    assert (third.decision, third.reason, third.prev) == ("rejected", "bad_transition", 1)
+    assert second.counts["history_mismatch"] == 0
