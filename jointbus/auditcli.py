@@ -172,7 +172,7 @@ def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float) 
 
 
 async def _verify_complete(
-    cfg: Settings, registry: Registry, grace: float
+    cfg: Settings, registry: Registry, grace: float, replay: Projection | None = None
 ) -> tuple[Verifier, Report, Completeness]:
     """Verify the live log, then check every outbox record has its decision."""
     kw = context.kafka(cfg, AUDITOR)
@@ -180,7 +180,7 @@ async def _verify_complete(
     outboxes = await outbox_records(
         cfg.bootstrap_servers, [outbox(a) for a in sorted(registry.agency_ids)], **kw
     )
-    verifier, _ = await _verify_live(cfg, registry)
+    verifier, _ = await _verify_live(cfg, registry, replay)
     report = verifier.finish()
     complete = check_complete(verifier.decided, outboxes, now_ms=now_ms, grace_ms=int(grace * 1000))
     return verifier, report, complete

@@ -33,6 +33,7 @@ from schemas.envelope import to_wire
 from schemas.errors import JointbusError
 from schemas.ids import utcnow
 from schemas.keys import Keyring, new_federation
+from schemas.lifecycle import china_date
 from schemas.projections import Projection, apply
 from schemas.records import AuditRecord
 from schemas.registry import AGENCY_IDS, ROUTER, Registry
@@ -40,6 +41,7 @@ from schemas.signing import sign_envelope
 from streams import keystore
 from streams.admin import provision_topics
 from streams.broker import LocalBroker
+from streams.reader import read_topic
 from streams.sdk import Delivery, Publisher, Subscriber
 from streams.security import ADMIN, acl_plan, apply_acls, kafka_kwargs, load_all, new_credentials, principals
 from streams.settings import Settings
@@ -245,7 +247,7 @@ CLUES = [
 
 async def play_clues(fed: Federation, progress: Callable[[str], None]) -> None:
     """Clues transferred across the border and handled to disposition (two acknowledged late)."""
-    today = date.today()
+    today = china_today()
     late: list[tuple[str, str, str, str]] = []
     for src, dst, title, person, unit, basis, ending in CLUES:
         s = subject("clue")
@@ -304,7 +306,7 @@ async def play_clues(fed: Federation, progress: Callable[[str], None]) -> None:
 
 async def play_joint_check(fed: Federation, progress: Callable[[str], None]) -> list[tuple[str, str]]:
     """Yibin convenes a joint check of the northern main canal with Zigong and Neijiang."""
-    today = date.today()
+    today = china_today()
     check = subject("jointcheck")
     invite = await fed.send(
         "sc-yibin",
@@ -372,8 +374,8 @@ async def play_joint_check(fed: Federation, progress: Callable[[str], None]) -> 
 
 
 async def play_rectifications(fed: Federation, progress: Callable[[str], None]) -> None:
-    """Findings become rectifications: verified, one reopened, one past its deadline."""
-    today = date.today()
+    """Findings become rectifications: verified, one reopened."""
+    today = china_today()
     plan = [  # (responsible agency, finding, unit, problem, deadline, path)
         (
             "sc-zigong",
@@ -385,7 +387,7 @@ async def play_rectifications(fed: Federation, progress: Callable[[str], None]) 
         ),
         ("sc-neijiang", "F-ZG-1", "内江某建设公司", "追回超付进度款", 30, "reopened"),
         ("sc-zigong", "F-ZG-2", "自贡某街道办", "补偿款足额发放到户并公示", 20, "verified"),
-        ("sc-neijiang", "F-NJ-1", "内江某建设公司", "完善施工现场安全防护", -1, "overdue"),
+        ("sc-neijiang", "F-NJ-1", "内江某建设公司", "完善施工现场安全防护", 10, "verified"),
     ]
     for agency, finding, unit, problem, days, path in plan:
         s = subject("rectification")
@@ -402,22 +404,6 @@ async def play_rectifications(fed: Federation, progress: Callable[[str], None]) 
             },
         )
         links = {"causationid": issue, "correlationid": issue}
-        if path == "overdue":
-            fed.expected.overdue.add(s)
-            await fed.wait_for(
-                agency,
-                overdue_of(s),
-            )
-            progress(f"overdue: rectification {finding} passed its deadline")
-            await fed.send(
-                agency,
-                "rectification.progress_reported",
-                s,
-                ["sc-yibin"],
-                {"percent_complete": 30, "note": "已补设防护栏"},
-                **links,
-            )
-            continue
         await fed.send(
             agency,
             "rectification.progress_reported",
@@ -465,6 +451,11 @@ async def play_rectifications(fed: Federation, progress: Callable[[str], None]) 
         progress(f"rectification {finding} → {path}")
 
 
+def china_today() -> date:
+    """Today in China Standard Time, the zone every deadline date is in (whatever the host's)."""
+    return china_date(utcnow())
+
+
 def all_but(agency: str) -> list[str]:
     """Every agency except ``agency``."""
     return [a for a in AGENCY_IDS if a != agency]
@@ -472,7 +463,7 @@ def all_but(agency: str) -> list[str]:
 
 async def play_governance(fed: Federation, progress: Callable[[str], None]) -> None:
     """Joint meeting under the rotating chair, the chair passed on, mechanisms established."""
-    today = date.today()
+    today = china_today()
     await fed.send(
         "cq-rongchang",
         "meeting.held",
@@ -575,7 +566,7 @@ async def play_attacks(fed: Federation, progress: Callable[[str], None]) -> None
             "allegations": ["围标串标"],
             "persons": [{"name": "孙某", "unit": "荣昌某公司"}],
             "jurisdiction_basis": "荣昌区管理",
-            "acknowledge_by": date.today().isoformat(),
+            "acknowledge_by": china_today().isoformat(),
         },
     )
     await fed.send("cq-rongchang", "clue.acknowledged", s, ["sc-luzhou"], {"note": "已收到"})
@@ -588,6 +579,12 @@ async def play_attacks(fed: Federation, progress: Callable[[str], None]) -> None
     )
     await fed.attack("cq-rongchang", early, "bad_transition")
     progress("attack: disposition of a clue never accepted → rejected")
+
+    late = {**issue, "deadline": (china_today() - timedelta(days=1)).isoformat()}
+    await fed.attack(
+        "sc-yibin", event("sc-yibin", "rectification.issued", ["sc-zigong"], late), "bad_transition"
+    )
+    progress("attack: rectification whose deadline has already passed → rejected")
 
     wrong = event("cq-jiangjin", "rectification.issued", ["sc-zigong"], issue)
     wrong["recipients"] = ["sc-chengdu"]
@@ -633,18 +630,45 @@ async def scenario(cfg: Settings, registry: Registry, rings: dict[str, Keyring])
     return fed
 
 
+async def all_decided(cfg: Settings, registry: Registry, within: float = 60.0) -> int:
+    """Wait (bounded) until every outbox record has its decision in the audit log (the last
+    receipts are still being routed when the scenario ends); returns the records decided."""
+    from audit.completeness import outbox_records
+    from streams.security import AUDITOR
+    from streams.topics import AUDIT_TOPIC, outbox
+
+    kw = kafka_kwargs(cfg, AUDITOR)
+    deadline = time.monotonic() + within
+    while True:
+        outboxes = await outbox_records(
+            cfg.bootstrap_servers, [outbox(a) for a in sorted(registry.agency_ids)], **kw
+        )
+        wanted = {f"{stream}:{offset}" for stream, rows in outboxes.items() for offset, _ in rows}
+        decided = {
+            key.decode() async for _, key, _ in read_topic(cfg.bootstrap_servers, AUDIT_TOPIC, **kw) if key
+        }
+        if wanted <= decided:
+            return len(wanted)
+        if time.monotonic() > deadline:
+            raise JointbusError(
+                f"{len(wanted - decided)} outbox records still undecided after {within:.0f} s",
+                reason="demo_failed",
+            )
+        await asyncio.sleep(0.5)
+
+
 def verify_and_replay(cfg: Settings, registry: Registry) -> tuple[str, Projection]:
-    """`audit verify` and `audit replay` of the live log, in-process."""
-    from jointbus.auditcli import _verify_live
+    """`audit verify` (with completeness) and `audit replay` of the live log, in-process."""
+    from jointbus.auditcli import _verify_complete
 
     replay = Projection()
-    verifier, _ = asyncio.run(_verify_live(cfg, registry, replay))
-    report = verifier.finish()
+    _, report, complete = asyncio.run(_verify_complete(cfg, registry, 0.0, replay))
     d = report.decisions
     return (
         f"audit verify: OK — {report.leaves} leaves ({d['accepted']} accepted, {d['rejected']} "
         f"rejected, {d['emitted']} alerts), {report.checkpoints} signed checkpoints match, "
-        f"root {report.root.hex()[:16]}…"
+        f"root {report.root.hex()[:16]}…; complete: {complete.decided} of {complete.positions} "
+        "outbox records decided exactly once"
     ), replay
 
 
@@ -690,6 +714,7 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
         ui.say("[4/6] scenario")
         began = time.monotonic()
         fed = asyncio.run(scenario(cfg, registry, rings))
+        asyncio.run(all_decided(cfg, registry))
         ui.say(
             f"scenario played in {time.monotonic() - began:.1f}s: "
             f"{len(fed.expected.rejections)} hostile events rejected as expected, "
