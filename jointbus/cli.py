@@ -19,23 +19,26 @@ from schemas.registry import AGENCY_IDS
 from streams import keystore
 from streams.admin import provision_topics
 from streams.broker import KAFKA_VERSION, LocalBroker, fetch_jars
+from streams.clients import classify
 from streams.errors import BrokerError
 from streams.logs import configure_logging
 from streams.security import ADMIN, acl_plan, apply_acls, new_credentials, principals
 
 
 class JointbusGroup(click.Group):
-    """A click group that turns jointbus errors into one readable line and exit status 2."""
+    """A click group that turns jointbus errors into one readable line and exit status 2.
+
+    Kafka's own exceptions are classified first (``streams.clients.classify``), so a refused
+    password or ACL is never called retriable; only what may succeed later says so.
+    """
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except JointbusError as exc:
-            ui.fail(f"{exc.message} [{exc.reason}]")
-            sys.exit(2)
-        except KafkaError as exc:
-            retry = " (retriable: try again)" if getattr(exc, "retriable", False) else ""
-            ui.fail(f"Kafka: {exc}{retry} [kafka_error]")
+        except (JointbusError, KafkaError) as exc:
+            error = exc if isinstance(exc, JointbusError) else classify(exc)
+            retry = " (retriable: try again)" if error.retriable else ""
+            ui.fail(f"{error.message}{retry} [{error.reason}]")
             sys.exit(2)
         except KeyboardInterrupt:
             ui.fail("interrupted")
@@ -235,7 +238,7 @@ def schemas_vectors(out: Path) -> None:
 # ------------------------------------------------------------------------------ the bus
 @cli.group()
 def topics() -> None:
-    """The topics of the bus (DESIGN.md §4)."""
+    """The topics of the bus (docs/architecture.md)."""
 
 
 @topics.command("create")

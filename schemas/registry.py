@@ -23,7 +23,7 @@ MemberId = Annotated[str, Field(pattern=r"^([a-z]{2}-[a-z]{2,20}|svc-[a-z]{2,20}
 
 
 class Agency(BaseModel):
-    """One of the eight agencies of the mechanism (DESIGN.md §1)."""
+    """One of the eight agencies of the mechanism (docs/architecture.md)."""
 
     model_config = ConfigDict(frozen=True)
     id: str

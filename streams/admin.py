@@ -25,7 +25,7 @@ async def admin_client(bootstrap: str, **kafka: Any) -> AsyncIterator[AIOKafkaAd
 
 
 async def provision_topics(settings: Settings, bootstrap: str | None = None, **kafka: Any) -> list[str]:
-    """Create the topics of DESIGN.md §4 that are missing; returns those created."""
+    """Create the topics of docs/architecture.md that are missing; returns those created."""
     min_isr = 2 if settings.replication >= 3 else 1
     specs = layout(AGENCY_IDS, settings.partitions, min_isr=min_isr)
     async with admin_client(bootstrap or settings.bootstrap_servers, **kafka) as admin:

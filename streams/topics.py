@@ -1,4 +1,4 @@
-"""The topic layout of DESIGN.md §4 and its idempotent creation."""
+"""The topic layout of docs/architecture.md and its idempotent creation."""
 
 from __future__ import annotations
 
