@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -29,6 +30,7 @@ from schemas.lifecycle import Rules
 from schemas.records import AuditRecord
 from schemas.registry import ROUTER, Registry
 from streams import keystore
+from streams.broker import probe
 from streams.faustapp import make_app
 from streams.reader import read_topic
 from streams.security import kafka_kwargs
@@ -266,8 +268,25 @@ class Worker(faust.Worker):
             logging.getLogger(name).setLevel(max(level, logging.INFO))
 
 
+def wait_for_kafka(settings: Settings) -> None:
+    """Block until the cluster answers the router's metadata requests: a worker started
+    while the broker is away waits for it instead of exiting."""
+    kafka = kafka_kwargs(settings, ROUTER)
+    waited = 0
+    while not asyncio.run(probe(settings.bootstrap_servers, **kafka)):
+        if waited % 10 == 0:
+            log.warning(
+                "Kafka not answering (or refusing these credentials); waiting",
+                bootstrap=settings.bootstrap_servers,
+                waited_seconds=waited,
+            )
+        time.sleep(1.0)
+        waited += 1
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run the worker in the foreground until SIGINT/SIGTERM."""
+    wait_for_kafka(settings)
     app = build_worker(settings)
     worker = Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

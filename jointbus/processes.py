@@ -28,6 +28,24 @@ class JointbusProcess:
 
     def start(self, timeout: float = 120.0) -> Self:
         """Start and wait until the process prints its ready mark."""
+        self.launch()
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready_mark in self.log.read_text(errors="replace"):
+                return self
+            if self.proc.poll() is not None:
+                raise JointbusError(
+                    f"`jointbus {' '.join(self.args)}` exited; see {self.log}", reason="process_failed"
+                )
+            time.sleep(0.2)
+        self.kill()
+        raise JointbusError(
+            f"`jointbus {' '.join(self.args)}` did not become ready; see {self.log}", reason="process_failed"
+        )
+
+    def launch(self) -> Self:
+        """Start without waiting for the ready mark (e.g. while the broker is away)."""
         env = {
             **os.environ,
             "JOINTBUS_HOME": str(self.home),
@@ -44,19 +62,7 @@ class JointbusProcess:
                 cwd=self.home,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.ready_mark in self.log.read_text(errors="replace"):
-                return self
-            if self.proc.poll() is not None:
-                raise JointbusError(
-                    f"`jointbus {' '.join(self.args)}` exited; see {self.log}", reason="process_failed"
-                )
-            time.sleep(0.2)
-        self.kill()
-        raise JointbusError(
-            f"`jointbus {' '.join(self.args)}` did not become ready; see {self.log}", reason="process_failed"
-        )
+        return self
 
     @property
     def pid(self) -> int:

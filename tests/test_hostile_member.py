@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from audit.completeness import outbox_records
+from jointbus.processes import WorkerProcess
 from schemas.catalog import RejectionNotice
 from schemas.compose import compose
 from schemas.envelope import to_wire
@@ -25,13 +31,25 @@ from schemas.signing import sign_envelope
 from streams.reader import read_topic
 from streams.sdk import Delivery, Subscriber
 from streams.topics import AUDIT_TOPIC, outbox
-from tests.conftest import Bus
-from tests.harness import collect, nothing_more
+from tests.conftest import Bus, _broker
+from tests.harness import collect, make_federation, nothing_more
 from tests.samples import SAMPLES
 from tests.test_router import about, assert_rejected, audit_of, notice_for, publish, send_raw, signed
 
 pytestmark = pytest.mark.broker
 ATTACKER = "sc-zigong"
+
+
+@pytest.fixture(scope="module")
+def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
+    """A bus of its own (broker, federation, worker): after the attack run its whole audit
+    log must verify, every outbox position decided once."""
+    for broker in _broker(tmp_path_factory, "hostile-kafka"):
+        home = tmp_path_factory.mktemp("hostile-bus")
+        registry, rings = make_federation(home)
+        worker = WorkerProcess(home, broker.bootstrap, JOINTBUS_DEADLINE_SCAN_SECONDS="1").start()
+        yield Bus(broker.bootstrap, home, registry, rings, worker)
+        worker.stop()
 
 
 async def honest_event_still_arrives(bus: Bus) -> None:
@@ -258,3 +276,27 @@ async def test_too_large_event_gets_a_notice(bus: Bus) -> None:
     assert record.notice is not None
     assert record.notice["recipients"] == [ATTACKER]
     await honest_event_still_arrives(bus)
+
+
+async def test_audit_log_verifies_after_the_attack_run(bus: Bus) -> None:
+    """`jointbus audit verify --grace 0` on this bus's whole log: OK, and every outbox
+    position decided exactly once (the receipts of the last test are waited for)."""
+    outboxes = [outbox(a) for a in sorted(bus.registry.agency_ids)]
+    for _ in range(30):  # bounded: the last receipts may still be on their way
+        records = await outbox_records(bus.bootstrap, outboxes)
+        wanted = {f"{stream}:{offset}" for stream, rows in records.items() for offset, _ in rows}
+        decided = {k.decode() async for _, k, _ in read_topic(bus.bootstrap, AUDIT_TOPIC) if k}
+        if wanted <= decided:
+            break
+        await asyncio.sleep(1)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "jointbus", "audit", "verify", "--grace", "0"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "JOINTBUS_HOME": str(bus.home), "JOINTBUS_BOOTSTRAP": bus.bootstrap},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "audit log OK" in done.stdout
+    assert f"complete: {len(wanted)} of {len(wanted)} outbox records decided exactly once" in done.stdout

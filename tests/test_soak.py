@@ -14,15 +14,17 @@ from pathlib import Path
 import pytest
 from aiokafka.errors import KafkaError
 
+from audit.completeness import check_complete, outbox_records
 from audit.leaves import LeafRule
-from audit.verifier import Verifier
+from audit.verifier import Report, Verifier
 from jointbus.processes import WorkerProcess
 from schemas.envelope import to_wire
 from schemas.records import AuditRecord
+from schemas.registry import Registry
 from streams.broker import LocalBroker
 from streams.reader import read_topic
 from streams.sdk import Publisher
-from streams.topics import AUDIT_TOPIC
+from streams.topics import AUDIT_TOPIC, outbox
 from tests.conftest import _broker
 from tests.harness import audit_settled, first_deliveries, make_federation
 from tests.stats import STATS
@@ -31,6 +33,25 @@ pytestmark = pytest.mark.broker
 EVENTS = 1500
 KILLS = 10
 RECIPIENTS = ["cq-jiangjin", "sc-neijiang"]
+
+
+async def decisions_are_complete(bootstrap: str, registry: Registry, sent: list[str]) -> Report:
+    """Each published event decided exactly once (decisions = leaves = published), the log
+    verifies, and every outbox record has its decision."""
+    await audit_settled(bootstrap, len(sent))
+    rule, leaves = LeafRule(), []
+    verifier = Verifier(registry, [])
+    outboxes = await outbox_records(bootstrap, [outbox(a) for a in sorted(registry.agency_ids)])
+    async for offset, key, value in read_topic(bootstrap, AUDIT_TOPIC):
+        verifier.feed(offset, key, value)
+        if rule.admit(key):
+            leaves.append(AuditRecord.model_validate_json(value))
+    report = verifier.finish()
+    decided = [r.event_id for r in leaves if r.decision == "accepted"]
+    assert sorted(decided) == sorted(sent), "each decision exactly once in the audit log"
+    complete = check_complete(verifier.decided, outboxes, now_ms=int(time.time() * 1000), grace_ms=0)
+    assert complete.positions == complete.decided == len(sent)
+    return report
 
 
 @pytest.fixture(scope="module")
@@ -97,16 +118,7 @@ async def test_random_kills_and_a_broker_restart_lose_and_duplicate_nothing(
             assert not lost, f"{agency} lost {len(lost)}"
             assert len(seen) == len(set(seen)) == EVENTS
             STATS[f"soak duplicates dropped by {agency}'s Subscriber"] = dropped
-        await audit_settled(bootstrap, EVENTS)
-        rule, leaves, notes = LeafRule(), [], []
-        verifier = Verifier(registry, notes)
-        async for offset, key, value in read_topic(bootstrap, AUDIT_TOPIC):
-            verifier.feed(offset, key, value)
-            if rule.admit(key):
-                leaves.append(AuditRecord.model_validate_json(value))
-        report = verifier.finish()
-        decided = [r.event_id for r in leaves if r.decision == "accepted"]
-        assert sorted(decided) == sorted(sent), "each decision exactly once in the audit log"
+        report = await decisions_are_complete(bootstrap, registry, sent)
         STATS.update(
             {
                 "soak worker kills survived": kills,
@@ -121,5 +133,73 @@ async def test_random_kills_and_a_broker_restart_lose_and_duplicate_nothing(
         )
         assert kills >= 10
         assert broker_restarts == 1
+    finally:
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def restart_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """Another broker of its own, for the kill-during-restart test."""
+    yield from _broker(tmp_path_factory, "restart-kafka")
+
+
+async def test_worker_killed_while_the_broker_restarts_loses_nothing(
+    restart_kafka: LocalBroker, tmp_path: Path
+) -> None:
+    """The worker is SIGKILLed while the broker is going down, with outputs in flight, and
+    twice more while it is away; afterwards every event is delivered once and decided once."""
+    bootstrap = restart_kafka.bootstrap
+    registry, rings = make_federation(tmp_path)
+    worker = WorkerProcess(tmp_path, bootstrap).start()
+    sent: list[str] = []
+    total = 600
+    milestones = [asyncio.Event(), asyncio.Event()]  # a third and two thirds published
+
+    async def publish() -> None:
+        async with Publisher(
+            "sc-yibin", rings["sc-yibin"], registry, bootstrap, request_timeout_ms=60_000
+        ) as pub:
+            for i in range(total):
+                envelope = pub.build(
+                    "rectification.issued",
+                    f"rectification/{uuid.uuid4()}",
+                    RECIPIENTS,
+                    {"responsible_unit": f"单位{i}", "problem": "问题", "deadline": "2099-12-31"},
+                )
+                for _ in range(120):
+                    try:
+                        await (await pub.send_wire(to_wire(envelope), envelope["subject"]))
+                        break
+                    except KafkaError:
+                        await asyncio.sleep(0.5)
+                sent.append(envelope["id"])
+                for n, milestone in enumerate(milestones):
+                    if len(sent) >= total * (n + 1) // 3:
+                        milestone.set()
+                await asyncio.sleep(0.02)
+
+    async def chaos() -> None:
+        nonlocal worker
+        for milestone in milestones:
+            await milestone.wait()
+            stopping = asyncio.create_task(asyncio.to_thread(restart_kafka.stop))
+            await asyncio.sleep(0.3)
+            worker.kill()  # outputs in flight while the broker goes away
+            await stopping
+            worker = WorkerProcess(tmp_path, bootstrap).launch()  # waits for the broker
+            await asyncio.sleep(2)
+            worker.kill()  # killed again while the broker is away
+            await asyncio.to_thread(restart_kafka.start)
+            worker = await asyncio.to_thread(WorkerProcess(tmp_path, bootstrap).start)
+
+    try:
+        await asyncio.gather(publish(), chaos())
+        for agency in RECIPIENTS:
+            seen, _ = await first_deliveries(agency, rings[agency], registry, bootstrap, total, 240)
+            assert len(seen) == len(set(seen)) == total
+            assert set(seen) == set(sent), f"{agency} lost {len(set(sent) - set(seen))}"
+        report = await decisions_are_complete(bootstrap, registry, sent)
+        STATS["restart test: audit leaves (one per decision)"] = report.leaves
+        STATS["restart test: repeated records (not leaves)"] = report.repeats
     finally:
         worker.stop()
