@@ -29,6 +29,9 @@ from schemas.registry import Registry
 from schemas.verify import ID_WINDOW, VerifiedEvent, verify_event, verify_parsed
 
 OUTBOX_PREFIX = "jointbus.outbox."
+#: how long ids are remembered: the window events must fall in, plus as much again for
+#: partitions the router reads later than others (their arrival times interleave)
+ID_MEMORY = 2 * ID_WINDOW
 
 
 @dataclass
@@ -123,10 +126,10 @@ class Ledger:
             self.aggregates[env.subject] = outcome.state
 
     def remember_id(self, event_id: str, position: str, moment: datetime) -> None:
-        """Take ``event_id``; ids older than ``ID_WINDOW`` before ``moment`` are forgotten
-        (no event that old passes the clock check any more)."""
+        """Take ``event_id``; ids older than ``ID_MEMORY`` before ``moment`` are forgotten
+        (no event that old passes the clock check any more, even from a lagging partition)."""
         self.ids[event_id] = (position, moment)
-        cutoff = moment - ID_WINDOW
+        cutoff = moment - ID_MEMORY
         while self.ids:
             oldest = next(iter(self.ids.values()))
             if oldest[1] >= cutoff:
