@@ -13,7 +13,7 @@ import pytest
 from agents.routing import Router
 from schemas.compose import compose
 from schemas.envelope import to_wire
-from schemas.keys import new_federation
+from schemas.keys import new_federation, rotate
 from schemas.lifecycle import Rules, china_date, deadline_moment
 from schemas.records import AuditRecord
 from schemas.registry import ROUTER
@@ -148,3 +148,26 @@ def test_router_rebuilt_from_the_log_repeats_and_continues_the_same_decisions() 
     third = issue(second, rings, now, "2026-12-31", 2, subject)
     assert (third.decision, third.reason, third.prev) == ("rejected", "bad_transition", 1)
     assert second.counts["history_mismatch"] == 0
+
+
+@pytest.mark.parametrize("edge", [timedelta(0), timedelta(milliseconds=1), timedelta(days=1)])
+def test_alert_uses_the_router_key_valid_when_it_is_raised(edge: timedelta) -> None:
+    """The router's key is rotated (the old one expires): an alert raised exactly at, just
+    after, or a day after the new key's start is signed with the new key and verifies."""
+    start = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
+    registry, rings = new_federation(start)
+    issued_at = start + timedelta(hours=1)
+    router = Router(registry, rings[ROUTER], Rules())
+    record = issue(
+        router, rings, issued_at, china_date(issued_at).isoformat(), 0, f"rectification/{uuid.uuid4()}"
+    )
+    assert record.decision == "accepted"
+    due = deadline_moment(china_date(issued_at))
+    rotated, ring = rotate(registry, rings[ROUTER], "sign", due, overlap=timedelta(0))
+    fresh = Router(rotated, ring, Rules())
+    fresh.fold(record)
+    (alert,) = fresh.overdue(due + edge)
+    assert alert.record is not None
+    assert alert.record.event is not None
+    assert alert.record.event["sigkeyid"] == "svc-router#sig-2"
+    verify_event(to_wire(alert.record.event), rotated, received_at=due + edge)
