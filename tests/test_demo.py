@@ -30,7 +30,7 @@ def test_demo_runs_and_replay_reproduces_its_summary(tmp_path: Path) -> None:
     )
     try:
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-        assert "5 hostile events rejected as expected" in run.stdout
+        assert "6 hostile events rejected as expected" in run.stdout
         assert "replay of the audit log reproduces the summary above: yes, exactly" in run.stdout
         verify = subprocess.run(
             [sys.executable, "-m", "jointbus", "audit", "verify"],
@@ -42,6 +42,7 @@ def test_demo_runs_and_replay_reproduces_its_summary(tmp_path: Path) -> None:
         )
         assert verify.returncode == 0, verify.stderr
         assert "audit log OK" in verify.stdout
+        assert "outbox records decided exactly once" in verify.stdout
         replay = subprocess.run(
             [sys.executable, "-m", "jointbus", "audit", "replay", "--json"],
             env=env,
@@ -55,8 +56,8 @@ def test_demo_runs_and_replay_reproduces_its_summary(tmp_path: Path) -> None:
         by_agency = {row["agency"]: row for row in summary["agencies"]}
         assert by_agency["sc-yibin"]["checks_convened"] == 1
         assert by_agency["sc-yibin"]["rect_reopened"] == 1
-        assert sum(row["overdue"] for row in summary["agencies"]) == 3
-        assert sum(row["rejected"] for row in summary["agencies"]) == 5
+        assert sum(row["overdue"] for row in summary["agencies"]) == 2  # the two late clues
+        assert sum(row["rejected"] for row in summary["agencies"]) == 6
         assert sum(row["mechanisms"] for row in summary["agencies"]) == 14
     finally:
         subprocess.run(
