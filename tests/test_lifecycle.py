@@ -1,0 +1,208 @@
+"""The lifecycle rules on their own, table-driven: each step of each aggregate, who may take
+it, and what state it leaves (no Kafka, no signatures beyond building the envelopes)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from schemas.catalog import CURRENT, parse_payload
+from schemas.compose import compose
+from schemas.envelope import envelope_of
+from schemas.keys import new_federation
+from schemas.lifecycle import CHAIR_SUBJECT, Rules, State, due_at, overdue_items
+from tests.samples import SAMPLES
+
+NOW = datetime(2026, 11, 25, 20, 18, tzinfo=UTC)
+REGISTRY, RINGS = new_federation(NOW - timedelta(days=1))
+Step = tuple[str, str, list[str], dict[str, Any] | None]  # family, sender, recipients, payload
+
+
+def run(subject: str, steps: list[Step], states: dict[str, State] | None = None) -> list[str | None]:
+    """Apply ``steps`` to one aggregate in order; the reason of each (None = accepted)."""
+    rules, states = Rules(), states if states is not None else {}
+    reasons: list[str | None] = []
+    for family, sender, to, payload in steps:
+        raw = compose(
+            keyring=RINGS[sender],
+            registry=REGISTRY,
+            event_type=family,
+            subject=subject,
+            recipients=to,
+            payload=payload or SAMPLES[family],
+            now=NOW,
+        )
+        env = envelope_of(raw).envelope
+        data = None if env.sealed else parse_payload(env.type, env.data)
+        state, decision = rules.decide(
+            states.get(subject), env, CURRENT[family].family, data, registry=REGISTRY, lookup=states.get
+        )
+        if state is not None:
+            states[subject] = state
+        reasons.append(decision.reason)
+    return reasons
+
+
+CLUE = [
+    ("clue.transferred", "sc-zigong", ["cq-yongchuan"], None),
+    ("clue.acknowledged", "cq-yongchuan", ["sc-zigong"], None),
+    ("clue.accepted", "cq-yongchuan", ["sc-zigong"], None),
+    ("clue.disposition_reported", "cq-yongchuan", ["sc-zigong"], None),
+]
+
+
+@pytest.mark.parametrize(
+    ("steps", "reasons"),
+    [
+        (CLUE, [None, None, None, None]),
+        (CLUE[:1] + CLUE[2:], [None, None, None]),  # accepting also acknowledges
+        ([*CLUE[:1], ("clue.returned", "cq-yongchuan", ["sc-zigong"], None)], [None, None]),
+        (CLUE[:1] + CLUE[3:], [None, "bad_transition"]),  # disposition before acceptance
+        ([*CLUE[:1], ("clue.accepted", "sc-luzhou", ["sc-zigong"], None)], [None, "not_authorized"]),
+        ([*CLUE[:1], ("clue.accepted", "cq-yongchuan", ["sc-luzhou"], None)], [None, "not_authorized"]),
+        (CLUE[:1] * 2, [None, "bad_transition"]),  # transferred twice
+        ([("clue.transferred", "sc-zigong", ["cq-yongchuan", "sc-luzhou"], None)], ["bad_transition"]),
+        (CLUE[1:2], ["bad_transition"]),  # no clue to acknowledge
+    ],
+)
+def test_clue_steps(steps: list[Step], reasons: list[str | None]) -> None:
+    """Transfer → acknowledge → accept/return → disposition, by the receiver, to the sender."""
+    assert run(f"clue/{uuid.uuid4()}", steps) == reasons
+
+
+ISSUE = ("rectification.issued", "sc-yibin", ["sc-zigong"], None)
+PROGRESS = ("rectification.progress_reported", "sc-zigong", ["sc-yibin"], None)
+DONE = ("rectification.completion_reported", "sc-zigong", ["sc-yibin"], None)
+VERIFY = ("rectification.verified", "sc-yibin", ["sc-zigong"], None)
+REOPEN = ("rectification.reopened", "sc-yibin", ["sc-zigong"], None)
+
+
+@pytest.mark.parametrize(
+    ("steps", "reasons"),
+    [
+        ([ISSUE, PROGRESS, DONE, VERIFY], [None, None, None, None]),
+        ([ISSUE, DONE, REOPEN, DONE, VERIFY], [None, None, None, None, None]),
+        ([ISSUE, VERIFY], [None, "bad_transition"]),  # nothing completed yet
+        ([ISSUE, ("rectification.verified", "sc-zigong", ["sc-yibin"], None)], [None, "not_authorized"]),
+        (
+            [ISSUE, ("rectification.progress_reported", "sc-yibin", ["sc-zigong"], None)],
+            [None, "not_authorized"],
+        ),
+        (
+            [ISSUE, ("rectification.progress_reported", "sc-zigong", ["sc-luzhou"], None)],
+            [None, "not_authorized"],
+        ),
+        ([ISSUE, ISSUE], [None, "bad_transition"]),
+        (
+            [
+                (
+                    "rectification.issued",
+                    "sc-yibin",
+                    ["sc-zigong"],
+                    {**SAMPLES["rectification.issued"], "deadline": "2026-11-25"},
+                )
+            ],
+            [
+                None
+            ],  # due at 24:00 China time, after the event (20:18 UTC = 04:18 +08:00 next day? no: 2026-11-26 04:18)
+        ),
+        (
+            [
+                (
+                    "rectification.issued",
+                    "sc-yibin",
+                    ["sc-zigong"],
+                    {**SAMPLES["rectification.issued"], "deadline": "2026-11-24"},
+                )
+            ],
+            ["bad_transition"],
+        ),
+    ],
+)
+def test_rectification_steps(steps: list[Step], reasons: list[str | None]) -> None:
+    """Issue → progress → completion → verification (销号) or reopening; deadlines ahead."""
+    assert run(f"rectification/{uuid.uuid4()}", steps) == reasons
+
+
+INVITE = ("jointcheck.invited", "sc-yibin", ["sc-zigong", "sc-neijiang"], None)
+JOIN = ("jointcheck.responded", "sc-zigong", ["sc-yibin"], None)
+DECLINE = (
+    "jointcheck.responded",
+    "sc-neijiang",
+    ["sc-yibin"],
+    {"accepted": False, "decline_reason": "人手不足"},
+)
+FINDINGS = ("jointcheck.findings_reported", "sc-zigong", ["sc-yibin"], None)
+
+
+@pytest.mark.parametrize(
+    ("steps", "reasons"),
+    [
+        ([INVITE, JOIN, DECLINE, FINDINGS], [None, None, None, None]),
+        ([INVITE, JOIN, JOIN], [None, None, "bad_transition"]),  # responded twice
+        ([INVITE, ("jointcheck.responded", "cq-dazu", ["sc-yibin"], None)], [None, "not_authorized"]),
+        (
+            [INVITE, DECLINE, ("jointcheck.findings_reported", "sc-neijiang", ["sc-yibin"], None)],
+            [None, None, "not_authorized"],
+        ),
+        (
+            [INVITE, ("jointcheck.responded", "sc-zigong", ["sc-yibin"], {"accepted": True})],
+            [None, "bad_transition"],
+        ),
+    ],
+)
+def test_joint_check_steps(steps: list[Step], reasons: list[str | None]) -> None:
+    """Invite → accept (naming staff) or decline (with a reason) → findings by participants."""
+    assert run(f"jointcheck/{uuid.uuid4()}", steps) == reasons
+
+
+def test_chair_is_one_chain_from_the_registry() -> None:
+    """The registry's chair (cq-rongchang) passes the chair; then only the new chair may."""
+    states: dict[str, State] = {}
+    rotate_to = {**SAMPLES["chair.rotated"], "new_chair": "sc-yibin"}
+    others = ["sc-zigong"]
+    assert run(CHAIR_SUBJECT, [("chair.rotated", "sc-zigong", others, rotate_to)], states) == [
+        "not_authorized"
+    ]
+    assert run(CHAIR_SUBJECT, [("chair.rotated", "cq-rongchang", others, rotate_to)], states) == [None]
+    assert run(CHAIR_SUBJECT, [("chair.rotated", "cq-rongchang", others, rotate_to)], states) == [
+        "not_authorized"
+    ]
+    meeting = {**SAMPLES["meeting.held"], "chair": "sc-yibin"}
+    assert run("meeting/m1", [("meeting.held", "sc-yibin", others, meeting)], states) == [None]
+    assert run("meeting/m2", [("meeting.held", "cq-rongchang", others, None)], states) == ["not_authorized"]
+
+
+def test_receipts_and_refusals() -> None:
+    """A receipt comes from a recipient, to the sender; a refusal makes a clue undeliverable."""
+    subject, states = f"clue/{uuid.uuid4()}", {}
+    run(subject, CLUE[:1], states)
+    (transfer_id,) = states[subject]["events"]
+    refusal = {
+        "event_id": transfer_id,
+        "event_type": "org.jointbus.clue.transferred.v2",
+        "status": "refused",
+        "reason": "seal_broken",
+    }
+    assert run(subject, [("receipt", "sc-luzhou", ["sc-zigong"], refusal)], states) == ["not_authorized"]
+    assert run(subject, [("receipt", "cq-yongchuan", ["sc-luzhou"], refusal)], states) == ["not_authorized"]
+    assert run(subject, [("receipt", "cq-yongchuan", ["sc-zigong"], refusal)], states) == [None]
+    assert states[subject]["status"] == "undeliverable"
+    assert due_at(states[subject]) is None  # no acknowledgement can be owed for it
+    assert run(subject, [("receipt", "cq-yongchuan", ["sc-zigong"], refusal)], states) == ["bad_transition"]
+
+
+def test_overdue_items_name_the_responsible_party() -> None:
+    """An unacknowledged clue and a rectification past its date, each named once."""
+    clue, rect, states = f"clue/{uuid.uuid4()}", f"rectification/{uuid.uuid4()}", {}
+    run(clue, CLUE[:1], states)
+    run(rect, [ISSUE], states)
+    later = NOW + timedelta(days=400)
+    (clue_item,) = overdue_items(states[clue], later)
+    (rect_item,) = overdue_items(states[rect], later)
+    assert (clue_item.what, clue_item.responsible) == ("clue_not_acknowledged", "cq-yongchuan")
+    assert (rect_item.what, rect_item.responsible) == ("rectification_past_deadline", "sc-zigong")
+    assert overdue_items(states[clue], NOW) == []
