@@ -28,3 +28,24 @@ class KafkaUnavailableError(StreamsError):
 
     reason = "kafka_unavailable"
     retriable = True
+
+
+class KafkaAuthenticationError(StreamsError):
+    """The broker refused the client's credentials (wrong password, unknown user): the same
+    call will fail again until the credentials change (``auth_failed``)."""
+
+    reason = "auth_failed"
+
+
+class KafkaAuthorizationError(StreamsError):
+    """The principal is known but an ACL denies it this topic, group or cluster operation
+    (``not_authorized``)."""
+
+    reason = "not_authorized"
+
+
+class KafkaProtocolError(StreamsError):
+    """Client and broker disagree on the security protocol, e.g. a PLAINTEXT client on a
+    SASL listener (``security_protocol``)."""
+
+    reason = "security_protocol"

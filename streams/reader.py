@@ -1,4 +1,9 @@
-"""Reading a single-partition log topic (audit, checkpoints) from an offset to its end."""
+"""Reading a single-partition log topic (audit, checkpoints) from an offset to its end.
+
+The consumer assigns partition 0 itself (no group, nothing committed). Its start is bounded
+and its topic's metadata asked for first, so a wrong password or a topic the principal may
+not read fails at once with a typed error instead of waiting forever for records.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,23 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from streams.clients import readable_partitions, start_client
+from streams.errors import StreamsError
+
+
+async def _assigned(bootstrap: str, topic: str, kafka: dict[str, Any], **options: Any) -> AIOKafkaConsumer:
+    """A started consumer assigned partition 0 of ``topic``; closed again if that fails."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **options, **kafka)
+    await start_client(consumer, bootstrap, kafka)
+    try:
+        if 0 not in await readable_partitions(consumer, topic):
+            raise StreamsError(f"the topic {topic} has no partition 0", reason="unknown_topic")
+        consumer.assign([TopicPartition(topic, 0)])
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer
+
 
 async def read_topic(
     bootstrap: str, topic: str, start: int = 0, *, follow: bool = False, **kafka: Any
@@ -14,18 +36,16 @@ async def read_topic(
     """(offset, key, value) of partition 0 of ``topic`` from ``start`` to the end as it was
     when reading began (or forever, with ``follow``). No consumer group: nothing is committed.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    consumer = await _assigned(
+        bootstrap,
+        topic,
+        kafka,
         enable_auto_commit=False,
-        group_id=None,
         isolation_level="read_committed",
         max_partition_fetch_bytes=4 * 1024 * 1024,
-        **kafka,
     )
-    await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
         consumer.seek(tp, start)
         position = start
@@ -42,8 +62,7 @@ async def read_topic(
 
 async def end_offset(bootstrap: str, topic: str, **kafka: Any) -> int:
     """The next offset of partition 0 of ``topic``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **kafka)
-    await consumer.start()
+    consumer = await _assigned(bootstrap, topic, kafka)
     try:
         tp = TopicPartition(topic, 0)
         return int((await consumer.end_offsets([tp]))[tp])

@@ -7,6 +7,8 @@ language does the same by following docs/wire-format.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import sqlite3
 import uuid
@@ -22,12 +24,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.catalog import Payload, parse_payload
 from schemas.compose import compose
-from schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, Envelope, to_wire
-from schemas.errors import ContractError
+from schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, MAX_ENVELOPE_BYTES, Envelope, to_wire
+from schemas.errors import ContractError, Reason, rejection
 from schemas.keys import Keyring
 from schemas.registry import Registry
 from schemas.sealing import open_sealed
 from schemas.verify import VerifiedEvent, verify_event
+from streams.clients import close_client, readable_partitions, start_client
 from streams.keystore import private_dir
 from streams.topics import inbox, outbox
 
@@ -42,6 +45,11 @@ class Publisher:
 
     ``publish`` waits for the broker's acknowledgement (acks=all, idempotent producer);
     ``submit`` returns at once with a future, so many events travel in one batch.
+
+    An envelope over ``MAX_ENVELOPE_BYTES`` is refused before it is sent (``too_large``).
+    After any failed send the producer is replaced before the next one: an idempotent
+    producer's sequence numbers no longer match the broker's after a refused batch, and
+    every later send to that partition would fail with ``OutOfOrderSequenceNumber``.
     """
 
     def __init__(
@@ -51,18 +59,26 @@ class Publisher:
         self.keyring = keyring
         self.registry = registry
         self.topic = outbox(agency)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+        self._bootstrap = bootstrap
+        self._kafka = kafka
+        self._producer = self._new_producer()
+        self._failed = False
+        self.replaced = 0  # producers replaced after a failed send
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
             max_batch_size=256 * 1024,
             max_request_size=1024 * 1024,
-            **kafka,
+            **self._kafka,
         )
 
     async def start(self) -> None:
-        await self._producer.start()
+        """Connect (bounded in time; a refused password or protocol is a typed error)."""
+        await start_client(self._producer, self._bootstrap, self._kafka)
 
     async def stop(self) -> None:
         await self._producer.stop()
@@ -101,9 +117,19 @@ class Publisher:
         payload: Payload | dict[str, Any],
         **kw: Any,
     ) -> tuple[str, asyncio.Future[Any]]:
-        """Queue an event; returns its id and a future resolved when the broker has it."""
+        """Queue an event; returns its id and a future resolved when the broker has it.
+
+        Raises ``SchemaError`` (``too_large``) for an envelope the bus would refuse anyway.
+        """
         envelope = self.build(family, subject, recipients, payload, **kw)
-        future = await self.send_wire(to_wire(envelope), subject)
+        wire = to_wire(envelope)
+        if len(wire) > MAX_ENVELOPE_BYTES:
+            raise rejection(
+                Reason.TOO_LARGE,
+                f"the envelope is {len(wire)} bytes; the bus accepts at most {MAX_ENVELOPE_BYTES} "
+                "(nothing was sent)",
+            )
+        future = await self.send_wire(wire, subject)
         return envelope["id"], future
 
     async def publish(
@@ -120,11 +146,33 @@ class Publisher:
         return event_id
 
     async def send_wire(self, wire: bytes, key: str) -> asyncio.Future[Any]:
-        """Send already-built wire bytes to the outbox (the router judges them)."""
-        fut: asyncio.Future[Any] = await self._producer.send(
-            self.topic, wire, key=key.encode(), headers=HEADERS
-        )
+        """Send already-built wire bytes to the outbox as they are (the router judges them;
+        no size check here, so hostile records can be tested)."""
+        if self._failed:
+            await self._replace_producer()
+        try:
+            fut: asyncio.Future[Any] = await self._producer.send(
+                self.topic, wire, key=key.encode(), headers=HEADERS
+            )
+        except Exception:
+            self._failed = True
+            raise
+        fut.add_done_callback(functools.partial(self._note_failure, self._producer))
         return fut
+
+    def _note_failure(self, producer: AIOKafkaProducer, fut: asyncio.Future[Any]) -> None:
+        """A send of the current producer failed: replace it before the next send."""
+        if producer is self._producer and (fut.cancelled() or fut.exception() is not None):
+            self._failed = True
+
+    async def _replace_producer(self) -> None:
+        """A fresh idempotent producer (new producer id, sequences from 0) for the next send."""
+        old, self._producer = self._producer, self._new_producer()
+        self._failed = False
+        self.replaced += 1
+        await close_client(old)  # delivers, or fails, what it still holds
+        await self.start()
+        log.warning("producer replaced after a failed send", agency=self.agency, topic=self.topic)
 
     async def flush(self) -> None:
         await self._producer.flush()
@@ -223,6 +271,8 @@ class Subscriber:
             isolation_level="read_committed",
             **kafka,
         )
+        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._publisher = Publisher(agency, keyring, registry, bootstrap, **kafka) if receipts else None
         self.seen = SeenStore(seen_path)
         self.until_end = until_end
@@ -232,20 +282,27 @@ class Subscriber:
         self._refusal: tuple[VerifiedEvent, str] | None = None
 
     async def start(self) -> None:
-        await self._consumer.start()
-        if self._group is None:  # a reader without a group: every partition, nothing committed
-            partitions = self._consumer.partitions_for_topic(self._topic) or set()
-            if not partitions:
-                await self._consumer._client.force_metadata_update()
-                partitions = self._consumer.partitions_for_topic(self._topic) or set()
-            tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-            self._consumer.assign(tps)
-            if self._from_beginning:
-                await self._consumer.seek_to_beginning(*tps)
-            else:
-                await self._consumer.seek_to_end(*tps)
-        if self._publisher is not None:
-            await self._publisher.start()
+        """Connect (bounded in time); without a group, assign every partition of the inbox.
+
+        A wrong password, a protocol mismatch or an inbox the principal may not read fails
+        here with a typed error (``auth_failed``, ``security_protocol``, ``not_authorized``).
+        """
+        await start_client(self._consumer, self._bootstrap, self._kafka)
+        try:
+            if self._group is None:  # a reader without a group: every partition, nothing committed
+                partitions = await readable_partitions(self._consumer, self._topic)
+                tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+                self._consumer.assign(tps)
+                if self._from_beginning:
+                    await self._consumer.seek_to_beginning(*tps)
+                else:
+                    await self._consumer.seek_to_end(*tps)
+            if self._publisher is not None:
+                await self._publisher.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+            raise
 
     async def stop(self) -> None:
         await self._consumer.stop()

@@ -11,9 +11,10 @@ import pytest
 
 from jointbus.processes import WorkerProcess
 from schemas.keys import Keyring
-from schemas.registry import Registry
+from schemas.registry import AGENCY_IDS, Registry
 from streams.admin import provision_topics
 from streams.broker import LocalBroker, free_port
+from streams.security import ADMIN, Credentials, acl_plan, apply_acls, new_credentials, principals
 from streams.settings import Settings
 from tests.harness import make_federation
 
@@ -36,6 +37,27 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
 def spare_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """A second broker, for tests that must own their topics (crashes, rogue checkpoints)."""
     yield from _broker(tmp_path_factory, "spare-kafka")
+
+
+def secured_broker(home: Path) -> tuple[LocalBroker, dict[str, Credentials]]:
+    """A started broker with SASL/SCRAM on its only client listener, the jointbus topics and
+    the bus's ACLs; every principal's credentials in ``home/keys/kafka`` (as the CLI keeps
+    them)."""
+    creds = new_credentials(home / "keys" / "kafka", principals(AGENCY_IDS))
+    broker = LocalBroker(home / "broker", free_port(), heap="512m", scram_users=creds)
+    broker.start()
+    admin = creds[ADMIN].client_kwargs()
+    asyncio.run(provision_topics(Settings(bootstrap=broker.bootstrap), broker.bootstrap, **admin))
+    asyncio.run(apply_acls(broker.bootstrap, creds[ADMIN], acl_plan(AGENCY_IDS)))
+    return broker, creds
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBroker, dict[str, Credentials]]]:
+    """A secured broker of the module's own (SCRAM users, deny-by-default ACLs)."""
+    broker, creds = secured_broker(tmp_path_factory.mktemp("secured"))
+    yield broker, creds
+    broker.stop()
 
 
 @pytest.fixture(scope="session")

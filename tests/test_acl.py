@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,28 +15,11 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from schemas.registry import AGENCY_IDS
-from streams.admin import provision_topics
-from streams.broker import LocalBroker, free_port
-from streams.security import ADMIN, Credentials, acl_plan, apply_acls, new_credentials, principals
-from streams.settings import Settings
+from streams.broker import LocalBroker
+from streams.security import Credentials, new_credentials
 from streams.topics import AUDIT_TOPIC, inbox, outbox
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBroker, dict[str, Credentials]]]:
-    """A broker with SASL/SCRAM on its only client listener and the bus's ACLs."""
-    home = tmp_path_factory.mktemp("secured")
-    creds = new_credentials(home / "credentials", principals(AGENCY_IDS))
-    broker = LocalBroker(home / "broker", free_port(), heap="512m", scram_users=creds)
-    broker.start()
-    admin = creds[ADMIN].client_kwargs()
-    asyncio.run(provision_topics(Settings(bootstrap=broker.bootstrap), broker.bootstrap, **admin))
-    asyncio.run(apply_acls(broker.bootstrap, creds[ADMIN], acl_plan(AGENCY_IDS)))
-    yield broker, creds
-    broker.stop()
 
 
 async def produce(broker: LocalBroker, cred: Credentials, topic: str) -> None:
