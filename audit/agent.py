@@ -23,6 +23,7 @@ from audit.merkle import leaf_hash
 from audit.notes import ORIGIN, Checkpoint, open_checkpoint, sign_checkpoint
 from schemas.keys import Keyring
 from schemas.registry import AUDIT, Registry
+from streams.clients import start_client
 from streams.reader import end_offset, read_topic
 from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
 
@@ -76,11 +77,17 @@ class AuditLog:
         self._last_signed = time.monotonic()
 
     async def start(self) -> None:
-        """Catch up with the topic and check agreement with the last published checkpoint."""
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, **self.kafka
-        )
-        await self._producer.start()
+        """Catch up with the topic and check agreement with the last published checkpoint.
+
+        Only the audit service, which holds the signing key, gets a producer (for its
+        checkpoints): a reader such as the ``auditor`` principal may not write, and an
+        idempotent producer would fail its start with ClusterAuthorizationFailed.
+        """
+        if self.keys is not None:
+            self._producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, **self.kafka
+            )
+            await start_client(self._producer, self.bootstrap, self.kafka)
         await self._check_index_matches_topic()
         await self.catch_up()
         for cp, note in await published_checkpoints(self.bootstrap, self.registry, **self.kafka):
