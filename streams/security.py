@@ -2,7 +2,7 @@
 
 One principal per agency (its id), one for each bus service (``svc-router``,
 ``svc-audit``), ``auditor`` for people who verify, and ``admin`` for provisioning. The ACLs
-mirror DESIGN.md §4: an agency writes only its outbox and reads only its inbox; the router
+mirror docs/architecture.md: an agency writes only its outbox and reads only its inbox; the router
 reads outboxes and writes inboxes and the audit topic; the audit service reads the audit
 topic and writes checkpoints; auditors read the audit and checkpoint topics.
 """
@@ -106,7 +106,7 @@ class Acl:
 
 
 def acl_plan(agencies: Iterable[str]) -> list[Acl]:
-    """The ALLOW rules of DESIGN.md §4 (everything else is denied)."""
+    """The ALLOW rules of docs/architecture.md (everything else is denied)."""
     agencies = list(agencies)
     rules: list[Acl] = []
 
@@ -124,7 +124,7 @@ def acl_plan(agencies: Iterable[str]) -> list[Acl]:
     for agency in agencies:
         topic(ROUTER, outbox(agency), READ)
         topic(ROUTER, inbox(agency), WRITE)
-    topic(ROUTER, AUDIT_TOPIC, WRITE)
+    topic(ROUTER, AUDIT_TOPIC, READ, WRITE)  # it rebuilds its memory from the log at start
     topic(ROUTER, REGISTRY_TOPIC, READ)
     topic(ROUTER, f"{ROUTER_APP}-", ALL, pattern=PREFIXED)  # faust changelogs
     group(ROUTER, ROUTER_APP)
@@ -134,6 +134,8 @@ def acl_plan(agencies: Iterable[str]) -> list[Acl]:
     topic(AUDIT, CHECKPOINT_TOPIC, READ, WRITE)
     topic(AUDIT, REGISTRY_TOPIC, READ)
     topic(AUDITOR, AUDIT_TOPIC, READ)
+    for agency in agencies:  # completeness: every outbox record has a decision (offsets only)
+        topic(AUDITOR, outbox(agency), READ)
     topic(AUDITOR, CHECKPOINT_TOPIC, READ)
     topic(AUDITOR, REGISTRY_TOPIC, READ)
     group(AUDITOR, f"jointbus-inbox-{AUDITOR}")
