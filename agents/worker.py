@@ -31,6 +31,7 @@ from schemas.records import AuditRecord
 from schemas.registry import ROUTER, Registry
 from streams import keystore
 from streams.broker import probe
+from streams.errors import KafkaAuthenticationError, KafkaAuthorizationError, KafkaProtocolError
 from streams.faustapp import make_app
 from streams.reader import read_topic
 from streams.security import kafka_kwargs
@@ -116,6 +117,9 @@ class OrderedWriter:
             router = new_router(self.settings, self.registry)
             try:
                 return router, await rebuild(router, self.settings.bootstrap_servers, **self.kafka)
+            except (KafkaAuthenticationError, KafkaAuthorizationError, KafkaProtocolError) as exc:
+                log.critical("the router may not read the audit log", reason=exc.reason, detail=exc.message)
+                raise  # a configuration error: waiting will not mend it
             except Exception as exc:  # broker away: the log is the truth, wait for it
                 log.warning("audit log not readable yet; retrying", error=repr(exc)[:200])
                 await asyncio.sleep(1.0)
