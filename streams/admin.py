@@ -9,15 +9,16 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.registry import AGENCY_IDS
+from streams.clients import start_client
 from streams.settings import Settings
 from streams.topics import ensure_topics, layout
 
 
 @contextlib.asynccontextmanager
 async def admin_client(bootstrap: str, **kafka: Any) -> AsyncIterator[AIOKafkaAdminClient]:
-    """A started admin client, closed on exit."""
+    """A started admin client, closed on exit (a refused start is a typed error)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000, **kafka)
-    await admin.start()
+    await start_client(admin, bootstrap, kafka)
     try:
         yield admin
     finally:

@@ -156,17 +156,19 @@ async def _listener_wants_sasl(conn: Any) -> bool:
     return bool(response.error_code != IllegalSaslStateError.errno)
 
 
-def classify(exc: BaseException, where: str = "the cluster") -> StreamsError:
+def classify(exc: BaseException, where: str | None = None) -> StreamsError:
     """A typed error for a Kafka failure that needs no further probing."""
     if isinstance(exc, StreamsError):
         return exc
+    kafka = f"Kafka at {where}" if where else "Kafka"
+    text = str(exc) if type(exc).__name__ in str(exc) else f"{type(exc).__name__} {exc}".strip()
     if isinstance(exc, SaslAuthenticationFailed):
-        return KafkaAuthenticationError(f"Kafka at {where} refused the credentials: {exc}")
+        return KafkaAuthenticationError(f"{kafka} refused the credentials: {text}")
     if isinstance(exc, _AUTHORIZATION):
-        return KafkaAuthorizationError(f"Kafka at {where} refused: {type(exc).__name__} {exc}".strip())
+        return KafkaAuthorizationError(f"{kafka} refused: {text}")
     if isinstance(exc, TimeoutError) or (isinstance(exc, KafkaError) and exc.retriable):
-        return KafkaUnavailableError(f"Kafka at {where} did not answer in time: {type(exc).__name__} {exc}")
-    return StreamsError(f"Kafka at {where}: {type(exc).__name__} {exc}", reason="kafka_error")
+        return KafkaUnavailableError(f"{kafka} did not answer in time: {text}")
+    return StreamsError(f"{kafka}: {text}", reason="kafka_error")
 
 
 async def readable_partitions(consumer: Any, topic: str, *, within: float = START_TIMEOUT) -> set[int]:
@@ -187,4 +189,6 @@ async def readable_partitions(consumer: Any, topic: str, *, within: float = STAR
     except UnknownTopicOrPartitionError:
         raise StreamsError(f"the topic {topic} does not exist", reason="unknown_topic") from None
     except TimeoutError:
-        raise KafkaUnavailableError(f"no metadata for {topic} within {within:.0f}s") from None
+        raise KafkaUnavailableError(
+            f"no metadata for the topic {topic} within {within:.0f}s (does it exist?)"
+        ) from None

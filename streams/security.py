@@ -21,7 +21,7 @@ from aiokafka.protocol.admin import CreateAclsRequest
 
 from schemas.registry import AGENCY_IDS, AUDIT, ROUTER
 from streams.errors import ConfigError, StreamsError
-from streams.keystore import write_private
+from streams.keystore import private_dir, write_private
 from streams.settings import Settings
 from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, REGISTRY_TOPIC, inbox, outbox
 
@@ -60,9 +60,9 @@ def principals(agencies: Iterable[str]) -> list[str]:
 
 
 def new_credentials(directory: Path, names: Iterable[str]) -> dict[str, Credentials]:
-    """Random passwords for ``names``, written to ``directory/<name>.json`` (0600)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)
+    """Random passwords for ``names``, written to ``directory/<name>.json`` (0600) in a
+    folder that it and any parent it creates keep 0700."""
+    private_dir(directory)
     made = {}
     for name in names:
         cred = Credentials(name, secrets.token_urlsafe(24))
