@@ -1,6 +1,7 @@
 """The faust application of the bus: settings that keep delivery at-least-once and safe.
 
-- ``processing_guarantee="at_least_once"``: faust's exactly-once has open bugs (docs/architecture.md, Delivery).
+- ``processing_guarantee="at_least_once"``: faust's exactly-once has open bugs
+  (docs/architecture.md, Delivery).
 - Every producer is idempotent with ``acks=all`` (faust only does that inside transactions,
   so the transport below asks for it always).
 - faust flushes the producer before it commits offsets, so an output is on the broker

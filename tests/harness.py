@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -145,3 +148,16 @@ async def read_outbox(bootstrap: str, topic: str) -> list[tuple[int, int, bytes,
         return found
     finally:
         await consumer.stop()
+
+
+async def jointbus_cli(home: Path, bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``jointbus <args>`` as a user would (a child process), against ``bootstrap``."""
+    env = {**os.environ, "JOINTBUS_HOME": str(home), "JOINTBUS_BOOTSTRAP": bootstrap}
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "jointbus", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,  # bounded: subprocess.TimeoutExpired fails the test
+        env=env,
+    )

@@ -3,10 +3,6 @@ verify` names the outbox position whose decision is missing."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -24,7 +20,7 @@ from streams.broker import LocalBroker
 from streams.sdk import Publisher
 from streams.topics import AUDIT_TOPIC, outbox
 from tests.conftest import _broker
-from tests.harness import make_federation, read_outbox
+from tests.harness import jointbus_cli, make_federation, read_outbox
 from tests.samples import SAMPLES
 
 
@@ -65,14 +61,7 @@ async def test_removed_decision_is_named_by_verify(lonely_kafka: LocalBroker, tm
     finally:
         await producer.stop()
     position = f"{outbox('sc-zigong')}:{partition}:{removed[1]}"
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "jointbus", "audit", "verify", "--grace", "0"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "JOINTBUS_HOME": str(tmp_path), "JOINTBUS_BOOTSTRAP": bootstrap},
-    )
+    done = await jointbus_cli(tmp_path, bootstrap, "audit", "verify", "--grace", "0")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "[missing_decision]" in done.stderr
     assert position in done.stderr

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -32,7 +29,7 @@ from streams.reader import read_topic
 from streams.sdk import Delivery, Subscriber
 from streams.topics import AUDIT_TOPIC, outbox
 from tests.conftest import Bus, _broker
-from tests.harness import collect, make_federation, nothing_more
+from tests.harness import collect, jointbus_cli, make_federation, nothing_more
 from tests.samples import SAMPLES
 from tests.test_router import about, assert_rejected, audit_of, notice_for, publish, send_raw, signed
 
@@ -289,14 +286,7 @@ async def test_audit_log_verifies_after_the_attack_run(bus: Bus) -> None:
         if wanted <= decided:
             break
         await asyncio.sleep(1)
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "jointbus", "audit", "verify", "--grace", "0"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, "JOINTBUS_HOME": str(bus.home), "JOINTBUS_BOOTSTRAP": bus.bootstrap},
-    )
+    done = await jointbus_cli(bus.home, bus.bootstrap, "audit", "verify", "--grace", "0")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "audit log OK" in done.stdout
     assert f"complete: {len(wanted)} of {len(wanted)} outbox records decided exactly once" in done.stdout

@@ -8,7 +8,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from audit.leaves import LeafRule
 from audit.verifier import Report, Verifier
 from jointbus.processes import WorkerProcess
 from schemas.envelope import to_wire
+from schemas.keys import Keyring
 from schemas.records import AuditRecord
 from schemas.registry import Registry
 from streams.broker import LocalBroker
@@ -54,6 +55,40 @@ async def decisions_are_complete(bootstrap: str, registry: Registry, sent: list[
     return report
 
 
+async def publish_through_faults(
+    bootstrap: str,
+    registry: Registry,
+    rings: dict[str, Keyring],
+    total: int,
+    sent: list[str],
+    pause: float,
+    on_sent: Callable[[], None] = lambda: None,
+) -> None:
+    """sc-yibin publishes ``total`` rectifications, retrying each through broker restarts
+    (bounded: 60 s an event), appending each id to ``sent`` once the broker has it."""
+    async with Publisher(
+        "sc-yibin", rings["sc-yibin"], registry, bootstrap, request_timeout_ms=60_000
+    ) as pub:
+        for i in range(total):
+            envelope = pub.build(
+                "rectification.issued",
+                f"rectification/{uuid.uuid4()}",
+                RECIPIENTS,
+                {"responsible_unit": f"单位{i}", "problem": "问题", "deadline": "2099-12-31"},
+            )
+            for attempt in range(120):
+                try:
+                    await (await pub.send_wire(to_wire(envelope), envelope["subject"]))
+                    break
+                except KafkaError:
+                    if attempt == 119:
+                        raise
+                    await asyncio.sleep(0.5)
+            sent.append(envelope["id"])
+            on_sent()
+            await asyncio.sleep(pause)
+
+
 @pytest.fixture(scope="module")
 def soak_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """A broker of its own: the audit log verified at the end holds only this test's history."""
@@ -74,24 +109,7 @@ async def test_random_kills_and_a_broker_restart_lose_and_duplicate_nothing(
     broker_restarts = 0
 
     async def publish() -> None:
-        async with Publisher(
-            "sc-yibin", rings["sc-yibin"], registry, bootstrap, request_timeout_ms=60_000
-        ) as pub:
-            for i in range(EVENTS):
-                envelope = pub.build(
-                    "rectification.issued",
-                    f"rectification/{uuid.uuid4()}",
-                    RECIPIENTS,
-                    {"responsible_unit": f"单位{i}", "problem": "问题", "deadline": "2099-12-31"},
-                )
-                for _ in range(120):  # keep publishing through a broker restart
-                    try:
-                        await (await pub.send_wire(to_wire(envelope), envelope["subject"]))
-                        break
-                    except KafkaError:
-                        await asyncio.sleep(0.5)
-                sent.append(envelope["id"])
-                await asyncio.sleep(0.05)
+        await publish_through_faults(bootstrap, registry, rings, EVENTS, sent, 0.05)
         done.set()
 
     async def chaos() -> None:
@@ -155,28 +173,13 @@ async def test_worker_killed_while_the_broker_restarts_loses_nothing(
     total = 600
     milestones = [asyncio.Event(), asyncio.Event()]  # a third and two thirds published
 
+    def reached() -> None:
+        for n, milestone in enumerate(milestones):
+            if len(sent) >= total * (n + 1) // 3:
+                milestone.set()
+
     async def publish() -> None:
-        async with Publisher(
-            "sc-yibin", rings["sc-yibin"], registry, bootstrap, request_timeout_ms=60_000
-        ) as pub:
-            for i in range(total):
-                envelope = pub.build(
-                    "rectification.issued",
-                    f"rectification/{uuid.uuid4()}",
-                    RECIPIENTS,
-                    {"responsible_unit": f"单位{i}", "problem": "问题", "deadline": "2099-12-31"},
-                )
-                for _ in range(120):
-                    try:
-                        await (await pub.send_wire(to_wire(envelope), envelope["subject"]))
-                        break
-                    except KafkaError:
-                        await asyncio.sleep(0.5)
-                sent.append(envelope["id"])
-                for n, milestone in enumerate(milestones):
-                    if len(sent) >= total * (n + 1) // 3:
-                        milestone.set()
-                await asyncio.sleep(0.02)
+        await publish_through_faults(bootstrap, registry, rings, total, sent, 0.02, reached)
 
     async def chaos() -> None:
         nonlocal worker
