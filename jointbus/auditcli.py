@@ -32,7 +32,8 @@ from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, outbox
 
 
 def index_path(cfg: Settings) -> Path:
-    return cfg.home / "audit" / "index.sqlite"
+    """Where the derived audit index lives, in a folder only its owner can enter."""
+    return keystore.private_dir(cfg.home / "audit") / "index.sqlite"
 
 
 def trusted_registry(cfg: Settings, given: Path | None, bundle: Path | None = None) -> Registry:

@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import uuid
@@ -169,6 +170,7 @@ async def test_auditor_runs_every_read_only_command_on_a_secured_broker(
     jointbus("audit", "prove", sent[0], "--out", str(proof))
     assert proof.read_text().startswith("c2sp.org/tlog-proof@v1\n")
     assert "proof OK" in jointbus("audit", "check-proof", str(proof)).stdout
+    assert stat.S_IMODE((home / "audit").stat().st_mode) == 0o700  # the index is private
 
     consistency = jointbus("audit", "consistency", "1", str(size)).stdout
     assert f"consistency 1 → {size}: verified" in consistency
