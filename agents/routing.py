@@ -28,9 +28,9 @@ from schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, to_wire
 from schemas.errors import ContractError
 from schemas.ids import UUID_PATTERN, format_time, uuid7_from
 from schemas.keys import Keyring
-from schemas.ledger import Ledger, Outcome, outbox_owner
+from schemas.ledger import Ledger, Outcome
 from schemas.lifecycle import Rules, due_at, overdue_items
-from schemas.records import AuditRecord, event_fields, parse_position, position_of
+from schemas.records import AuditRecord, event_fields, outbox_owner, parse_position, position_of
 from schemas.registry import ROUTER, Registry
 from streams.topics import AUDIT_TOPIC, inbox
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from audit.errors import VerificationError
+from audit.errors import AuditFailure, VerificationError
 
 #: how long a record may wait for its decision before its absence is a failure
 GRACE_MS = 60_000
@@ -99,6 +99,6 @@ def check_complete(
                     f"{stream}:{offset} has no decision in the audit log "
                     f"(appended {(now_ms - appended_ms) / 1000:.0f} s ago)",
                     index=None,
-                    why="missing_decision",
+                    why=AuditFailure.MISSING_DECISION,
                 )
     return result

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from schemas.errors import JointbusError
+
+
+class AuditFailure(StrEnum):
+    """Why a verification failed: stable codes, printed in brackets by the CLI."""
+
+    MISSING_RECORD = "missing_record"
+    REORDERED_RECORD = "reordered_record"
+    NOT_A_RECORD = "not_a_record"
+    POSITION_MISMATCH = "position_mismatch"
+    DECISION_MISMATCH = "decision_mismatch"
+    BAD_ROUTER_EVENT = "bad_router_event"
+    MISSING_DECISION = "missing_decision"
+    DOUBLE_DECISION = "double_decision"
+    FORGED_CHECKPOINT = "forged_checkpoint"
+    FORK = "fork"
+    CHECKPOINT_MISMATCH = "checkpoint_mismatch"
+    TRUNCATED = "truncated"
 
 
 class AuditError(JointbusError):
@@ -16,7 +35,7 @@ class VerificationError(AuditError):
 
     reason = "audit_failed"
 
-    def __init__(self, message: str, *, index: int | None, why: str) -> None:
+    def __init__(self, message: str, *, index: int | None, why: AuditFailure) -> None:
         super().__init__(message, reason=why)
         self.index = index
         self.why = why

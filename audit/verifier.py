@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from audit.errors import AuditError, VerificationError
+from audit.errors import AuditError, AuditFailure, VerificationError
 from audit.leaves import LeafRule
 from audit.merkle import Frontier, leaf_hash
 from audit.notes import Checkpoint, open_checkpoint
@@ -64,14 +64,14 @@ def check_checkpoints(notes: list[str], registry: Registry) -> list[Checkpoint]:
             raise VerificationError(
                 f"checkpoint #{n} is not signed by the audit key: {exc.message}",
                 index=None,
-                why="forged_checkpoint",
+                why=AuditFailure.FORGED_CHECKPOINT,
             ) from None
         seen = checkpoints.get(cp.size)
         if seen is not None and seen.root != cp.root:
             raise VerificationError(
                 f"fork: two signed checkpoints of size {cp.size} with different roots",
                 index=cp.size - 1,
-                why="fork",
+                why=AuditFailure.FORK,
             )
         checkpoints[cp.size] = cp
     return [checkpoints[size] for size in sorted(checkpoints)]
@@ -97,14 +97,16 @@ class Verifier:
         self.replay = replay
         self._next_offset = 0
 
-    def fail(self, why: str, message: str) -> VerificationError:
+    def fail(self, why: AuditFailure, message: str) -> VerificationError:
         index = self.frontier.size
         return VerificationError(f"leaf {index}: {message}", index=index, why=why)
 
     def feed(self, offset: int, key: bytes | None, value: bytes) -> None:
         """Check one record of the audit topic (raises VerificationError)."""
         if offset != self._next_offset:
-            what = "missing_record" if offset > self._next_offset else "reordered_record"
+            what = (
+                AuditFailure.MISSING_RECORD if offset > self._next_offset else AuditFailure.REORDERED_RECORD
+            )
             raise self.fail(what, f"expected offset {self._next_offset}, found {offset}")
         self._next_offset = offset + 1
         self.report.records += 1
@@ -112,15 +114,15 @@ class Verifier:
             obj, plain = loads_with_flag(value, RECORD_DEPTH)
             record = AuditRecord.model_validate(obj)
         except (ValidationError, ValueError, ContractError):
-            raise self.fail("not_a_record", "not a well-formed audit record") from None
+            raise self.fail(AuditFailure.NOT_A_RECORD, "not a well-formed audit record") from None
         if key is None or key.decode(errors="replace") != record.position:
-            raise self.fail("position_mismatch", f"key does not match position {record.position}")
+            raise self.fail(AuditFailure.POSITION_MISMATCH, f"key does not match position {record.position}")
         verdict = (record.decision, record.reason)
         if not self.rule.admit(key):
             self.report.repeats += 1
             if self._verdicts.get(record.position, verdict) != verdict:
                 raise self.fail(
-                    "double_decision",
+                    AuditFailure.DOUBLE_DECISION,
                     f"{record.position} decided twice: {self._verdicts[record.position]} then {verdict}",
                 )
             return
@@ -139,19 +141,19 @@ class Verifier:
             return
         if record.decision == "quarantined":
             if not record.position.startswith("quarantine:"):
-                raise self.fail("decision_mismatch", "a quarantine record names no aggregate")
+                raise self.fail(AuditFailure.DECISION_MISMATCH, "a quarantine record names no aggregate")
             return
         if record.wire_sha256 is not None and (
             record.reason != Reason.TOO_LARGE or (record.wire_size or 0) <= MAX_ENVELOPE_BYTES
         ):
-            raise self.fail("decision_mismatch", "only oversized events are kept as a digest")
+            raise self.fail(AuditFailure.DECISION_MISMATCH, "only oversized events are kept as a digest")
         where = parse_position(record.position)
         if where is None:
-            raise self.fail("not_a_record", f"{record.position[:80]!r} is not an outbox position")
+            raise self.fail(AuditFailure.NOT_A_RECORD, f"{record.position[:80]!r} is not an outbox position")
         try:
             outcome = self.ledger.rederive(record, self.registry, self.rules, plain=plain)
         except ContractError as exc:
-            raise self.fail("not_a_record", exc.message) from None
+            raise self.fail(AuditFailure.NOT_A_RECORD, exc.message) from None
         d = outcome.decision
         got = (
             "accepted" if d.accepted else "rejected",
@@ -161,9 +163,9 @@ class Verifier:
         )
         want = (record.decision, record.reason, record.detail, sorted(record.delivered_to))
         if got != want:
-            raise self.fail("decision_mismatch", f"logged {want[:2]} but the rules give {got[:2]}")
-        if record.sender != where[0].removeprefix("jointbus.outbox."):
-            raise self.fail("decision_mismatch", "the sender of record is not the outbox's owner")
+            raise self.fail(AuditFailure.DECISION_MISMATCH, f"logged {want[:2]} but the rules give {got[:2]}")
+        if record.sender != where.owner:
+            raise self.fail(AuditFailure.DECISION_MISMATCH, "the sender of record is not the outbox's owner")
         self._check_chain(record, outcome.prev)
         self.ledger.commit(outcome)
         self.decided.setdefault(outcome.stream, set()).add(outcome.offset)
@@ -174,15 +176,17 @@ class Verifier:
         """A decision names the last one of its partition: a hole or a second chain fails."""
         if record.prev == head:
             return
-        stream = record.position.rsplit(":", 1)[0]
+        where = parse_position(record.position)
+        assert where is not None  # checked by the caller
+        stream = where.stream
         if record.prev is not None and (head is None or record.prev > head):
             raise self.fail(
-                "missing_decision",
+                AuditFailure.MISSING_DECISION,
                 f"the decision of {stream}:{record.prev} is missing "
                 f"({record.position} follows it; the log's last decision there is {head})",
             )
         raise self.fail(
-            "double_decision",
+            AuditFailure.DOUBLE_DECISION,
             f"{record.position} follows {stream}:{record.prev}, but {head} was decided since",
         )
 
@@ -192,9 +196,9 @@ class Verifier:
                 raise ContractError("missing", reason="schema")
             verified = verify_event(wire, self.registry, received_at=received, check_skew=False)
         except ContractError as exc:
-            raise self.fail("bad_router_event", f"{what} does not verify: {exc.reason}") from None
+            raise self.fail(AuditFailure.BAD_ROUTER_EVENT, f"{what} does not verify: {exc.reason}") from None
         if verified.sender.id != ROUTER or verified.spec.family != family:
-            raise self.fail("bad_router_event", f"{what} is not a {family} by the router")
+            raise self.fail(AuditFailure.BAD_ROUTER_EVENT, f"{what} is not a {family} by the router")
 
     def _check_reached_checkpoint(self) -> None:
         while self.pending and self.pending[0].size == self.frontier.size:
@@ -205,7 +209,7 @@ class Verifier:
                     f"the first {cp.size} leaves do not hash to the signed checkpoint "
                     f"(first divergence within leaves {start}..{cp.size - 1})",
                     index=start,
-                    why="checkpoint_mismatch",
+                    why=AuditFailure.CHECKPOINT_MISMATCH,
                 )
             self.report.checkpoints += 1
             self._last_good = cp.size
@@ -220,7 +224,7 @@ class Verifier:
             raise VerificationError(
                 f"truncated log: a checkpoint signs {cp.size} leaves but the log has {self.frontier.size}",
                 index=self.frontier.size,
-                why="truncated",
+                why=AuditFailure.TRUNCATED,
             )
         self.report.leaves = self.frontier.size
         self.report.root = self.frontier.root()

@@ -28,7 +28,6 @@ SEALED_CONTENT_TYPE = "application/jointbus-sealed+json"
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 SOURCE_PREFIX = "urn:jointbus:"
 
-MemberRef = Annotated[str, Field(pattern=r"^([a-z]{2}-[a-z]{2,20}|svc-[a-z]{2,20})$")]
 AgencyRef = Annotated[str, Field(pattern=r"^[a-z]{2}-[a-z]{2,20}$")]
 
 
@@ -59,10 +58,6 @@ class Envelope(BaseModel):
     @property
     def sealed(self) -> bool:
         return self.datacontenttype == SEALED_CONTENT_TYPE
-
-    def wire(self) -> bytes:
-        """The envelope's wire bytes (compact JSON, UTF-8)."""
-        return to_wire(self.model_dump(exclude_none=True))
 
 
 def source_of(member_id: str) -> str:

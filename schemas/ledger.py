@@ -24,11 +24,10 @@ from schemas.envelope import ParsedEnvelope, envelope_of, to_wire
 from schemas.errors import ContractError, Reason
 from schemas.ids import parse_time
 from schemas.lifecycle import Decision, Rules, State
-from schemas.records import AuditRecord, parse_position
+from schemas.records import AuditRecord, outbox_owner, parse_position
 from schemas.registry import Registry
 from schemas.verify import ID_WINDOW, VerifiedEvent, verify_event, verify_parsed
 
-OUTBOX_PREFIX = "jointbus.outbox."
 #: how long ids are remembered: the window events must fall in, plus as much again for
 #: partitions the router reads later than others (their arrival times interleave)
 ID_MEMORY = 2 * ID_WINDOW
@@ -48,11 +47,6 @@ class Outcome:
     @property
     def position(self) -> str:
         return f"{self.stream}:{self.offset}"
-
-
-def outbox_owner(topic: str) -> str | None:
-    """The agency whose outbox ``topic`` is: the authenticated writer of its records."""
-    return topic.removeprefix(OUTBOX_PREFIX) if topic.startswith(OUTBOX_PREFIX) else None
 
 
 class Ledger:
@@ -148,7 +142,7 @@ class Ledger:
         if where is None:
             raise ContractError(f"{record.position[:80]!r} is not an outbox position", reason=Reason.SCHEMA)
         topic, partition, offset = where
-        stream = f"{topic}:{partition}"
+        stream = where.stream
         if record.wire_sha256 is not None or record.reason == Reason.INTERNAL:
             logged = Decision(False, record.reason, record.detail)
             return Outcome(logged, stream, offset, self.heads.get(stream))

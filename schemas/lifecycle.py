@@ -63,9 +63,6 @@ class Decision:
     detail: str = ""
     deliver_to: list[str] = field(default_factory=list)
 
-    def as_record(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "reason": self.reason, "detail": self.detail}
-
 
 def _reject(reason: Reason, detail: str) -> Decision:
     return Decision(False, reason.value, detail)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -76,19 +76,49 @@ def event_fields(wire: bytes) -> dict[str, Any]:
     return {"wire_b64": base64.b64encode(wire).decode("ascii")}
 
 
+#: every outbox topic is this prefix plus the agency id
+OUTBOX_PREFIX = "jointbus.outbox."
+
+
+class Position(NamedTuple):
+    """Where a decided record sits: ``topic:partition:offset`` in its string form."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+    @property
+    def stream(self) -> str:
+        """The partition, as ``topic:partition``: decisions form one chain per stream."""
+        return f"{self.topic}:{self.partition}"
+
+    @property
+    def owner(self) -> str | None:
+        """The agency whose outbox this is (the authenticated writer), if it is an outbox."""
+        return outbox_owner(self.topic)
+
+
+def outbox_owner(topic: str) -> str | None:
+    """The agency whose outbox ``topic`` is, else None."""
+    return topic.removeprefix(OUTBOX_PREFIX) if topic.startswith(OUTBOX_PREFIX) else None
+
+
 def position_of(topic: str, partition: int, offset: int) -> str:
     """The position string of a Kafka record."""
-    return f"{topic}:{partition}:{offset}"
+    return str(Position(topic, partition, offset))
 
 
-def parse_position(position: str) -> tuple[str, int, int] | None:
-    """(topic, partition, offset) of an outbox record's canonical position string, else None
-    (deadline alerts, quarantines, or a malformed string)."""
+def parse_position(position: str) -> Position | None:
+    """The outbox position a canonical position string names, else None (deadline alerts,
+    quarantines, or a malformed string)."""
     topic, _, rest = position.partition(":")
     partition, _, offset = rest.partition(":")
     if not topic or not _canonical_int(partition) or not _canonical_int(offset):
         return None
-    return topic, int(partition), int(offset)
+    return Position(topic, int(partition), int(offset))
 
 
 def _canonical_int(text: str) -> bool:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from schemas.records import OUTBOX_PREFIX
+
 AUDIT_TOPIC = "jointbus.audit"
 CHECKPOINT_TOPIC = "jointbus.checkpoints"
 REGISTRY_TOPIC = "jointbus.registry"
@@ -17,7 +19,7 @@ DAYS = 24 * 3600 * 1000
 
 def outbox(agency: str) -> str:
     """The topic an agency publishes to; only the router reads it."""
-    return f"jointbus.outbox.{agency}"
+    return OUTBOX_PREFIX + agency
 
 
 def inbox(agency: str) -> str:

@@ -66,13 +66,6 @@ def bootstrap(kafka: LocalBroker) -> str:
     return kafka.bootstrap
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An isolated JOINTBUS_HOME for commands run in-process."""
-    monkeypatch.setenv("JOINTBUS_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 @pytest.fixture(scope="session")
 def bus(kafka: LocalBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
     """The session broker with a federation on disk and a real `jointbus worker` routing."""
