@@ -9,7 +9,7 @@ router: they are reported as pending, not missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +77,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 
 def check_complete(
-    decided: Mapping[str, set[int]],
+    decided: Mapping[str, Container[int]],
     outboxes: Mapping[str, list[tuple[int, int]]],
     *,
     now_ms: int,
@@ -87,7 +87,7 @@ def check_complete(
     outbox position without a decision that is older than ``grace_ms``."""
     result = Completeness()
     for stream in sorted(outboxes):
-        mine = decided.get(stream, set())
+        mine: Container[int] = decided.get(stream, ())
         for offset, appended_ms in outboxes[stream]:
             result.positions += 1
             if offset in mine:

@@ -14,13 +14,14 @@ decision.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from audit.errors import AuditError, AuditFailure, VerificationError
-from audit.leaves import LeafRule
+from audit.leaves import LeafRule, OffsetRuns
 from audit.merkle import Frontier, leaf_hash
 from audit.notes import Checkpoint, open_checkpoint
 from audit.state import StateStore
@@ -34,6 +35,8 @@ from schemas.records import AuditRecord, parse_position
 from schemas.registry import AUDIT, ROUTER, Registry
 from schemas.verify import verify_event
 
+#: how many recent leaves' verdicts a repeated record is compared with
+RECENT_VERDICTS = 200_000
 #: an audit record wraps an envelope (and a notice): two levels more than an envelope
 RECORD_DEPTH = MAX_DEPTH + 2
 
@@ -90,8 +93,10 @@ class Verifier:
         self.states = StateStore()
         self.ledger = Ledger(self.states)
         #: every outbox offset decided, by partition (for the completeness check)
-        self.decided: dict[str, set[int]] = {}
-        self._verdicts: dict[str, tuple[str, str | None]] = {}
+        self.decided: dict[str, OffsetRuns] = {}
+        #: the verdicts of the most recent leaves, which a repeat must match (the router
+        #: writes a decision again only from its recent memory, far smaller than this)
+        self._verdicts: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
         self.report = Report()
         self.pending = check_checkpoints(checkpoint_notes, registry)
         self.replay = replay
@@ -127,6 +132,8 @@ class Verifier:
                 )
             return
         self._verdicts[record.position] = verdict
+        if len(self._verdicts) > RECENT_VERDICTS:
+            self._verdicts.popitem(last=False)
         self._check_decision(record, plain and len(value) <= MAX_ENVELOPE_BYTES)
         self.report.decisions[record.decision] += 1
         if self.replay is not None:
@@ -168,7 +175,7 @@ class Verifier:
             raise self.fail(AuditFailure.DECISION_MISMATCH, "the sender of record is not the outbox's owner")
         self._check_chain(record, outcome.prev)
         self.ledger.commit(outcome)
-        self.decided.setdefault(outcome.stream, set()).add(outcome.offset)
+        self.decided.setdefault(outcome.stream, OffsetRuns()).add(outcome.offset)
         if record.notice is not None:
             self._check_router_event(to_wire(record.notice), received, "rejection", "rejection notice")
 

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agents.routing import Router
 from audit.completeness import check_complete
 from audit.errors import VerificationError
+from audit.leaves import LeafRule, OffsetRuns
 from schemas.lifecycle import Rules
 from schemas.registry import ROUTER
 from streams.broker import LocalBroker
@@ -86,3 +89,27 @@ def test_undecided_tail_record_is_missing_after_the_grace_period() -> None:
         check_complete(decided, old, now_ms=now_ms, grace_ms=60_000)
     assert info.value.why == "missing_decision"
     assert "jointbus.outbox.sc-yibin:0:3" in info.value.message
+
+
+@given(st.lists(st.integers(0, 200), max_size=300))
+def test_offset_runs_behave_as_a_set(offsets: list[int]) -> None:
+    """The compact run set the verifier and the leaf rule keep answers as a plain set would."""
+    runs, plain = OffsetRuns(), set()
+    for offset in offsets:
+        runs.add(offset)
+        plain.add(offset)
+    assert sorted(runs) == sorted(plain)
+    assert all((x in runs) == (x in plain) for x in range(-1, 202))
+    assert all(e < s for e, s in zip(runs.ends, runs.starts[1:], strict=False))  # disjoint, merged
+
+
+def test_leaf_rule_admits_the_first_record_of_each_position_in_any_order() -> None:
+    """Positions arriving out of order (a late write) are still leaves once, never twice."""
+    rule = LeafRule()
+    keys = [
+        b"jointbus.outbox.sc-yibin:2:134",
+        b"jointbus.outbox.sc-yibin:2:125",
+        b"deadline:clue/x:a:2026-11-26",
+    ]
+    assert [rule.admit(k) for k in keys] == [True, True, True]
+    assert [rule.admit(k) for k in keys] == [False, False, False]
