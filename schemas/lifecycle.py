@@ -89,7 +89,7 @@ class Rules:
             "rectification.reopened": self._rect_followup,
             "receipt": self._receipt,
             "meeting.held": self._meeting_held,
-            "mechanism.established": self._one_shot,
+            "mechanism.established": self._mechanism_established,
             "chair.rotated": self._chair_rotated,
         }
 
@@ -299,6 +299,14 @@ class Rules:
         chair = self.current_chair()
         if env.sender != chair or payload.chair != chair:
             return _reject(Reason.NOT_AUTHORIZED, f"only the current chair {chair} records a joint meeting")
+        return self._one_shot(s, env, payload)
+
+    def _mechanism_established(self, s: State, env: Envelope, payload: Payload | None) -> Decision:
+        """Mechanisms are adopted by the joint meeting: its chair records them, so no agency
+        can credit others with mechanisms they never agreed to."""
+        chair = self.current_chair()
+        if env.sender != chair:
+            return _reject(Reason.NOT_AUTHORIZED, f"only the current chair {chair} records a mechanism")
         return self._one_shot(s, env, payload)
 
     def _chair_rotated(self, s: State, env: Envelope, payload: Payload | None) -> Decision:

@@ -153,6 +153,11 @@ def test_chair_is_one_chain_from_the_registry() -> None:
     meeting = {**SAMPLES["meeting.held"], "chair": "sc-yibin"}
     assert run("meeting/m1", [("meeting.held", "sc-yibin", others, meeting)], states) == [None]
     assert run("meeting/m2", [("meeting.held", "cq-rongchang", others, None)], states) == ["not_authorized"]
+    # mechanisms are the joint meeting's: recorded by its chair, nobody else credits others
+    assert run("mechanism/a", [("mechanism.established", "sc-zigong", others, None)], states) == [
+        "not_authorized"
+    ]
+    assert run("mechanism/b", [("mechanism.established", "sc-yibin", others, None)], states) == [None]
 
 
 def test_receipts_and_refusals() -> None:
