@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import auditlog, contract, e2e
+from bench import auditlog, contract, e2e, router
 
 
 def main() -> None:
-    which = set(sys.argv[1:]) or {"contract", "audit", "e2e"}
+    which = set(sys.argv[1:]) or {"contract", "audit", "router", "e2e"}
     if "contract" in which:
         print(json.dumps({"bench": "contract", **contract.run()}, ensure_ascii=False), flush=True)
     if "audit" in which:
         print(json.dumps({"bench": "audit", **auditlog.run()}, ensure_ascii=False), flush=True)
+    if "router" in which:
+        print(json.dumps({"bench": "router", **router.run()}, ensure_ascii=False), flush=True)
     if "e2e" in which:
         print(json.dumps({"bench": "e2e", **e2e.run()}, ensure_ascii=False), flush=True)
 
