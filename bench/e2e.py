@@ -23,8 +23,8 @@ from schemas.ids import utcnow
 from schemas.keys import Keyring, new_federation
 from schemas.registry import Registry
 from streams import keystore
-from streams.admin import provision_topics
 from streams.broker import LocalBroker, free_port
+from streams.provision import provision
 from streams.sdk import Delivery, Publisher, Subscriber
 from streams.settings import Settings
 
@@ -189,8 +189,8 @@ def run(n: int = 3000, rate: float = 500.0, paced_seconds: float = 10.0) -> dict
         broker.start()
         worker = None
         try:
-            asyncio.run(provision_topics(Settings(bootstrap=broker.bootstrap), broker.bootstrap))
             registry, rings = new_federation(utcnow() - timedelta(days=1))
+            asyncio.run(provision(Settings(bootstrap=broker.bootstrap), registry))
             for ring in rings.values():
                 keystore.save_keyring(home / "keys", ring)
             keystore.save_registry(home / "keys", registry)

@@ -359,17 +359,31 @@ def audit_consistency(old_size: int, new_size: int, registry_file: Path | None) 
     type=click.Path(path_type=Path, exists=True, file_okay=False),
     default=None,
 )
-def audit_replay(until: str | None, as_json: bool, bundle: Path | None) -> None:
-    """Rebuild the per-agency figures from the audit history alone."""
+@click.option(
+    "--registry",
+    "registry_file",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="registry.json whose member agencies are the rows (default: the local keystore's, "
+    "else the bundle's)",
+)
+def audit_replay(until: str | None, as_json: bool, bundle: Path | None, registry_file: Path | None) -> None:
+    """Rebuild the per-agency figures from the audit history alone (one row per member
+    agency of the registry)."""
     from jointbus.views import load_projection
     from schemas.ids import parse_time
     from schemas.projections import apply
 
     cfg = context.settings()
+    given = None if registry_file is None else Registry.model_validate_json(registry_file.read_text("utf-8"))
     if bundle is None:
-        projection = asyncio.run(load_projection(cfg, until))
+        projection = asyncio.run(load_projection(cfg, until, given))
     else:
-        projection = Projection(until=until)
+        local = cfg.keystore_dir / keystore.REGISTRY_FILE
+        members = given or (
+            keystore.load_registry(cfg.keystore_dir) if local.exists() else read_registry(bundle)
+        )
+        projection = Projection(members.agencies, until=until)
         limit = parse_time(until) if until else None
         for _, _, value in read_records(bundle):
             record = AuditRecord.model_validate_json(value)

@@ -15,14 +15,15 @@ from jointbus import context, ui
 from schemas.errors import JointbusError
 from schemas.ids import utcnow
 from schemas.keys import new_federation
-from schemas.registry import AGENCY_IDS
+from schemas.registry import Registry
 from streams import keystore
-from streams.admin import provision_topics
 from streams.broker import KAFKA_VERSION, LocalBroker, fetch_jars
 from streams.clients import classify
 from streams.errors import BrokerError
 from streams.logs import configure_logging
-from streams.security import ADMIN, acl_plan, apply_acls, new_credentials, principals
+from streams.provision import Provisioned, provision
+from streams.security import ADMIN, ensure_credentials, principals
+from streams.settings import Settings
 
 
 class JointbusGroup(click.Group):
@@ -80,30 +81,48 @@ def broker_fetch() -> None:
 @dir_opt
 @click.option("--plaintext", is_flag=True, help="no authentication or ACLs (quick local look only)")
 def broker_start(port: int | None, data_dir: Path | None, plaintext: bool) -> None:
-    """Start the broker secured (SCRAM + ACLs), wait until it serves, create the topics."""
+    """Start the broker secured (SCRAM + ACLs), wait until it serves, and provision the
+    registry's members: topics, Kafka users and ACLs (streams/provision.py)."""
     cfg = context.settings(broker_port=port, security_protocol="PLAINTEXT" if plaintext else "SASL_PLAINTEXT")
-    state = LocalBroker(data_dir or cfg.broker_dir, port or cfg.broker_port).state()
-    if state is not None and state.pid is not None and state.secure != cfg.secure:
-        cfg = cfg.model_copy(update={"security_protocol": "SASL_PLAINTEXT" if state.secure else "PLAINTEXT"})
-    if cfg.secure and not (cfg.credentials_dir / f"{ADMIN}.json").exists():
-        new_credentials(cfg.credentials_dir, principals(AGENCY_IDS))
-        ui.say(f"Kafka credentials for every principal written to {cfg.credentials_dir}")
     if not cfg.uses_local_broker:
         raise BrokerError(
             f"JOINTBUS_BOOTSTRAP points at {cfg.bootstrap}; no local broker is started",
             reason="config",
         )
+    state = LocalBroker(data_dir or cfg.broker_dir, port or cfg.broker_port).state()
+    if state is not None and state.secure != cfg.secure:  # the data decides once it exists
+        cfg = cfg.model_copy(update={"security_protocol": "SASL_PLAINTEXT" if state.secure else "PLAINTEXT"})
+    if cfg.secure:
+        ensure_credentials(cfg.credentials_dir, [ADMIN])  # the broker is formatted with it
+    registry = _local_registry(cfg)
     b = context.local_broker(cfg, port, data_dir)
     began = time.monotonic()
     with ui.out.status(f"starting Kafka {KAFKA_VERSION} in {b.data_dir} ..."):
         b.start()
-        created = asyncio.run(provision_topics(cfg, b.bootstrap, **b.admin_kwargs))
-        if cfg.secure:
-            assert b.scram_users is not None
-            asyncio.run(apply_acls(b.bootstrap, b.scram_users[ADMIN], acl_plan(AGENCY_IDS)))
-    ui.say(
-        f"broker serving at {b.bootstrap} ({time.monotonic() - began:.1f}s; {len(created)} topics created)"
-    )
+        done = asyncio.run(provision(cfg, registry))
+    took = time.monotonic() - began
+    ui.say(f"broker serving at {b.bootstrap} ({took:.1f}s; {_provisioned(done, cfg.secure)})")
+    if registry is None:
+        also = " and the service principals" if cfg.secure else ""
+        ui.say(
+            f"no registry in {cfg.keystore_dir} yet: only the shared topics{also} were provisioned; "
+            "run `jointbus keys init`, then `jointbus topics create` for the agencies"
+        )
+
+
+def _local_registry(cfg: Settings) -> Registry | None:
+    """The keystore's registry, or None before `jointbus keys init`."""
+    if not (cfg.keystore_dir / keystore.REGISTRY_FILE).exists():
+        return None
+    return keystore.load_registry(cfg.keystore_dir)
+
+
+def _provisioned(done: Provisioned, secure: bool) -> str:
+    """One phrase saying what provisioning did."""
+    said = f"{len(done.agencies)} member agencies: {len(done.topics)} topics created"
+    if secure:
+        said += f", {len(done.users)} Kafka users created, {done.acls} ACLs applied"
+    return said
 
 
 @broker.command("stop")
@@ -155,8 +174,7 @@ def keys_init(directory: Path | None, force: bool) -> None:
     for ring in rings.values():
         keystore.save_keyring(directory, ring)
     path = keystore.save_registry(directory, registry)
-    if not (directory / "kafka" / f"{ADMIN}.json").exists():  # a running broker knows these
-        new_credentials(directory / "kafka", principals(AGENCY_IDS))
+    ensure_credentials(directory / "kafka", principals(registry.agencies))  # keeps existing ones
     ui.table(
         f"registry v{registry.version} written to {path}",
         ["member", "名称", "region", "keys"],
@@ -165,6 +183,7 @@ def keys_init(directory: Path | None, force: bool) -> None:
             for m in registry.members
         ],
     )
+    ui.say("next: `jointbus broker start` (or `jointbus topics create`) provisions topics, users and ACLs")
 
 
 @keys.command("rotate")
@@ -199,6 +218,34 @@ def keys_revoke(kid: str, reason: str) -> None:
     registry = revoke(keystore.load_registry(cfg.keystore_dir), kid, utcnow(), reason)
     keystore.save_registry(cfg.keystore_dir, registry)
     ui.say(f"registry v{registry.version}: {kid} revoked; restart the worker to load it")
+
+
+@keys.command("admit")
+@click.argument("agency")
+@click.option("--name-zh", required=True, help="the agency's name, e.g. 乐山市纪委监委")
+@click.option("--name-en", required=True, help="its English name, e.g. Leshan")
+@click.option("--region", type=click.Choice(["sichuan", "chongqing"]), required=True)
+def keys_admit(agency: str, name_zh: str, name_en: str, region: str) -> None:
+    """Admit AGENCY as a new member: registry entry, signing and sealing keys, Kafka
+    credentials. `jointbus topics create` then gives it its topics, Kafka user and ACLs."""
+    from schemas.keys import admit
+
+    cfg = context.settings()
+    registry, ring = admit(
+        keystore.load_registry(cfg.keystore_dir),
+        agency,
+        name_zh=name_zh,
+        name_en=name_en,
+        region="sichuan" if region == "sichuan" else "chongqing",
+        now=utcnow(),
+    )
+    keystore.save_keyring(cfg.keystore_dir, ring)
+    keystore.save_registry(cfg.keystore_dir, registry)
+    ensure_credentials(cfg.credentials_dir, [agency])
+    ui.say(
+        f"registry v{registry.version}: {agency} admitted ({len(registry.agencies)} agencies); "
+        "run `jointbus topics create`, then restart the worker to route its outbox"
+    )
 
 
 # --------------------------------------------------------------------------------- schemas
@@ -243,10 +290,13 @@ def topics() -> None:
 
 @topics.command("create")
 def topics_create() -> None:
-    """Create the missing topics on the configured cluster."""
+    """Provision the registry's members on the configured cluster: the missing topics and,
+    secured, the missing Kafka users (credentials in <keystore>/kafka) and the ACLs. Run it
+    again whenever the registry gains a member."""
     cfg = context.settings()
-    created = asyncio.run(provision_topics(cfg, **context.kafka(cfg, ADMIN)))
-    ui.say(f"{len(created)} topics created on {cfg.bootstrap_servers}")
+    registry = keystore.load_registry(cfg.keystore_dir)
+    done = asyncio.run(provision(cfg, registry))
+    ui.say(f"{_provisioned(done, cfg.secure)} on {cfg.bootstrap_servers} (registry v{registry.version})")
 
 
 @cli.command()

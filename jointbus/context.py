@@ -9,7 +9,7 @@ from typing import Any
 
 from streams.broker import LocalBroker
 from streams.keystore import private_dir
-from streams.security import kafka_kwargs, load_all
+from streams.security import ADMIN, kafka_kwargs, load_credentials
 from streams.settings import Settings
 
 
@@ -25,11 +25,14 @@ def settings(**overrides: Any) -> Settings:
 
 
 def local_broker(cfg: Settings, port: int | None = None, data_dir: Path | None = None) -> LocalBroker:
-    """The embedded broker of these settings (secured when JOINTBUS_SECURITY_PROTOCOL says so)."""
+    """The embedded broker of these settings (secured when JOINTBUS_SECURITY_PROTOCOL says so).
+
+    Secured, it knows the ``admin`` user only: it is formatted with it, and provisioning
+    (``streams.provision``) adds every other principal the registry implies."""
     directory = data_dir or cfg.broker_dir
     state = LocalBroker(directory, port or cfg.broker_port).state()
     secure = state.secure if state is not None else cfg.secure  # the data decides once it exists
-    users = load_all(cfg) if secure else None
+    users = {ADMIN: load_credentials(cfg.credentials_dir, ADMIN)} if secure else None
     return LocalBroker(
         data_dir or cfg.broker_dir, port or cfg.broker_port, heap=cfg.broker_heap, scram_users=users
     )

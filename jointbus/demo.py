@@ -25,6 +25,7 @@ from typing import Any
 from rich.progress import Progress
 
 from jointbus import ui
+from jointbus.context import local_broker
 from jointbus.processes import AuditProcess, WorkerProcess
 from jointbus.views import print_projection
 from schemas.catalog import ItemOverdue, RejectionNotice
@@ -36,14 +37,14 @@ from schemas.keys import Keyring, new_federation
 from schemas.lifecycle import china_date
 from schemas.projections import Projection, apply
 from schemas.records import AuditRecord
-from schemas.registry import AGENCY_IDS, ROUTER, Registry
+from schemas.registry import ROUTER, Registry
 from schemas.signing import sign_envelope
 from streams import keystore
-from streams.admin import provision_topics
 from streams.broker import LocalBroker
+from streams.provision import provision
 from streams.reader import read_topic
 from streams.sdk import Delivery, Publisher, Subscriber
-from streams.security import ADMIN, acl_plan, apply_acls, kafka_kwargs, load_all, new_credentials, principals
+from streams.security import ADMIN, ensure_credentials, kafka_kwargs
 from streams.settings import Settings
 
 ACK_DEADLINE = 6.0  # seconds: the demo's acknowledgement deadline for transferred clues
@@ -58,13 +59,13 @@ class Expected:
 
 
 class Federation:
-    """The eight agencies at work: a Publisher and a Subscriber each."""
+    """The registry's agencies at work: a Publisher and a Subscriber each."""
 
     def __init__(self, cfg: Settings, registry: Registry, rings: dict[str, Keyring]) -> None:
         self.cfg, self.registry, self.rings = cfg, registry, rings
         self.pubs = {
             a: Publisher(a, rings[a], registry, cfg.bootstrap_servers, **kafka_kwargs(cfg, a))
-            for a in AGENCY_IDS
+            for a in registry.agencies
         }
         self.subs = {
             a: Subscriber(
@@ -76,7 +77,7 @@ class Federation:
                 seen_path=cfg.home / "inbox" / f"{a}.seen.sqlite",
                 **kafka_kwargs(cfg, a),
             )
-            for a in AGENCY_IDS
+            for a in registry.agencies
         }
         self.inbox: dict[str, dict[str, Delivery]] = defaultdict(dict)
         self.arrived = asyncio.Condition()
@@ -84,7 +85,7 @@ class Federation:
         self.expected = Expected()
 
     async def __aenter__(self) -> Federation:
-        for a in AGENCY_IDS:
+        for a in self.registry.agencies:
             await self.pubs[a].start()
             await self.subs[a].start()
             self.tasks.append(asyncio.create_task(self.subs[a].run(self._on(a))))
@@ -94,7 +95,7 @@ class Federation:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        for a in AGENCY_IDS:
+        for a in self.registry.agencies:
             await self.pubs[a].stop()
             await self.subs[a].stop()
 
@@ -105,7 +106,7 @@ class Federation:
         for deliveries in self.inbox.values():
             for d in deliveries.values():
                 seen.setdefault(d.id, d)
-        projection = Projection(unit="events seen in inboxes")
+        projection = Projection(self.registry.agencies, unit="events seen in inboxes")
         for d in sorted(seen.values(), key=lambda d: (d.envelope.time, d.id)):
             if isinstance(d.payload, RejectionNotice):
                 record = AuditRecord(
@@ -456,9 +457,9 @@ def china_today() -> date:
     return china_date(utcnow())
 
 
-def all_but(agency: str) -> list[str]:
-    """Every agency except ``agency``."""
-    return [a for a in AGENCY_IDS if a != agency]
+def all_but(fed: Federation, agency: str) -> list[str]:
+    """Every member agency except ``agency``."""
+    return [a for a in fed.registry.agencies if a != agency]
 
 
 async def play_governance(fed: Federation, progress: Callable[[str], None]) -> None:
@@ -468,11 +469,11 @@ async def play_governance(fed: Federation, progress: Callable[[str], None]) -> N
         "cq-rongchang",
         "meeting.held",
         subject("meeting"),
-        all_but("cq-rongchang"),
+        all_but(fed, "cq-rongchang"),
         {
             "chair": "cq-rongchang",
             "held_on": today.isoformat(),
-            "attendees": list(AGENCY_IDS),
+            "attendees": list(fed.registry.agencies),
             "topics": ["川渝毗邻地区纪检监察协作", "长江十年禁渔联合监督", "跨界河流污染治理"],
         },
     )
@@ -480,7 +481,7 @@ async def play_governance(fed: Federation, progress: Callable[[str], None]) -> N
         "cq-rongchang",
         "chair.rotated",
         "chair/rotation",
-        all_but("cq-rongchang"),
+        all_but(fed, "cq-rongchang"),
         {
             "new_chair": "sc-yibin",
             "term_start": today.isoformat(),
@@ -488,7 +489,7 @@ async def play_governance(fed: Federation, progress: Callable[[str], None]) -> N
         },
     )
     for title, kind, parts in (
-        ("问题线索双向移送机制", "clue transfer", list(AGENCY_IDS)),
+        ("问题线索双向移送机制", "clue transfer", list(fed.registry.agencies)),
         ("交叉检查人员互派机制", "staff exchange", ["sc-yibin", "sc-zigong", "sc-neijiang"]),
         (
             "跨界河流联防联治监督机制",
@@ -500,7 +501,7 @@ async def play_governance(fed: Federation, progress: Callable[[str], None]) -> N
             "sc-yibin",
             "mechanism.established",
             subject("mechanism"),
-            all_but("sc-yibin"),
+            all_but(fed, "sc-yibin"),
             {
                 "title": title,
                 "kind": kind,
@@ -661,7 +662,7 @@ def verify_and_replay(cfg: Settings, registry: Registry) -> tuple[str, Projectio
     """`audit verify` (with completeness) and `audit replay` of the live log, in-process."""
     from jointbus.auditcli import _verify_complete
 
-    replay = Projection()
+    replay = Projection(registry.agencies)
     _, report, complete = asyncio.run(_verify_complete(cfg, registry, 0.0, replay))
     d = report.decisions
     return (
@@ -677,32 +678,24 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
     broker = LocalBroker(cfg.broker_dir, cfg.broker_port, heap=cfg.broker_heap)
     if cfg.uses_local_broker:
         reset_demo_state(cfg, broker)
+    registry, rings = new_federation(utcnow() - timedelta(days=1))
     ui.say(
-        "[1/6] development federation: 8 agencies + router and audit keys"
+        f"[1/6] development federation: {len(registry.agencies)} agencies + router and audit keys"
         + (", Kafka credentials for each principal" if cfg.secure else "")
     )
-    registry, rings = new_federation(utcnow() - timedelta(days=1))
     for ring in rings.values():
         keystore.save_keyring(cfg.keystore_dir, ring)
     keystore.save_registry(cfg.keystore_dir, registry)
-    if cfg.secure and cfg.uses_local_broker:
-        new_credentials(cfg.credentials_dir, principals(AGENCY_IDS))
-    admin = kafka_kwargs(cfg, ADMIN)
     if cfg.uses_local_broker:
         mode = "SASL/SCRAM-SHA-512 + ACLs" if cfg.secure else "PLAINTEXT (asked for)"
         ui.say(f"[2/6] fresh embedded Kafka in {cfg.home}, {mode} (previous demo state removed)")
-        broker = LocalBroker(
-            cfg.broker_dir,
-            cfg.broker_port,
-            heap=cfg.broker_heap,
-            scram_users=load_all(cfg) if cfg.secure else None,
-        )
+        if cfg.secure:
+            ensure_credentials(cfg.credentials_dir, [ADMIN])  # the broker is formatted with it
+        broker = local_broker(cfg)
         broker.start()
     else:
         ui.say(f"[2/6] using the existing cluster at {cfg.bootstrap_servers}")
-    asyncio.run(provision_topics(cfg, **admin))
-    if cfg.secure and cfg.uses_local_broker:
-        asyncio.run(apply_acls(cfg.bootstrap_servers, load_all(cfg)[ADMIN], acl_plan(AGENCY_IDS)))
+    asyncio.run(provision(cfg, registry))  # topics; secured: every principal's user, the ACLs
     ui.say(
         f"[3/6] worker (router + deadlines; clue acknowledgement deadline {ACK_DEADLINE:.0f}s) "
         "and audit agent starting"

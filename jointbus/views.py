@@ -8,6 +8,8 @@ from jointbus import ui
 from schemas.errors import ContractError
 from schemas.projections import COLUMNS, Projection, apply
 from schemas.records import AuditRecord
+from schemas.registry import Registry
+from streams import keystore
 from streams.reader import read_topic
 from streams.security import AUDITOR, kafka_kwargs
 from streams.settings import Settings
@@ -39,21 +41,30 @@ SHORT = {
 }
 
 
-async def load_projection(settings: Settings, until: str | None = None) -> Projection:
-    """Fold the whole audit topic into a projection."""
+async def load_projection(
+    settings: Settings, until: str | None = None, registry: Registry | None = None
+) -> Projection:
+    """Fold the whole audit topic into a projection with a row per agency of ``registry``
+    (default: the local keystore's, read once Kafka has answered, so that a refused
+    connection is what an operator hears first)."""
     from schemas.ids import parse_time
 
-    projection = Projection(until=until)
+    def empty() -> Projection:
+        members = registry or keystore.load_registry(settings.keystore_dir)
+        return Projection(members.agencies, until=until)
+
     limit = parse_time(until) if until else None
     auditor = kafka_kwargs(settings, AUDITOR)
+    projection: Projection | None = None
     async for _, _, value in read_topic(settings.bootstrap_servers, AUDIT_TOPIC, **auditor):
+        projection = projection or empty()
         try:
             record = AuditRecord.model_validate_json(value)
         except (ValueError, ContractError):
             continue
         if limit is None or parse_time(record.received_at) <= limit:
             apply(projection, record)
-    return projection
+    return projection or empty()
 
 
 def print_projection(projection: Projection, *, as_json: bool, title: str) -> None:

@@ -6,6 +6,7 @@ Pure functions over registry values; writing keyrings to disk is the caller's bu
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -20,11 +21,11 @@ from cryptography.hazmat.primitives.serialization import (
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from schemas.b64 import b64d, b64e
-from schemas.errors import Reason, rejection
+from schemas.errors import JointbusError, Reason, rejection
 from schemas.registry import (
-    AGENCIES,
     AGENCY_RIGHTS,
     AUDIT,
+    DEVELOPMENT_AGENCIES,
     ROUTER,
     SERVICE_RIGHTS,
     KeyRecord,
@@ -33,6 +34,7 @@ from schemas.registry import (
 )
 
 Purpose = Literal["sign", "seal"]
+AGENCY_ID = re.compile(r"[a-z]{2}-[a-z]{2,20}")  # province, dash, place (svc-* are services)
 
 
 class Keyring(BaseModel):
@@ -90,7 +92,7 @@ def new_key(owner: str, purpose: Purpose, serial: int, not_before: datetime) -> 
 
 
 def members() -> tuple[Member, ...]:
-    """The eight agencies and the bus services, with their default rights."""
+    """The development federation's agencies and the bus services, with their default rights."""
     agencies = tuple(
         Member(
             id=a.id,
@@ -100,7 +102,7 @@ def members() -> tuple[Member, ...]:
             region=a.region,
             publish=AGENCY_RIGHTS,
         )
-        for a in AGENCIES
+        for a in DEVELOPMENT_AGENCIES
     )
     services = (
         Member(
@@ -141,6 +143,50 @@ def new_federation(now: datetime, chair: str = FIRST_CHAIR) -> tuple[Registry, d
         rings[member.id] = ring
     registry = Registry(version=1, issued_at=now, members=members(), keys=tuple(records), chair=chair)
     return registry, rings
+
+
+def admit(
+    registry: Registry,
+    agency: str,
+    *,
+    name_zh: str,
+    name_en: str,
+    region: Literal["sichuan", "chongqing"],
+    now: datetime,
+) -> tuple[Registry, Keyring]:
+    """A new member agency joins: its entry (with the agencies' rights) and a signing and a
+    sealing key valid from ``now``, in the registry's next version; returns it and the new
+    member's keyring. Its topics, Kafka user and ACLs follow from the registry
+    (``streams.provision``). Raises ``JointbusError``: ``exists`` for a member already there,
+    ``invalid_member`` for an id that is not an agency's.
+    """
+    if any(m.id == agency for m in registry.members):
+        raise JointbusError(f"{agency} is already a member of registry v{registry.version}", reason="exists")
+    if not AGENCY_ID.fullmatch(agency):
+        raise JointbusError(
+            f"{agency[:60]!r} is not an agency id (two letters, a dash, 2-20 letters)",
+            reason="invalid_member",
+        )
+    member = Member(
+        id=agency, name_zh=name_zh, name_en=name_en, kind="agency", region=region, publish=AGENCY_RIGHTS
+    )
+    ring = Keyring(owner=agency, keys={})
+    records = []
+    for purpose in ("sign", "seal"):
+        record, seed = new_key(agency, purpose, 1, now)
+        records.append(record)
+        ring.keys[record.kid] = seed
+    agencies = [m for m in registry.members if m.kind == "agency"]
+    services = [m for m in registry.members if m.kind != "agency"]
+    updated = registry.model_copy(
+        update={
+            "version": registry.version + 1,
+            "issued_at": now,
+            "members": (*agencies, member, *services),
+            "keys": (*registry.keys, *records),
+        }
+    )
+    return Registry.model_validate(updated.model_dump()), ring
 
 
 def rotate(

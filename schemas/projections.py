@@ -2,12 +2,14 @@
 
 ``jointbus status`` shows them live and ``jointbus audit replay`` rebuilds them from
 history; both fold the same function over the same records, so they cannot disagree.
+Rows are the registry's member agencies, in registry order: a new member gets its row the
+moment the registry names it.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +17,6 @@ from schemas.catalog import JointCheckResponded, MechanismEstablished, Receipt, 
 from schemas.errors import ContractError
 from schemas.ids import parse_time
 from schemas.records import AuditRecord
-from schemas.registry import AGENCY_IDS
 
 COLUMNS = (
     "clues_transferred",
@@ -41,15 +42,26 @@ COLUMNS = (
 
 @dataclass
 class Projection:
-    """Per-agency counters and the open items behind them."""
+    """Per-agency counters and the open items behind them, for the member agencies
+    ``agencies`` (``Registry.agencies``): only members are counted, one row each. Reading the
+    counts of a non-member gives zeros."""
 
-    counts: dict[str, Counter[str]] = field(default_factory=lambda: {a: Counter() for a in AGENCY_IDS})
+    agencies: tuple[str, ...]
+    counts: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     clues: dict[str, tuple[str, str]] = field(default_factory=dict)  # subject -> (receiver, status)
     rects: dict[str, tuple[list[str], str]] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
     records: int = 0
     until: str | None = None
     unit: str = "audit records"
+    _members: frozenset[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._members = frozenset(self.agencies)
+
+    def member(self, agency: str) -> bool:
+        """True for a member agency (one that has a row)."""
+        return agency in self._members
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per agency with every column (open items computed from the items)."""
@@ -59,7 +71,7 @@ class Projection:
             if status != "verified":
                 open_rects.update(responsible)
         out = []
-        for agency in AGENCY_IDS:
+        for agency in self.agencies:
             c = self.counts[agency]
             c["clues_open"], c["rect_open"] = open_clues[agency], open_rects[agency]
             out.append({"agency": agency, **{col: c[col] for col in COLUMNS}})
@@ -100,18 +112,19 @@ def apply(p: Projection, record: AuditRecord) -> None:
     p.records += 1
     sender = record.sender or ""
     if record.decision == "rejected":
-        if sender in p.counts:
+        if p.member(sender):
             p.counts[sender]["rejected"] += 1
         return
     event = record.event or {}
     family = family_of(str(event.get("type", "")))
     subject = str(event.get("subject", ""))
     recipients = [str(r) for r in event.get("recipients", [])]
-    if family in _SENDER_COUNTS and sender in p.counts:
+    if family in _SENDER_COUNTS and p.member(sender):
         p.counts[sender][_SENDER_COUNTS[family]] += 1
     if family == "clue.transferred":
         for r in recipients:
-            p.counts[r]["clues_received"] += 1
+            if p.member(r):
+                p.counts[r]["clues_received"] += 1
         p.clues[subject] = (recipients[0], "transferred")
     elif family in _CLUE_STATUS and subject in p.clues:
         p.clues[subject] = (p.clues[subject][0], _CLUE_STATUS[family])
@@ -139,28 +152,47 @@ def _plain_payload_counts(p: Projection, family: str, sender: str, event: dict[s
         clue = p.clues.get(subject)
         if payload.status == "refused" and clue is not None and clue[1] == "transferred":
             p.clues[subject] = (clue[0], "undeliverable")  # never seen by its receiver: not open
-    elif isinstance(payload, JointCheckResponded) and payload.accepted and sender in p.counts:
+    elif isinstance(payload, JointCheckResponded) and payload.accepted and p.member(sender):
         p.counts[sender]["checks_joined"] += 1
     elif isinstance(payload, MechanismEstablished):
         for agency in payload.participants:
-            if agency in p.counts:
+            if p.member(agency):
                 p.counts[agency]["mechanisms"] += 1
     elif family == "deadline.overdue":
         responsible = getattr(payload, "responsible", "")
-        if responsible in p.counts:
+        if p.member(responsible):
             p.counts[responsible]["overdue"] += 1
     elif family == "meeting.held":
         chair = getattr(payload, "chair", "")
-        if chair in p.counts:
+        if p.member(chair):
             p.counts[chair]["meetings_chaired"] += 1
 
 
-def project(records: Iterable[AuditRecord], until: str | None = None) -> Projection:
-    """The projection of ``records`` (in log order), up to the receive time ``until``."""
-    p = Projection(until=until)
+def project(
+    records: Iterable[AuditRecord], until: str | None = None, *, agencies: Sequence[str] | None = None
+) -> Projection:
+    """The projection of ``records`` (in log order), up to the receive time ``until``, with a
+    row per agency of ``agencies`` (a registry's); without them, per agency the log itself
+    shows to be a member (:func:`members_in`)."""
+    records = list(records)
+    p = Projection(tuple(agencies) if agencies is not None else members_in(records), until=until)
     limit = parse_time(until) if until else None
     for record in records:
         if limit is not None and parse_time(record.received_at) > limit:
             continue
         apply(p, record)
     return p
+
+
+def members_in(records: Iterable[AuditRecord]) -> tuple[str, ...]:
+    """The agencies an audit log itself shows to be members, in order of first appearance:
+    the sender of record of every outbox decision (the authenticated owner of the outbox)
+    and every agency an accepted event was delivered to."""
+    seen: dict[str, None] = {}
+    for record in records:
+        if record.decision in ("accepted", "rejected") and record.sender:
+            seen.setdefault(record.sender)
+        if record.decision == "accepted":
+            for agency in record.delivered_to:
+                seen.setdefault(agency)
+    return tuple(seen)

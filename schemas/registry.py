@@ -23,7 +23,7 @@ MemberId = Annotated[str, Field(pattern=r"^([a-z]{2}-[a-z]{2,20}|svc-[a-z]{2,20}
 
 
 class Agency(BaseModel):
-    """One of the eight agencies of the mechanism (docs/architecture.md)."""
+    """An agency of the development federation (``schemas.keys.new_federation``)."""
 
     model_config = ConfigDict(frozen=True)
     id: str
@@ -33,7 +33,10 @@ class Agency(BaseModel):
     level: Literal["city", "district"]
 
 
-AGENCIES: tuple[Agency, ...] = (
+#: the content of a new development federation: the eight agencies of the mechanism
+#: (docs/architecture.md). Only ``schemas.keys`` reads it, to write them into a new registry;
+#: who is a member is the registry's business (``Registry.agencies``), never this constant's.
+DEVELOPMENT_AGENCIES: tuple[Agency, ...] = (
     Agency(id="sc-zigong", name_zh="自贡市纪委监委", name_en="Zigong", region="sichuan", level="city"),
     Agency(id="sc-luzhou", name_zh="泸州市纪委监委", name_en="Luzhou", region="sichuan", level="city"),
     Agency(
@@ -67,7 +70,6 @@ AGENCIES: tuple[Agency, ...] = (
         level="district",
     ),
 )
-AGENCY_IDS: tuple[str, ...] = tuple(a.id for a in AGENCIES)
 
 #: the bus's own services: the router signs rejection notices and overdue alerts,
 #: the audit log signs checkpoints.
@@ -169,7 +171,13 @@ class Registry(BaseModel):
 
     @cached_property
     def agency_ids(self) -> frozenset[str]:
-        return frozenset(m.id for m in self.members if m.kind == "agency")
+        return frozenset(self.agencies)
+
+    @cached_property
+    def agencies(self) -> tuple[str, ...]:
+        """The member agencies' ids in registry order: everything provisioned or counted per
+        agency (topics, Kafka principals, ACLs, projection rows) follows this."""
+        return tuple(m.id for m in self.members if m.kind == "agency")
 
     def member(self, member_id: str) -> Member:
         """The member ``member_id``; ``unknown_sender`` if absent."""

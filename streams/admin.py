@@ -1,4 +1,4 @@
-"""Cluster set-up shared by the CLI, the demo and the tests."""
+"""The admin client every provisioning step shares (streams/provision.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas.registry import AGENCY_IDS
 from streams.clients import start_client
-from streams.settings import Settings
-from streams.topics import ensure_topics, layout
 
 
 @contextlib.asynccontextmanager
@@ -23,11 +20,3 @@ async def admin_client(bootstrap: str, **kafka: Any) -> AsyncIterator[AIOKafkaAd
         yield admin
     finally:
         await admin.close()
-
-
-async def provision_topics(settings: Settings, bootstrap: str | None = None, **kafka: Any) -> list[str]:
-    """Create the topics of docs/architecture.md that are missing; returns those created."""
-    min_isr = 2 if settings.replication >= 3 else 1
-    specs = layout(AGENCY_IDS, settings.partitions, min_isr=min_isr)
-    async with admin_client(bootstrap or settings.bootstrap_servers, **kafka) as admin:
-        return await ensure_topics(admin, specs, settings.replication)

@@ -1,10 +1,11 @@
 """Kafka authentication and authorization: SCRAM-SHA-512 principals and deny-by-default ACLs.
 
-One principal per agency (its id), one for each bus service (``svc-router``,
+One principal per member agency of the registry (its id), one for each bus service (``svc-router``,
 ``svc-audit``), ``auditor`` for people who verify, and ``admin`` for provisioning. The ACLs
 mirror docs/architecture.md: an agency writes only its outbox and reads only its inbox; the router
 reads outboxes and writes inboxes and the audit topic; the audit service reads the audit
-topic and writes checkpoints; auditors read the audit and checkpoint topics.
+topic and writes checkpoints; auditors read the audit and checkpoint topics. Which agencies
+there are is the registry's answer (``Registry.agencies``); ``streams.provision`` applies it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest
 
-from schemas.registry import AGENCY_IDS, AUDIT, ROUTER
+from schemas.registry import AUDIT, ROUTER
 from streams.errors import ConfigError, StreamsError
 from streams.keystore import private_dir, write_private
 from streams.settings import Settings
@@ -55,7 +56,7 @@ class Credentials:
 
 
 def principals(agencies: Iterable[str]) -> list[str]:
-    """Every principal the bus provisions."""
+    """Every principal the bus provisions for these member agencies (a registry's)."""
     return [*agencies, ROUTER, AUDIT, AUDITOR, ADMIN]
 
 
@@ -71,16 +72,24 @@ def new_credentials(directory: Path, names: Iterable[str]) -> dict[str, Credenti
     return made
 
 
+def ensure_credentials(directory: Path, names: Iterable[str]) -> dict[str, Credentials]:
+    """The credentials of ``names``: those on disk as they are (a broker may know them),
+    random new ones for the others (written as by :func:`new_credentials`)."""
+    names = list(names)
+    missing = [n for n in names if not (directory / f"{n}.json").exists()]
+    try:
+        made = new_credentials(directory, missing) if missing else {}
+    except OSError as exc:  # e.g. a read-only keystore volume
+        which = ", ".join(missing)
+        raise ConfigError(f"cannot write Kafka credentials for {which} in {directory}: {exc}") from None
+    return {n: made[n] if n in made else load_credentials(directory, n) for n in names}
+
+
 def kafka_kwargs(settings: Settings, principal: str) -> dict[str, Any]:
     """aiokafka arguments for ``principal`` under these settings (none in plaintext mode)."""
     if not settings.secure:
         return {}
     return load_credentials(settings.credentials_dir, principal).client_kwargs()
-
-
-def load_all(settings: Settings) -> dict[str, Credentials]:
-    """Every principal's credentials (the broker's SCRAM users at format time)."""
-    return {p: load_credentials(settings.credentials_dir, p) for p in principals(AGENCY_IDS)}
 
 
 def load_credentials(directory: Path, name: str) -> Credentials:
@@ -106,7 +115,8 @@ class Acl:
 
 
 def acl_plan(agencies: Iterable[str]) -> list[Acl]:
-    """The ALLOW rules of docs/architecture.md (everything else is denied)."""
+    """The ALLOW rules of docs/architecture.md for these member agencies (a registry's, in
+    its order); everything else is denied."""
     agencies = list(agencies)
     rules: list[Acl] = []
 
@@ -146,25 +156,28 @@ async def apply_acls(bootstrap: str, admin: Credentials, rules: Iterable[Acl]) -
     """Create the ACLs (idempotent on the broker's side); returns how many were sent."""
     client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin.client_kwargs())
     await client.start()
-    count = 0
     try:
-        for rule in rules:
-            request = CreateAclsRequest(
-                rule.resource_type,
-                rule.name,
-                rule.pattern,
-                f"User:{rule.principal}",
-                "*",
-                rule.operation,
-                ALLOW,
-            )
-            response = await client._send_request(request)
-            for error_code, message in response.creation_responses:
-                if error_code:
-                    raise StreamsError(
-                        f"creating an ACL failed ({error_code}): {message}", reason="acl_failed"
-                    )
-            count += 1
+        return await create_acls(client, rules)
     finally:
         await client.close()
+
+
+async def create_acls(client: AIOKafkaAdminClient, rules: Iterable[Acl]) -> int:
+    """Create the ACLs through a started admin client; returns how many were sent."""
+    count = 0
+    for rule in rules:
+        request = CreateAclsRequest(
+            rule.resource_type,
+            rule.name,
+            rule.pattern,
+            f"User:{rule.principal}",
+            "*",
+            rule.operation,
+            ALLOW,
+        )
+        response = await client._send_request(request)
+        for error_code, message in response.creation_responses:
+            if error_code:
+                raise StreamsError(f"creating an ACL failed ({error_code}): {message}", reason="acl_failed")
+        count += 1
     return count

@@ -10,19 +10,29 @@ from pathlib import Path
 import pytest
 
 from jointbus.processes import WorkerProcess
-from schemas.keys import Keyring
-from schemas.registry import AGENCY_IDS, Registry
-from streams.admin import provision_topics
+from schemas.ids import utcnow
+from schemas.keys import Keyring, new_federation
+from schemas.registry import Registry
 from streams.broker import LocalBroker, free_port
-from streams.security import ADMIN, Credentials, acl_plan, apply_acls, new_credentials, principals
+from streams.provision import provision
+from streams.security import ADMIN, Credentials, ensure_credentials, principals
 from streams.settings import Settings
 from tests.harness import make_federation
 
 
-def _broker(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[LocalBroker]:
+def development_registry() -> Registry:
+    """A new development federation's registry: the members a test broker is provisioned for."""
+    return new_federation(utcnow())[0]
+
+
+def _broker(
+    tmp_path_factory: pytest.TempPathFactory, name: str, registry: Registry | None = None
+) -> Iterator[LocalBroker]:
+    """A started plaintext broker provisioned for ``registry``'s members (default: those of a
+    development federation)."""
     broker = LocalBroker(tmp_path_factory.mktemp(name), free_port(), heap="512m")
     broker.start()
-    asyncio.run(provision_topics(Settings(bootstrap=broker.bootstrap), broker.bootstrap))
+    asyncio.run(provision(Settings(bootstrap=broker.bootstrap), registry or development_registry()))
     yield broker
     broker.stop()
 
@@ -39,17 +49,28 @@ def spare_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroke
     yield from _broker(tmp_path_factory, "spare-kafka")
 
 
-def secured_broker(home: Path) -> tuple[LocalBroker, dict[str, Credentials]]:
-    """A started broker with SASL/SCRAM on its only client listener, the jointbus topics and
-    the bus's ACLs; every principal's credentials in ``home/keys/kafka`` (as the CLI keeps
-    them)."""
-    creds = new_credentials(home / "keys" / "kafka", principals(AGENCY_IDS))
-    broker = LocalBroker(home / "broker", free_port(), heap="512m", scram_users=creds)
+def secured_settings(home: Path, bootstrap: str) -> Settings:
+    """Settings of a secured bus whose credentials are in ``home/keys/kafka`` (as the CLI
+    keeps them)."""
+    return Settings(
+        bootstrap=bootstrap, home=home, keystore=home / "keys", security_protocol="SASL_PLAINTEXT"
+    )
+
+
+def secured_broker(
+    home: Path, registry: Registry | None = None
+) -> tuple[LocalBroker, dict[str, Credentials]]:
+    """A started broker with SASL/SCRAM on its only client listener, formatted with the
+    admin user only and provisioned as `jointbus broker start` does it: topics, SCRAM users
+    and ACLs for ``registry``'s members (default: a development federation's). Returns it
+    and every principal's credentials (in ``home/keys/kafka``)."""
+    registry = registry or development_registry()
+    folder = home / "keys" / "kafka"
+    admin = ensure_credentials(folder, [ADMIN])
+    broker = LocalBroker(home / "broker", free_port(), heap="512m", scram_users=admin)
     broker.start()
-    admin = creds[ADMIN].client_kwargs()
-    asyncio.run(provision_topics(Settings(bootstrap=broker.bootstrap), broker.bootstrap, **admin))
-    asyncio.run(apply_acls(broker.bootstrap, creds[ADMIN], acl_plan(AGENCY_IDS)))
-    return broker, creds
+    asyncio.run(provision(secured_settings(home, broker.bootstrap), registry))
+    return broker, ensure_credentials(folder, principals(registry.agencies))
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from schemas.registry import AGENCY_IDS
 from streams.broker import LocalBroker, free_port, probe
 from streams.security import load_credentials, new_credentials, principals
+from tests.conftest import development_registry
 
 pytestmark = pytest.mark.broker
 
@@ -61,7 +61,7 @@ def test_no_secret_on_a_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     """Formatting and starting a secured broker puts no password (SCRAM users, admin,
     controller secret) on any command line: the storage tool gets them from an @argfile
     (0600 in a 0700 folder, deleted after), which still creates working users."""
-    creds = new_credentials(tmp_path / "credentials", principals(AGENCY_IDS))
+    creds = new_credentials(tmp_path / "credentials", principals(development_registry().agencies))
     broker = LocalBroker(tmp_path / "broker", free_port(), heap="256m", scram_users=creds)
     launched: list[tuple[list[str], dict[str, tuple[str, int, int]]]] = []
     real_popen = subprocess.Popen
@@ -153,7 +153,7 @@ def test_broker_secrets_and_data_are_private_files(tmp_path: Path) -> None:
         kafka_creds = home / "keys" / "kafka"
         assert mode(kafka_creds) == 0o700
         files = sorted(kafka_creds.glob("*.json"))
-        assert len(files) == len(principals(AGENCY_IDS))
+        assert {f.stem for f in files} == set(principals(()))  # no registry yet: the services
         assert all(mode(f) == 0o600 for f in files)
         load_credentials(kafka_creds, "admin")  # and they are what the broker uses
         # Kafka itself ran under umask 077: nothing it wrote is readable by others
