@@ -22,8 +22,8 @@ from jointbus.processes import WorkerProcess
 from schemas.ids import utcnow
 from schemas.keys import new_federation
 from streams import keystore
-from streams.admin import provision_topics
 from streams.broker import LocalBroker, free_port
+from streams.provision import provision
 from streams.reader import end_offset
 from streams.sdk import Publisher
 from streams.settings import Settings
@@ -68,7 +68,7 @@ def run(n: int = 5000) -> dict[str, Any]:
             for ring in rings.values():
                 keystore.save_keyring(home / "keys", ring)
             keystore.save_registry(home / "keys", registry)
-            asyncio.run(provision_topics(Settings(bootstrap=broker.bootstrap), broker.bootstrap))
+            asyncio.run(provision(Settings(bootstrap=broker.bootstrap), registry))
             asyncio.run(prefill(broker.bootstrap, registry, rings, n))
             worker = WorkerProcess(home, broker.bootstrap).start()
             routing_s = asyncio.run(decided(broker.bootstrap, n))
