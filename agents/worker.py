@@ -188,8 +188,9 @@ class OrderedWriter:
                 await self._wake.wait()
                 continue
             _, ack, futures = self._pending[0]
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            errors = [r for r in results if isinstance(r, BaseException)]
+            if not all(f.done() for f in futures):
+                await asyncio.wait(futures)
+            errors = [e for e in map(_failure, futures) if e is not None]
             if errors:
                 self._broken = self._broken or Exception(repr(errors[0]))  # stop sending at once
                 await self._recover(errors[0])
@@ -220,6 +221,13 @@ class OrderedWriter:
                 routed = self.router.route(*source)
                 await self._send(source, ack, routed)
             log.info("recovered: inputs routed again", inputs=len(items))
+
+
+def _failure(future: asyncio.Future[Any]) -> BaseException | None:
+    """What a settled send failed with (a cancelled send failed too), or None."""
+    if future.cancelled():
+        return asyncio.CancelledError("send cancelled")
+    return future.exception()
 
 
 def build_worker(settings: Settings) -> faust.App:

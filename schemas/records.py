@@ -59,8 +59,14 @@ class AuditRecord(BaseModel):
         return None if self.event is None else to_wire(self.event)
 
 
-def event_fields(wire: bytes) -> dict[str, Any]:
-    """How to keep received bytes: the JSON object, else base64, else (oversized) a digest."""
+def event_fields(wire: bytes, parsed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """How to keep received bytes: the JSON object, else base64, else (oversized) a digest.
+
+    ``parsed``: the object a successful verification already parsed from ``wire`` (strict,
+    bounded and canonicalizable by then), which saves parsing it again.
+    """
+    if parsed is not None:
+        return {"event": parsed}
     if len(wire) > MAX_ENVELOPE_BYTES:
         return {"wire_sha256": hashlib.sha256(wire).hexdigest(), "wire_size": len(wire)}
     try:
