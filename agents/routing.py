@@ -76,29 +76,70 @@ class Router:
         self.counts = {"internal_error": 0, "quarantined": 0, "history_mismatch": 0}
 
     # ------------------------------------------------------------------------ live routing
-    def route(self, wire: bytes, topic: str, partition: int, offset: int, timestamp_ms: int) -> Routed:
-        """Decide one outbox record (or repeat the decision taken on it before)."""
+    def route(
+        self,
+        wire: bytes | None,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp_ms: int,
+        *,
+        appended: bool = True,
+    ) -> Routed:
+        """Decide one outbox record (or repeat the decision taken on it before).
+
+        ``timestamp_ms`` is the record's Kafka timestamp; ``appended`` says the broker set it
+        (LogAppendTime). A time the producer chose cannot serve as the arrival time every
+        time rule depends on, so such a record is refused (``untrusted_time``). Total: a
+        null value, odd bytes or a failure anywhere still yield one audited decision.
+        """
         position = position_of(topic, partition, offset)
         head = self.ledger.heads.get(f"{topic}:{partition}")
         if head is not None and offset <= head:
             return self._again(position)
-        received = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+        data = wire if isinstance(wire, bytes) else b""  # a null value (tombstone) decides too
         try:
-            outcome = self.ledger.decide(wire, topic, partition, offset, received, self.registry, self.rules)
-            routed = self._routed(wire, topic, outcome, received)
+            received = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+            if not appended:
+                outcome = self.ledger.untrusted_time(topic, partition, offset)
+            else:
+                outcome = self.ledger.decide(
+                    data, topic, partition, offset, received, self.registry, self.rules
+                )
+            routed = self._routed(data, topic, outcome, received)
         except Exception as exc:  # contained: one record never stops the router
             self.counts["internal_error"] += 1
             log.exception("decision failed", position=position, agency=outbox_owner(topic))
             outcome = self.ledger.internal_error(topic, partition, offset, f"{type(exc).__name__}")
-            try:
-                routed = self._routed(wire, topic, outcome, received)
-            except Exception:  # not even a notice: the audit record alone
-                routed = self._routed(wire, topic, outcome, received, notify=False)
+            routed = self._last_resort(data, topic, outcome, timestamp_ms)
         self.ledger.commit(outcome)
         assert routed.record is not None
         self._remember(routed.record)
         self._track_due(outcome)
         return routed
+
+    def _last_resort(self, wire: bytes, topic: str, outcome: Outcome, timestamp_ms: int) -> Routed:
+        """The decision of a record whose handling failed: with a notice if it can be built,
+        else the audit record alone, else a bare record that cannot fail."""
+        try:
+            received = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            received = datetime.now(UTC)
+        for notify in (True, False):
+            try:
+                return self._routed(wire, topic, outcome, received, notify=notify)
+            except Exception:  # try with less
+                log.exception("internal_error record not built", position=outcome.position, notify=notify)
+        record = AuditRecord(
+            position=outcome.position,
+            received_at=format_time(received),
+            decision="rejected",
+            reason=outcome.decision.reason,
+            detail=outcome.decision.detail,
+            sender=outbox_owner(topic),
+            prev=outcome.prev,
+        )
+        return Routed(record, [_audit(record)])
 
     def _routed(
         self, wire: bytes, topic: str, outcome: Outcome, received: datetime, *, notify: bool = True

@@ -73,6 +73,11 @@ async def rebuild(router: Router, bootstrap: str, **kafka: Any) -> int:
 
 
 Ack = Callable[[], Awaitable[object]]
+#: one outbox record: value (None for a tombstone), topic, partition, offset, timestamp in
+#: ms, and whether the broker set that timestamp (LogAppendTime)
+Source = tuple[bytes | None, str, int, int, int, bool]
+#: Kafka's timestamp type of a record whose time the broker set
+LOG_APPEND_TIME = 1
 
 
 class OrderedWriter:
@@ -89,7 +94,7 @@ class OrderedWriter:
         self.ready = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         # (input to route again, its ack, the futures of its outputs), in input order
-        self._pending: deque[tuple[tuple[bytes, str, int, int, int] | None, Ack | None, list[Any]]] = deque()
+        self._pending: deque[tuple[Source | None, Ack | None, list[Any]]] = deque()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._broken: Exception | None = None  # a send of this producer failed at once
@@ -144,15 +149,18 @@ class OrderedWriter:
                 await producer.stop()
                 await asyncio.sleep(1.0)
 
-    async def route(self, wire: bytes, topic: str, partition: int, offset: int, ts: int, ack: Ack) -> None:
+    async def route(self, source: Source, ack: Ack) -> None:
         """Decide one outbox record and send its outputs; ``ack`` runs once they are written."""
         await self.ready.wait()
         while len(self._pending) >= WINDOW:
             self._room.clear()
             await self._room.wait()
         async with self.lock:
-            routed = self.router.route(wire, topic, partition, offset, ts)
-            await self._send((wire, topic, partition, offset, ts), ack, routed)
+            await self._send(source, ack, self._decide(source))
+
+    def _decide(self, source: Source) -> Routed:
+        wire, topic, partition, offset, ts, appended = source
+        return self.router.route(wire, topic, partition, offset, ts, appended=appended)
 
     async def alerts(self) -> int:
         """Check deadlines and write the alerts that fell due (signed now)."""
@@ -163,9 +171,7 @@ class OrderedWriter:
                 await self._send(None, None, routed)
         return len(routed_all)
 
-    async def _send(
-        self, source: tuple[bytes, str, int, int, int] | None, ack: Ack | None, routed: Routed
-    ) -> None:
+    async def _send(self, source: Source | None, ack: Ack | None, routed: Routed) -> None:
         assert self._producer is not None
         futures: list[Any] = []
         try:
@@ -218,8 +224,7 @@ class OrderedWriter:
             for source, ack, _ in items:
                 if source is None:
                     continue  # alerts: the next scan raises what the log does not hold
-                routed = self.router.route(*source)
-                await self._send(source, ack, routed)
+                await self._send(source, ack, self._decide(source))
             log.info("recovered: inputs routed again", inputs=len(items))
 
 
@@ -256,9 +261,16 @@ def build_worker(settings: Settings) -> faust.App:
             async def ack(event: Any = event) -> None:
                 await manual.ack(event)
 
-            await writer.route(
-                event.value, msg.topic, msg.partition, msg.offset, round(msg.timestamp * 1000), ack
+            appended = msg.timestamp_type == LOG_APPEND_TIME
+            source = (
+                event.value,
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                round(msg.timestamp * 1000),
+                appended,
             )
+            await writer.route(source, ack)
 
     @app.timer(interval=settings.deadline_scan_seconds)  # type: ignore[untyped-decorator]
     async def deadlines() -> None:

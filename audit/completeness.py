@@ -32,8 +32,9 @@ class Completeness:
 
 async def outbox_records(
     bootstrap: str, topics: Iterable[str], *, timeout_ms: int = 1000, **kafka: Any
-) -> dict[str, list[tuple[int, int]]]:
-    """(offset, append time in ms) of every record now in ``topics``, by ``topic:partition``."""
+) -> dict[str, list[tuple[int, int, bool]]]:
+    """(offset, timestamp in ms, whether the broker set it) of every record now in
+    ``topics``, by ``topic:partition``."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -43,7 +44,7 @@ async def outbox_records(
         **kafka,
     )
     await consumer.start()
-    found: dict[str, list[tuple[int, int]]] = {}
+    found: dict[str, list[tuple[int, int, bool]]] = {}
     try:
         tps = []
         for topic in topics:
@@ -61,7 +62,9 @@ async def outbox_records(
             batch = await consumer.getmany(*remaining, timeout_ms=timeout_ms, max_records=10_000)
             for tp, records in batch.items():
                 rows = found[f"{tp.topic}:{tp.partition}"]
-                rows += [(r.offset, r.timestamp) for r in records if r.offset < ends[tp]]
+                rows += [
+                    (r.offset, r.timestamp, r.timestamp_type == 1) for r in records if r.offset < ends[tp]
+                ]
             remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
     finally:
         await consumer.stop()
@@ -78,18 +81,27 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 def check_complete(
     decided: Mapping[str, Container[int]],
-    outboxes: Mapping[str, list[tuple[int, int]]],
+    outboxes: Mapping[str, list[tuple[int, int, bool]]],
     *,
     now_ms: int,
     grace_ms: int = GRACE_MS,
 ) -> Completeness:
     """Compare decisions with outbox records; raise ``missing_decision`` naming the first
-    outbox position without a decision that is older than ``grace_ms``."""
+    outbox position without a decision that is older than ``grace_ms``, and
+    ``untrusted_time`` for a record whose timestamp its producer chose (every time rule the
+    router applied is judged against that timestamp)."""
     result = Completeness()
     for stream in sorted(outboxes):
         mine: Container[int] = decided.get(stream, ())
-        for offset, appended_ms in outboxes[stream]:
+        for offset, appended_ms, appended in outboxes[stream]:
             result.positions += 1
+            if not appended:
+                raise VerificationError(
+                    f"{stream}:{offset} carries a time its producer chose (the outbox is not "
+                    "LogAppendTime): the arrival times the decisions rest on cannot be trusted",
+                    index=None,
+                    why=AuditFailure.UNTRUSTED_TIME,
+                )
             if offset in mine:
                 result.decided += 1
             elif now_ms - appended_ms < grace_ms:

@@ -18,6 +18,7 @@ class AuditFailure(StrEnum):
     BAD_ROUTER_EVENT = "bad_router_event"
     MISSING_DECISION = "missing_decision"
     DOUBLE_DECISION = "double_decision"
+    UNTRUSTED_TIME = "untrusted_time"
     FORGED_CHECKPOINT = "forged_checkpoint"
     FORK = "fork"
     CHECKPOINT_MISMATCH = "checkpoint_mismatch"

@@ -25,6 +25,7 @@ class Reason(StrEnum):
     TOO_LARGE = "too_large"
     TOO_DEEP = "too_deep"
     CLOCK_SKEW = "clock_skew"
+    UNTRUSTED_TIME = "untrusted_time"
     NOT_SEALED = "not_sealed"
     NOT_A_RECIPIENT = "not_a_recipient"
     SEAL_BROKEN = "seal_broken"
@@ -93,6 +94,7 @@ _CLASS_OF: dict[Reason, type[ContractError]] = {
     Reason.KEY_REVOKED: AuthenticityError,
     Reason.KEY_EXPIRED: AuthenticityError,
     Reason.CLOCK_SKEW: AuthenticityError,
+    Reason.UNTRUSTED_TIME: AuthenticityError,
     Reason.NOT_AUTHORIZED: AuthorizationError,
     Reason.UNKNOWN_RECIPIENT: AuthorizationError,
     Reason.DUPLICATE_RECIPIENT: AuthorizationError,

@@ -136,14 +136,15 @@ class Ledger:
         """The outcome the rules give, now, for the outbox decision logged in ``record``
         (not committed). ``plain``: the record's bytes are known free of astral characters
         (see ``schemas.canonical``). Records the rules cannot re-derive — an oversized event kept as a
-        digest, an internal error — keep their logged decision and change only the head.
+        digest, an internal error, an untrusted time — keep their logged decision and change
+        only the head.
         """
         where = parse_position(record.position)
         if where is None:
             raise ContractError(f"{record.position[:80]!r} is not an outbox position", reason=Reason.SCHEMA)
         topic, partition, offset = where
         stream = where.stream
-        if record.wire_sha256 is not None or record.reason == Reason.INTERNAL:
+        if record.wire_sha256 is not None or record.reason in (Reason.INTERNAL, Reason.UNTRUSTED_TIME):
             logged = Decision(False, record.reason, record.detail)
             return Outcome(logged, stream, offset, self.heads.get(stream))
         source: bytes | ParsedEnvelope
@@ -158,6 +159,15 @@ class Ledger:
                 raise ContractError("the record keeps no event", reason=Reason.SCHEMA)
             source = wire
         return self.decide(source, topic, partition, offset, parse_time(record.received_at), registry, rules)
+
+    def untrusted_time(self, topic: str, partition: int, offset: int) -> Outcome:
+        """The outcome for a record whose Kafka timestamp its producer chose (the outbox is
+        not LogAppendTime): no time rule can be applied to it, so it is refused."""
+        stream = f"{topic}:{partition}"
+        detail = "the record's time was set by its producer; outbox topics must use LogAppendTime"
+        return Outcome(
+            Decision(False, Reason.UNTRUSTED_TIME.value, detail), stream, offset, self.heads.get(stream)
+        )
 
     def internal_error(self, topic: str, partition: int, offset: int, detail: str) -> Outcome:
         """The outcome for a record whose decision failed unexpectedly: rejected, nothing

@@ -7,9 +7,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from schemas.records import OUTBOX_PREFIX
+from streams.errors import ConfigError
 
 AUDIT_TOPIC = "jointbus.audit"
 CHECKPOINT_TOPIC = "jointbus.checkpoints"
@@ -41,11 +43,14 @@ def layout(
 ) -> list[TopicSpec]:
     """Every topic jointbus needs: outbox and inbox per agency, audit, checkpoints, registry."""
     kept = {"retention.ms": str(retention_days * DAYS), "min.insync.replicas": str(min_isr)}
+    # the broker stamps every outbox record with its arrival: every time rule (window,
+    # revocation, deadlines) is judged against it, so no producer may choose it
+    arrival = {**kept, "message.timestamp.type": "LogAppendTime"}
     forever = {"retention.ms": "-1", "retention.bytes": "-1", "min.insync.replicas": str(min_isr)}
     specs: list[TopicSpec] = []
     for agency in agencies:
         specs += [
-            TopicSpec(outbox(agency), partitions, kept),
+            TopicSpec(outbox(agency), partitions, arrival),
             TopicSpec(inbox(agency), partitions, kept),
         ]
     specs += [
@@ -59,9 +64,21 @@ def layout(
 async def ensure_topics(
     admin: AIOKafkaAdminClient, specs: Iterable[TopicSpec], replication: int = 1
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
+    """Create the topics that do not exist yet and give existing ones the configuration of
+    their spec (e.g. an outbox made before it had to be LogAppendTime); returns the names
+    created."""
+    specs = list(specs)
     existing = set(await admin.list_topics())
     missing = [s for s in specs if s.name not in existing]
+    present = [s for s in specs if s.name in existing and s.configs]
+    if present:
+        responses = await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.configs) for s in present]
+        )
+        for response in responses:
+            for error_code, message, _, name in response.resources:
+                if error_code:
+                    raise ConfigError(f"topic {name} keeps its old configuration: {message or error_code}")
     if not missing:
         return []
     with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race

@@ -128,8 +128,8 @@ async def nothing_more(
     return found
 
 
-async def read_outbox(bootstrap: str, topic: str) -> list[tuple[int, int, bytes, int]]:
-    """(partition, offset, value, timestamp ms) of every record of ``topic``."""
+async def read_outbox(bootstrap: str, topic: str) -> list[tuple[int, int, bytes, int, bool]]:
+    """(partition, offset, value, timestamp ms, whether the broker set it) of every record."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -138,13 +138,15 @@ async def read_outbox(bootstrap: str, topic: str) -> list[tuple[int, int, bytes,
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        found: list[tuple[int, int, bytes, int]] = []
+        found: list[tuple[int, int, bytes, int, bool]] = []
         while sum(ends.values()) > len(found):
             batch = await consumer.getmany(timeout_ms=1000)
             if not batch:
                 raise AssertionError(f"read {len(found)} of {sum(ends.values())} records of {topic}")
             for tp, records in batch.items():
-                found += [(tp.partition, r.offset, r.value, r.timestamp) for r in records]
+                found += [
+                    (tp.partition, r.offset, r.value, r.timestamp, r.timestamp_type == 1) for r in records
+                ]
         return found
     finally:
         await consumer.stop()

@@ -44,7 +44,7 @@ async def test_removed_decision_is_named_by_verify(lonely_kafka: LocalBroker, tm
             subject = f"rectification/{uuid.uuid4()}"
             await pub.publish("rectification.issued", subject, ["cq-dazu"], SAMPLES["rectification.issued"])
     records = sorted(await read_outbox(bootstrap, outbox("sc-zigong")))
-    by_partition: dict[int, list[tuple[int, int, bytes, int]]] = {}
+    by_partition: dict[int, list[tuple[int, int, bytes, int, bool]]] = {}
     for record in records:
         by_partition.setdefault(record[0], []).append(record)
     partition = max(by_partition, key=lambda p: len(by_partition[p]))
@@ -54,8 +54,8 @@ async def test_removed_decision_is_named_by_verify(lonely_kafka: LocalBroker, tm
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        for part, offset, value, ts in records:
-            routed = router.route(value, outbox("sc-zigong"), part, offset, ts)
+        for part, offset, value, ts, appended in records:
+            routed = router.route(value, outbox("sc-zigong"), part, offset, ts, appended=appended)
             if (part, offset) == removed[:2]:
                 continue  # the decision that goes missing
             for out in routed.outputs:
@@ -75,20 +75,27 @@ def test_undecided_tail_record_is_missing_after_the_grace_period() -> None:
     """The last record of a partition, undecided: pending while young, missing when old."""
     now_ms = 1_800_000_000_000
     decided = {"jointbus.outbox.sc-yibin:0": {0, 1, 2}}
-    young = {"jointbus.outbox.sc-yibin:0": [(0, 0), (1, 0), (2, 0), (3, now_ms - 5_000)]}
+    young = {
+        "jointbus.outbox.sc-yibin:0": [(0, 0, True), (1, 0, True), (2, 0, True), (3, now_ms - 5_000, True)]
+    }
     assert check_complete(decided, young, now_ms=now_ms, grace_ms=60_000).pending == 1
     old = {
         "jointbus.outbox.sc-yibin:0": [
-            (0, 0),
-            (1, 0),
-            (2, 0),
-            (3, now_ms - int(timedelta(minutes=2).total_seconds() * 1000)),
+            (0, 0, True),
+            (1, 0, True),
+            (2, 0, True),
+            (3, now_ms - int(timedelta(minutes=2).total_seconds() * 1000), True),
         ]
     }
     with pytest.raises(VerificationError) as info:
         check_complete(decided, old, now_ms=now_ms, grace_ms=60_000)
     assert info.value.why == "missing_decision"
     assert "jointbus.outbox.sc-yibin:0:3" in info.value.message
+    stamped_by_producer = {"jointbus.outbox.sc-yibin:0": [(0, 0, True), (1, 0, False)]}
+    with pytest.raises(VerificationError) as info:
+        check_complete(decided, stamped_by_producer, now_ms=now_ms)
+    assert info.value.why == "untrusted_time"
+    assert "jointbus.outbox.sc-yibin:0:1" in info.value.message
 
 
 @given(st.lists(st.integers(0, 200), max_size=300))

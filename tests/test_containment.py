@@ -171,3 +171,37 @@ def test_alert_uses_the_router_key_valid_when_it_is_raised(edge: timedelta) -> N
     assert alert.record.event is not None
     assert alert.record.event["sigkeyid"] == "svc-router#sig-2"
     verify_event(to_wire(alert.record.event), rotated, received_at=due + edge)
+
+
+def test_record_whose_producer_chose_its_time_is_refused() -> None:
+    """A record whose Kafka timestamp is CreateTime (the outbox is not LogAppendTime) cannot
+    serve as arrival time: refused as untrusted_time, the chain unbroken; the next record
+    with a broker-set time is decided as usual."""
+    now = datetime(2026, 11, 25, 23, 59, tzinfo=UTC)
+    registry, rings = new_federation(now - timedelta(days=1))
+    router = Router(registry, rings[ROUTER], Rules())
+    env = compose(
+        keyring=rings["sc-yibin"],
+        registry=registry,
+        event_type="rectification.issued",
+        subject=f"rectification/{uuid.uuid4()}",
+        recipients=["sc-zigong"],
+        payload=SAMPLES["rectification.issued"],
+        now=now,
+    )
+    refused = router.route(to_wire(env), outbox("sc-yibin"), 0, 0, ms(now), appended=False).record
+    assert refused is not None
+    assert (refused.decision, refused.reason, refused.sender) == ("rejected", "untrusted_time", "sc-yibin")
+    fine = issue(router, rings, now, "2026-12-31", 1, f"rectification/{uuid.uuid4()}")
+    assert (fine.decision, fine.prev) == ("accepted", 0)
+
+
+def test_null_value_is_decided_not_raised() -> None:
+    """A tombstone (None) is rejected as schema with a notice, never an exception."""
+    now = datetime(2026, 11, 25, 20, 18, tzinfo=UTC)
+    registry, rings = new_federation(now - timedelta(days=1))
+    router = Router(registry, rings[ROUTER], Rules())
+    record = router.route(None, outbox("sc-zigong"), 0, 0, ms(now)).record
+    assert record is not None
+    assert (record.decision, record.reason, record.sender) == ("rejected", "schema", "sc-zigong")
+    assert record.notice is not None

@@ -20,7 +20,8 @@ from schemas.catalog import RejectionNotice
 from schemas.compose import compose
 from schemas.envelope import to_wire
 from schemas.errors import Reason
-from schemas.ids import utcnow, uuid7
+from schemas.ids import parse_time, utcnow, uuid7
+from schemas.lifecycle import china_date
 from schemas.projections import project
 from schemas.records import AuditRecord
 from schemas.sealing import seal
@@ -57,13 +58,16 @@ async def honest_event_still_arrives(bus: Bus) -> None:
     assert [d.id for d in got] == [event_id]
 
 
-async def send_bytes(bus: Bus, owner: str, wire: bytes, key: str) -> str:
-    """Raw bytes into ``owner``'s outbox with a bare Kafka producer (an attacker needs no
-    SDK); returns the record's position."""
+async def send_bytes(
+    bus: Bus, owner: str, wire: bytes | None, key: str, timestamp_ms: int | None = None
+) -> str:
+    """Raw bytes (or a null value) into ``owner``'s outbox with a bare Kafka producer (an
+    attacker needs no SDK), optionally with a timestamp of its choosing; returns the
+    record's position."""
     producer = AIOKafkaProducer(bootstrap_servers=bus.bootstrap, max_request_size=2 * 1024 * 1024)
     await producer.start()
     try:
-        meta = await producer.send_and_wait(outbox(owner), wire, key=key.encode())
+        meta = await producer.send_and_wait(outbox(owner), wire, key=key.encode(), timestamp_ms=timestamp_ms)
     finally:
         await producer.stop()
     return f"{outbox(owner)}:{meta.partition}:{meta.offset}"
@@ -100,6 +104,42 @@ async def test_deep_nesting_is_rejected_and_audited(bus: Bus) -> None:
         assert record.wire_b64 is not None  # kept as bytes: no parse of the hostile text
         assert record.notice is not None
         assert record.notice["recipients"] == [ATTACKER]
+    await honest_event_still_arrives(bus)
+
+
+async def test_null_record_is_decided_and_routing_goes_on(bus: Bus) -> None:
+    """Null values (Kafka tombstones) in the outbox: each gets its audited rejection and the
+    owner a notice; the router neither crashes nor skips them, and routing goes on."""
+    positions = [await send_bytes(bus, ATTACKER, None, f"null/{i}") for i in range(3)]
+    for position in positions:
+        record = await audit_at(bus, position)
+        assert (record.decision, record.reason, record.sender) == ("rejected", "schema", ATTACKER)
+        assert record.notice is not None
+    await honest_event_still_arrives(bus)
+
+
+async def test_producer_chosen_timestamp_cannot_backdate_arrival(bus: Bus) -> None:
+    """An event signed 23 hours ago, sent with a Kafka timestamp of 23 hours ago and a
+    deadline already passed: the broker stamps its arrival (LogAppendTime), so it is refused
+    as back-dated and no overdue alert is ever signed against the recipient."""
+    past = utcnow() - timedelta(hours=23)
+    payload = {**SAMPLES["rectification.issued"], "deadline": china_date(past).isoformat()}
+    env = signed(
+        bus,
+        bus.rings[ATTACKER],
+        "rectification.issued",
+        f"rectification/{uuid.uuid4()}",
+        ["cq-dazu"],
+        payload=payload,
+        now=past,
+    )
+    position = await send_bytes(bus, ATTACKER, to_wire(env), env["subject"], int(past.timestamp() * 1000))
+    record = await audit_at(bus, position)
+    assert (record.decision, record.reason) == ("rejected", "clock_skew")
+    assert abs(parse_time(record.received_at) - utcnow()) < timedelta(minutes=2)  # the broker's time
+    assert not await nothing_more(
+        "cq-dazu", bus.rings["cq-dazu"], bus.registry, bus.bootstrap, about(env["subject"])
+    )
     await honest_event_still_arrives(bus)
 
 
@@ -281,7 +321,7 @@ async def test_audit_log_verifies_after_the_attack_run(bus: Bus) -> None:
     outboxes = [outbox(a) for a in sorted(bus.registry.agency_ids)]
     for _ in range(30):  # bounded: the last receipts may still be on their way
         records = await outbox_records(bus.bootstrap, outboxes)
-        wanted = {f"{stream}:{offset}" for stream, rows in records.items() for offset, _ in rows}
+        wanted = {f"{stream}:{offset}" for stream, rows in records.items() for offset, _, _ in rows}
         decided = {k.decode() async for _, k, _ in read_topic(bus.bootstrap, AUDIT_TOPIC) if k}
         if wanted <= decided:
             break

@@ -65,7 +65,7 @@ async def test_failed_write_stops_progress_until_it_is_written(
     acked: list[str] = []
     all_acked = asyncio.Event()
     try:
-        for partition, offset, value, ts in records:
+        for partition, offset, value, ts, appended in records:
             position = f"{outbox('sc-zigong')}:{partition}:{offset}"
 
             async def ack(position: str = position) -> None:
@@ -73,12 +73,12 @@ async def test_failed_write_stops_progress_until_it_is_written(
                 if len(acked) >= len(records):
                     all_acked.set()
 
-            await writer.route(value, outbox("sc-zigong"), partition, offset, ts, ack)
+            await writer.route((value, outbox("sc-zigong"), partition, offset, ts, appended), ack)
         async with asyncio.timeout(60):  # fails loudly if the writer never catches up
             await all_acked.wait()
     finally:
         await writer.stop()
-    positions = [f"{outbox('sc-zigong')}:{p}:{o}" for p, o, _, _ in records]
+    positions = [f"{outbox('sc-zigong')}:{p}:{o}" for p, o, _, _, _ in records]
     assert acked == positions, "inputs acknowledged out of order or twice"
     assert writer.recoveries == 1
 
