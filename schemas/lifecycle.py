@@ -15,7 +15,6 @@ at the registry's ``chair`` and only the current chair passes it on or records a
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -114,7 +113,7 @@ class Rules:
         rule = self._by_family.get(family)
         if rule is None:
             return None, _reject(Reason.NOT_AUTHORIZED, f"{family} is not published by agencies")
-        work = copy.deepcopy(current)
+        work = _copied(current)
         self._registry, self._lookup = registry, lookup
         decision = rule(work, env, payload)
         if not decision.accepted:
@@ -365,3 +364,13 @@ def overdue_items(state: State, now: datetime) -> list[Overdue]:
 def _after(deadline: date, event_time: str) -> bool:
     """True when a deadline date has not yet passed at the event's time."""
     return deadline_moment(deadline) > parse_time(event_time)
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of JSON-like state (dicts, lists, scalars): a rejected event must leave
+    the state it was judged against untouched, whatever a rule changed."""
+    if type(value) is dict:
+        return {k: _copied(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copied(v) for v in value]
+    return value

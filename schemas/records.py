@@ -9,6 +9,7 @@ after a crash is recognised as one.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -117,6 +118,7 @@ def position_of(topic: str, partition: int, offset: int) -> str:
     return str(Position(topic, partition, offset))
 
 
+@functools.lru_cache(maxsize=8192)  # one record's position is parsed by several checks
 def parse_position(position: str) -> Position | None:
     """The outbox position a canonical position string names, else None (deadline alerts,
     quarantines, or a malformed string)."""
