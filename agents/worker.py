@@ -116,15 +116,21 @@ class OrderedWriter:
         if self._producer is not None:
             await self._producer.stop()
 
-    async def _rebuilt(self) -> tuple[Router, int]:
-        """A router whose memory is the audit log's (retried until the log is readable)."""
+    async def _rebuilt(self, *, patient: bool = False) -> tuple[Router, int]:
+        """A router whose memory is the audit log's (retried until the log is readable).
+
+        A refused login or ACL stops a starting worker at once (waiting will not mend it);
+        a running one (``patient``) keeps retrying, loudly, until an operator mends it.
+        """
         while True:
             router = new_router(self.settings, self.registry)
             try:
                 return router, await rebuild(router, self.settings.bootstrap_servers, **self.kafka)
             except (KafkaAuthenticationError, KafkaAuthorizationError, KafkaProtocolError) as exc:
                 log.critical("the router may not read the audit log", reason=exc.reason, detail=exc.message)
-                raise  # a configuration error: waiting will not mend it
+                if not patient:
+                    raise
+                await asyncio.sleep(5.0)
             except Exception as exc:  # broker away: the log is the truth, wait for it
                 log.warning("audit log not readable yet; retrying", error=repr(exc)[:200])
                 await asyncio.sleep(1.0)
@@ -218,7 +224,7 @@ class OrderedWriter:
                 await asyncio.gather(*futures, return_exceptions=True)
             assert self._producer is not None
             await self._producer.stop()
-            self.router, _ = await self._rebuilt()
+            self.router, _ = await self._rebuilt(patient=True)
             self._producer = await self._new_producer()
             self._broken = None
             for source, ack, _ in items:
