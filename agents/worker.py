@@ -194,24 +194,32 @@ class OrderedWriter:
         self._wake.set()
 
     async def _ack_in_order(self) -> None:
+        """The acknowledging task: never dies while the worker runs."""
         while True:
-            if not self._pending:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            _, ack, futures = self._pending[0]
-            if not all(f.done() for f in futures):
-                await asyncio.wait(futures)
-            errors = [e for e in map(_failure, futures) if e is not None]
-            if errors:
-                self._broken = self._broken or Exception(repr(errors[0]))  # stop sending at once
-                await self._recover(errors[0])
-                continue
-            self._pending.popleft()
-            if len(self._pending) < WINDOW:
-                self._room.set()
-            if ack is not None:
-                await ack()
+            try:
+                await self._ack_next()
+            except Exception:  # contained: log, breathe, carry on with the same head
+                log.exception("acknowledging failed; retrying")
+                await asyncio.sleep(1.0)
+
+    async def _ack_next(self) -> None:
+        if not self._pending:
+            self._wake.clear()
+            await self._wake.wait()
+            return
+        _, ack, futures = self._pending[0]
+        if not all(f.done() for f in futures):
+            await asyncio.wait(futures)
+        errors = [e for e in map(_failure, futures) if e is not None]
+        if errors:
+            self._broken = self._broken or Exception(repr(errors[0]))  # stop sending at once
+            await self._recover(errors[0])
+            return
+        self._pending.popleft()
+        if len(self._pending) < WINDOW:
+            self._room.set()
+        if ack is not None:
+            await ack()
 
     async def _recover(self, error: BaseException) -> None:
         """A write failed: nothing after it is acknowledged; route it all again."""
