@@ -1,0 +1,160 @@
+"""The demo's federation harness: one Publisher and one Subscriber per agency, and what
+the scenario expects to see (deliveries, rejections, overdue alerts)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.catalog import ItemOverdue, RejectionNotice
+from schemas.envelope import to_wire
+from schemas.errors import JointbusError
+from schemas.keys import Keyring
+from schemas.projections import Projection, apply
+from schemas.records import AuditRecord
+from schemas.registry import ROUTER, Registry
+from streams.sdk import Delivery, Publisher, Subscriber
+from streams.security import kafka_kwargs
+from streams.settings import Settings
+
+ACK_DEADLINE = 6.0  # seconds: the demo's acknowledgement deadline for transferred clues
+
+
+@dataclass
+class Expected:
+    """What the scenario means to happen, to check against what the bus did."""
+
+    rejections: dict[str, str] = field(default_factory=dict)  # event id -> reason
+    overdue: set[str] = field(default_factory=set)  # subjects
+
+
+class Federation:
+    """The registry's agencies at work: a Publisher and a Subscriber each."""
+
+    def __init__(self, cfg: Settings, registry: Registry, rings: dict[str, Keyring]) -> None:
+        self.cfg, self.registry, self.rings = cfg, registry, rings
+        self.pubs = {
+            a: Publisher(a, rings[a], registry, cfg.bootstrap_servers, **kafka_kwargs(cfg, a))
+            for a in registry.agencies
+        }
+        self.subs = {
+            a: Subscriber(
+                a,
+                rings[a],
+                registry,
+                cfg.bootstrap_servers,
+                group_id=f"jointbus-inbox-{a}-demo",
+                seen_path=cfg.home / "inbox" / f"{a}.seen.sqlite",
+                **kafka_kwargs(cfg, a),
+            )
+            for a in registry.agencies
+        }
+        self.inbox: dict[str, dict[str, Delivery]] = defaultdict(dict)
+        self.arrived = asyncio.Condition()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.expected = Expected()
+
+    async def __aenter__(self) -> Federation:
+        for a in self.registry.agencies:
+            await self.pubs[a].start()
+            await self.subs[a].start()
+            self.tasks.append(asyncio.create_task(self.subs[a].run(self._on(a))))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for a in self.registry.agencies:
+            await self.pubs[a].stop()
+            await self.subs[a].stop()
+
+    def observed(self) -> Projection:
+        """The figures as the agencies themselves saw them: every event in any inbox once,
+        rejections as their notices told the senders. Independent of the audit log."""
+        seen: dict[str, Delivery] = {}
+        for deliveries in self.inbox.values():
+            for d in deliveries.values():
+                seen.setdefault(d.id, d)
+        projection = Projection(self.registry.agencies, unit="events seen in inboxes")
+        for d in sorted(seen.values(), key=lambda d: (d.envelope.time, d.id)):
+            if isinstance(d.payload, RejectionNotice):
+                record = AuditRecord(
+                    position=f"notice:{d.payload.rejected_event_id}",
+                    received_at=d.envelope.time,
+                    decision="rejected",
+                    reason=d.payload.reason,
+                    sender=d.envelope.recipients[0],
+                )
+            else:
+                record = AuditRecord(
+                    position=f"event:{d.id}",
+                    received_at=d.envelope.time,
+                    decision="emitted" if d.envelope.sender == ROUTER else "accepted",
+                    event_id=d.id,
+                    sender=d.envelope.sender,
+                    event=d.verified.raw,
+                    delivered_to=list(d.envelope.recipients),
+                )
+            apply(projection, record)
+        return projection
+
+    def _on(self, agency: str) -> Callable[[Delivery], Awaitable[bool]]:
+        async def handle(d: Delivery) -> bool:
+            async with self.arrived:
+                self.inbox[agency][d.id] = d
+                self.arrived.notify_all()
+            return False
+
+        return handle
+
+    async def wait_for(self, agency: str, match: Callable[[Delivery], bool], within: float = 60) -> Delivery:
+        """The first delivery to ``agency`` that matches (waiting for it)."""
+        async with asyncio.timeout(within), self.arrived:
+            while True:
+                for d in self.inbox[agency].values():
+                    if match(d):
+                        return d
+                await self.arrived.wait()
+
+    async def send(
+        self,
+        agency: str,
+        family: str,
+        subject: str,
+        to: list[str],
+        payload: dict[str, Any],
+        **kw: Any,
+    ) -> str:
+        """Publish as ``agency`` and wait until every recipient has it."""
+        event_id = await self.pubs[agency].publish(family, subject, to, payload, **kw)
+        for r in to:
+            await self.wait_for(r, lambda d: d.id == event_id)
+        return event_id
+
+    async def attack(self, agency: str, envelope: dict[str, Any], reason: str) -> None:
+        """Send a hostile event through ``agency``'s outbox; wait for the rejection notice."""
+        await (await self.pubs[agency].send_wire(to_wire(envelope), envelope["subject"]))
+        self.expected.rejections[envelope["id"]] = reason
+        notice = await self.wait_for(
+            agency,
+            lambda d: (
+                isinstance(d.payload, RejectionNotice) and d.payload.rejected_event_id == envelope["id"]
+            ),
+        )
+        assert isinstance(notice.payload, RejectionNotice)
+        if notice.payload.reason != reason:
+            raise JointbusError(f"demo: expected {reason}, router said {notice.payload.reason}")
+
+
+def overdue_of(aggregate: str) -> Callable[[Delivery], bool]:
+    """Matches the overdue alert of ``aggregate``."""
+    return lambda d: d.envelope.subject == aggregate and isinstance(d.payload, ItemOverdue)
+
+
+def subject(kind: str) -> str:
+    return f"{kind}/{uuid.uuid4()}"
