@@ -15,7 +15,7 @@ stop, an operator alert is logged and audited) and the scan goes on.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
@@ -39,6 +39,8 @@ HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
 _UUID = re.compile(UUID_PATTERN)
 #: decisions kept in memory to be written again if their outputs must be re-sent
 RECENT = 20_000
+#: alerts whose deliveries are written again after a restart or a failed write
+RECENT_ALERTS = 1_000
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class Router:
         self.recent: OrderedDict[str, AuditRecord] = OrderedDict()
         self.dues: dict[str, datetime] = {}
         self.alerted: set[str] = set()
+        #: the alerts most recently logged, whose deliveries a restarted router writes again
+        self.recent_alerts: deque[AuditRecord] = deque(maxlen=RECENT_ALERTS)
         self.quarantined: dict[str, str] = {}
         self.counts = {"internal_error": 0, "quarantined": 0, "history_mismatch": 0}
 
@@ -245,6 +249,7 @@ class Router:
         """Take one audit-log leaf (in log order) into the router's memory at start."""
         if record.decision == "emitted":
             self.alerted.add(record.position)
+            self.recent_alerts.append(record)
             return
         if record.decision == "quarantined":
             subject = record.position.removeprefix("quarantine:")

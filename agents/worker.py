@@ -24,7 +24,7 @@ import faust
 import structlog
 from aiokafka import AIOKafkaProducer
 
-from agents.routing import HEADERS, Routed, Router
+from agents.routing import HEADERS, Routed, Router, outputs_of
 from schemas.ids import utcnow
 from schemas.lifecycle import Rules
 from schemas.records import AuditRecord
@@ -106,8 +106,9 @@ class OrderedWriter:
         async with self.lock:
             self.router, leaves = await self._rebuilt()
             self._producer = await self._new_producer()
+            self._acker = asyncio.create_task(self._ack_in_order())
+            await self._resend_recent_alerts()
         log.info("router memory rebuilt from the audit log", leaves=leaves)
-        self._acker = asyncio.create_task(self._ack_in_order())
         self.ready.set()
 
     async def stop(self) -> None:
@@ -227,7 +228,6 @@ class OrderedWriter:
             self.recoveries += 1
             log.error("write failed; routing stopped until it is written", error=repr(error)[:300])
             items = list(self._pending)
-            self._pending.clear()
             for _, _, futures in items:  # let every send of the old producer settle
                 await asyncio.gather(*futures, return_exceptions=True)
             assert self._producer is not None
@@ -235,11 +235,20 @@ class OrderedWriter:
             self.router, _ = await self._rebuilt(patient=True)
             self._producer = await self._new_producer()
             self._broken = None
+            self._pending.clear()  # only now: a failure above leaves them for the next try
+            await self._resend_recent_alerts()
             for source, ack, _ in items:
                 if source is None:
-                    continue  # alerts: the next scan raises what the log does not hold
+                    continue  # alerts: the log's are sent again above, the next scan raises the rest
                 await self._send(source, ack, self._decide(source))
             log.info("recovered: inputs routed again", inputs=len(items))
+
+    async def _resend_recent_alerts(self) -> None:
+        """Write again the deliveries of the alerts the log holds most recently: an alert's
+        audit record can reach the log while an inbox copy did not (another partition, or a
+        crash between the two); recipients drop the copies they already have by id."""
+        for record in self.router.recent_alerts:
+            await self._send(None, None, Routed(record, outputs_of(record)[:-1]))
 
 
 def _failure(future: asyncio.Future[Any]) -> BaseException | None:

@@ -180,7 +180,15 @@ class Verifier:
             self._check_router_event(to_wire(record.notice), received, "rejection", "rejection notice")
 
     def _check_chain(self, record: AuditRecord, head: int | None) -> None:
-        """A decision names the last one of its partition: a hole or a second chain fails."""
+        """A decision names the last one of its partition: a hole or a second chain fails,
+        and so does a decision of an offset at or below one already decided (out of order)."""
+        where = parse_position(record.position)
+        assert where is not None  # checked by the caller
+        if head is not None and where.offset <= head:
+            raise self.fail(
+                AuditFailure.DOUBLE_DECISION,
+                f"{record.position} is decided after offset {head} of its partition: out of order",
+            )
         if record.prev == head:
             return
         where = parse_position(record.position)
