@@ -14,6 +14,7 @@ stop, an operator alert is logged and audited) and the scan goes on.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -142,6 +143,8 @@ class Router:
             detail=outcome.decision.detail,
             sender=outbox_owner(topic),
             prev=outcome.prev,
+            wire_sha256=hashlib.sha256(wire).hexdigest(),  # what was received, at least
+            wire_size=len(wire),
         )
         return Routed(record, [_audit(record)])
 

@@ -11,14 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from audit.errors import AuditFailure, VerificationError
+from schemas.records import input_digests
 
 #: how long a record may wait for its decision before its absence is a failure
 GRACE_MS = 60_000
+
+
+class OutboxRow(NamedTuple):
+    """What an auditor knows of one outbox record without keeping its bytes."""
+
+    offset: int
+    timestamp_ms: int
+    appended: bool  # the broker set the timestamp (LogAppendTime)
+    digests: frozenset[str]  # see schemas.records.input_digests
 
 
 @dataclass
@@ -32,9 +42,9 @@ class Completeness:
 
 async def outbox_records(
     bootstrap: str, topics: Iterable[str], *, timeout_ms: int = 1000, **kafka: Any
-) -> dict[str, list[tuple[int, int, bool]]]:
-    """(offset, timestamp in ms, whether the broker set it) of every record now in
-    ``topics``, by ``topic:partition``."""
+) -> dict[str, list[OutboxRow]]:
+    """Every record now in ``topics`` (offset, timestamp, whether the broker set it, the
+    digests of its value), by ``topic:partition``."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -44,7 +54,7 @@ async def outbox_records(
         **kafka,
     )
     await consumer.start()
-    found: dict[str, list[tuple[int, int, bool]]] = {}
+    found: dict[str, list[OutboxRow]] = {}
     try:
         tps = []
         for topic in topics:
@@ -63,7 +73,9 @@ async def outbox_records(
             for tp, records in batch.items():
                 rows = found[f"{tp.topic}:{tp.partition}"]
                 rows += [
-                    (r.offset, r.timestamp, r.timestamp_type == 1) for r in records if r.offset < ends[tp]
+                    OutboxRow(r.offset, r.timestamp, r.timestamp_type == 1, input_digests(r.value))
+                    for r in records
+                    if r.offset < ends[tp]
                 ]
             remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
     finally:
@@ -81,7 +93,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 def check_complete(
     decided: Mapping[str, Container[int]],
-    outboxes: Mapping[str, list[tuple[int, int, bool]]],
+    outboxes: Mapping[str, list[OutboxRow]],
     *,
     now_ms: int,
     grace_ms: int = GRACE_MS,
@@ -93,7 +105,7 @@ def check_complete(
     result = Completeness()
     for stream in sorted(outboxes):
         mine: Container[int] = decided.get(stream, ())
-        for offset, appended_ms, appended in outboxes[stream]:
+        for offset, appended_ms, appended, _ in outboxes[stream]:
             result.positions += 1
             if not appended:
                 raise VerificationError(

@@ -15,11 +15,14 @@ decision.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from audit.completeness import OutboxRow
 from audit.errors import AuditError, AuditFailure, VerificationError
 from audit.leaves import LeafRule, OffsetRuns
 from audit.merkle import Frontier, leaf_hash
@@ -27,7 +30,7 @@ from audit.notes import Checkpoint, open_checkpoint
 from audit.state import StateStore
 from schemas.envelope import MAX_DEPTH, MAX_ENVELOPE_BYTES, loads_with_flag, to_wire
 from schemas.errors import ContractError, Reason
-from schemas.ids import parse_time
+from schemas.ids import format_time, parse_time
 from schemas.ledger import Ledger
 from schemas.lifecycle import Rules
 from schemas.projections import Projection, apply
@@ -84,9 +87,19 @@ class Verifier:
     """Feed it the audit topic's records in order; ``finish`` returns the report."""
 
     def __init__(
-        self, registry: Registry, checkpoint_notes: list[str], *, replay: Projection | None = None
+        self,
+        registry: Registry,
+        checkpoint_notes: list[str],
+        *,
+        replay: Projection | None = None,
+        outboxes: Mapping[str, list[OutboxRow]] | None = None,
     ) -> None:
+        """``outboxes`` (online): the outbox records themselves, so each decision is also
+        checked to be about the bytes the agency sent, at the time the broker stamped."""
         self.registry = registry
+        self.outbox: dict[str, OutboxRow] | None = None
+        if outboxes is not None:
+            self.outbox = {f"{stream}:{row.offset}": row for stream, rows in outboxes.items() for row in rows}
         self.rules = Rules()
         self.rule = LeafRule()
         self.frontier = Frontier()
@@ -150,9 +163,8 @@ class Verifier:
             if not record.position.startswith("quarantine:"):
                 raise self.fail(AuditFailure.DECISION_MISMATCH, "a quarantine record names no aggregate")
             return
-        if record.wire_sha256 is not None and (
-            record.reason != Reason.TOO_LARGE or (record.wire_size or 0) <= MAX_ENVELOPE_BYTES
-        ):
+        oversized = record.reason == Reason.TOO_LARGE and (record.wire_size or 0) > MAX_ENVELOPE_BYTES
+        if record.wire_sha256 is not None and not (oversized or record.reason == Reason.INTERNAL):
             raise self.fail(AuditFailure.DECISION_MISMATCH, "only oversized events are kept as a digest")
         where = parse_position(record.position)
         if where is None:
@@ -174,10 +186,34 @@ class Verifier:
         if record.sender != where.owner:
             raise self.fail(AuditFailure.DECISION_MISMATCH, "the sender of record is not the outbox's owner")
         self._check_chain(record, outcome.prev)
+        self._check_input(record)
         self.ledger.commit(outcome)
         self.decided.setdefault(outcome.stream, OffsetRuns()).add(outcome.offset)
         if record.notice is not None:
             self._check_router_event(to_wire(record.notice), received, "rejection", "rejection notice")
+
+    def _check_input(self, record: AuditRecord) -> None:
+        """A decision is about what the outbox holds at its position: the same input, the
+        broker's time; ``untrusted_time`` only where the producer set the time."""
+        row = None if self.outbox is None else self.outbox.get(record.position)
+        if row is None:  # offline, or the outbox record is past its retention
+            return
+        stamped = format_time(datetime.fromtimestamp(row.timestamp_ms / 1000, tz=UTC))
+        if record.received_at != stamped:
+            raise self.fail(
+                AuditFailure.DECISION_MISMATCH,
+                f"{record.position} was logged as received at {record.received_at}, appended at {stamped}",
+            )
+        if record.input_digest() not in row.digests:
+            raise self.fail(
+                AuditFailure.DECISION_MISMATCH,
+                f"the input logged for {record.position} is not the outbox record",
+            )
+        if record.reason == Reason.UNTRUSTED_TIME and row.appended:
+            raise self.fail(
+                AuditFailure.DECISION_MISMATCH,
+                f"{record.position} has the broker's time, not an untrusted one",
+            )
 
     def _check_chain(self, record: AuditRecord, head: int | None) -> None:
         """A decision names the last one of its partition: a hole or a second chain fails,

@@ -7,13 +7,14 @@ import base64
 import json
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from audit.agent import AuditLog
-from audit.completeness import GRACE_MS, Completeness, check_complete, outbox_records
+from audit.completeness import GRACE_MS, Completeness, OutboxRow, check_complete, outbox_records
 from audit.errors import AuditError, VerificationError
 from audit.export import export, read_checkpoints, read_records, read_registry
 from audit.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -181,18 +182,21 @@ async def _verify_complete(
     outboxes = await outbox_records(
         cfg.bootstrap_servers, [outbox(a) for a in sorted(registry.agency_ids)], **kw
     )
-    verifier, _ = await _verify_live(cfg, registry, replay)
+    verifier, _ = await _verify_live(cfg, registry, replay, outboxes)
     report = verifier.finish()
     complete = check_complete(verifier.decided, outboxes, now_ms=now_ms, grace_ms=int(grace * 1000))
     return verifier, report, complete
 
 
 async def _verify_live(
-    cfg: Settings, registry: Registry, replay: Projection | None = None
+    cfg: Settings,
+    registry: Registry,
+    replay: Projection | None = None,
+    outboxes: Mapping[str, list[OutboxRow]] | None = None,
 ) -> tuple[Verifier, int]:
     kw = context.kafka(cfg, AUDITOR)
     notes = [v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)]
-    verifier = Verifier(registry, notes, replay=replay)
+    verifier = Verifier(registry, notes, replay=replay, outboxes=outboxes)
     total = await end_offset(cfg.bootstrap_servers, AUDIT_TOPIC, **kw)
     with _Progress(total) as step:
         async for offset, key, value in read_topic(cfg.bootstrap_servers, AUDIT_TOPIC, **kw):

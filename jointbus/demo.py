@@ -86,7 +86,7 @@ async def all_decided(cfg: Settings, registry: Registry, within: float = 60.0) -
         outboxes = await outbox_records(
             cfg.bootstrap_servers, [outbox(a) for a in sorted(registry.agency_ids)], **kw
         )
-        wanted = {f"{stream}:{offset}" for stream, rows in outboxes.items() for offset, _, _ in rows}
+        wanted = {f"{stream}:{offset}" for stream, rows in outboxes.items() for offset, *_ in rows}
         decided = {
             key.decode() async for _, key, _ in read_topic(cfg.bootstrap_servers, AUDIT_TOPIC, **kw) if key
         }

@@ -53,6 +53,16 @@ class AuditRecord(BaseModel):
         """The canonical bytes of the record: what the Merkle leaf hashes."""
         return canonical(self.model_dump(exclude_none=True))
 
+    def input_digest(self) -> str:
+        """SHA-256 (hex) of the input as kept: of the canonical JSON when the record keeps
+        the object, of the bytes otherwise; what ``input_digests`` of the outbox record
+        must contain, so an auditor can check the router logged what the agency sent."""
+        if self.wire_sha256 is not None:
+            return self.wire_sha256
+        if self.event is not None:
+            return hashlib.sha256(canonical(self.event)).hexdigest()
+        return hashlib.sha256(base64.b64decode(self.wire_b64 or "")).hexdigest()
+
     def wire(self) -> bytes | None:
         """The bytes of the decided event (None when only a digest of an oversized one is kept)."""
         if self.wire_b64 is not None:
@@ -111,6 +121,17 @@ class Position(NamedTuple):
 def outbox_owner(topic: str) -> str | None:
     """The agency whose outbox ``topic`` is, else None."""
     return topic.removeprefix(OUTBOX_PREFIX) if topic.startswith(OUTBOX_PREFIX) else None
+
+
+def input_digests(value: bytes | None) -> frozenset[str]:
+    """The digests an audit record of this outbox value may carry (see
+    ``AuditRecord.input_digest``): of the bytes, and of the canonical JSON if it has one."""
+    data = value or b""
+    digests = {hashlib.sha256(data).hexdigest()}
+    kept = event_fields(data)
+    if "event" in kept:
+        digests.add(hashlib.sha256(canonical(kept["event"])).hexdigest())
+    return frozenset(digests)
 
 
 def position_of(topic: str, partition: int, offset: int) -> str:

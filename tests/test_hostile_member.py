@@ -321,7 +321,7 @@ async def test_audit_log_verifies_after_the_attack_run(bus: Bus) -> None:
     outboxes = [outbox(a) for a in sorted(bus.registry.agency_ids)]
     for _ in range(30):  # bounded: the last receipts may still be on their way
         records = await outbox_records(bus.bootstrap, outboxes)
-        wanted = {f"{stream}:{offset}" for stream, rows in records.items() for offset, _, _ in rows}
+        wanted = {f"{stream}:{offset}" for stream, rows in records.items() for offset, *_ in rows}
         decided = {k.decode() async for _, k, _ in read_topic(bus.bootstrap, AUDIT_TOPIC) if k}
         if wanted <= decided:
             break

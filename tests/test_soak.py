@@ -41,8 +41,8 @@ async def decisions_are_complete(bootstrap: str, registry: Registry, sent: list[
     verifies, and every outbox record has its decision."""
     await audit_settled(bootstrap, len(sent))
     rule, leaves = LeafRule(), []
-    verifier = Verifier(registry, [])
     outboxes = await outbox_records(bootstrap, [outbox(a) for a in sorted(registry.agency_ids)])
+    verifier = Verifier(registry, [], outboxes=outboxes)  # each decision about what was sent
     async for offset, key, value in read_topic(bootstrap, AUDIT_TOPIC):
         verifier.feed(offset, key, value)
         if rule.admit(key):
