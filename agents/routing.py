@@ -26,7 +26,7 @@ import structlog
 from schemas.catalog import CATALOG, ItemOverdue, RejectionNotice
 from schemas.compose import compose
 from schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, to_wire
-from schemas.errors import ContractError
+from schemas.errors import ContractError, Reason
 from schemas.ids import UUID_PATTERN, format_time, uuid7_from
 from schemas.keys import Keyring
 from schemas.ledger import Ledger, Outcome
@@ -40,6 +40,7 @@ HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
 _UUID = re.compile(UUID_PATTERN)
 #: decisions kept in memory to be written again if their outputs must be re-sent
 RECENT = 20_000
+UNTRUSTED = "the record's time was set by its producer; outbox topics must use LogAppendTime"
 #: alerts whose deliveries are written again after a restart or a failed write
 RECENT_ALERTS = 1_000
 
@@ -106,7 +107,7 @@ class Router:
         try:
             received = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
             if not appended:
-                outcome = self.ledger.untrusted_time(topic, partition, offset)
+                outcome = self.ledger.refused(topic, partition, offset, Reason.UNTRUSTED_TIME, UNTRUSTED)
             else:
                 outcome = self.ledger.decide(
                     data, topic, partition, offset, received, self.registry, self.rules
@@ -115,7 +116,7 @@ class Router:
         except Exception as exc:  # contained: one record never stops the router
             self.counts["internal_error"] += 1
             log.exception("decision failed", position=position, agency=outbox_owner(topic))
-            outcome = self.ledger.internal_error(topic, partition, offset, f"{type(exc).__name__}")
+            outcome = self.ledger.refused(topic, partition, offset, Reason.INTERNAL, type(exc).__name__)
             routed = self._last_resort(data, topic, outcome, timestamp_ms)
         self.ledger.commit(outcome)
         assert routed.record is not None
@@ -271,7 +272,7 @@ class Router:
             log.error("the audit log disagrees with the rules", position=record.position)
             where = parse_position(record.position)
             assert where is not None
-            outcome = self.ledger.internal_error(*where, "history mismatch")
+            outcome = self.ledger.refused(*where, Reason.INTERNAL, "history mismatch")
         self.ledger.commit(outcome)
         self._remember(record)
         self._track_due(outcome)

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from jointbus.processes import WorkerProcess
+from schemas.ids import utcnow
+from schemas.keys import new_federation
+from streams import keystore
+from streams.broker import LocalBroker, free_port
+from streams.provision import provision
+from streams.settings import Settings
 
 
 def rate(fn: Callable[[], object], n: int) -> float:
@@ -21,3 +36,36 @@ def compare(pairs: dict[str, Callable[[], object]], n: int, rounds: int = 7) -> 
         for name, fn in pairs.items():
             best[name] = max(best[name], rate(fn, n))
     return best
+
+
+@contextlib.contextmanager
+def bench_bus(prefix: str) -> Iterator[Bench]:
+    """A broker of its own in a temporary folder, a development federation saved there and
+    its topics provisioned; stopped (with any worker set on it) on exit."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        home = Path(tmp)
+        broker = LocalBroker(home / "broker", free_port(), heap="768m")
+        broker.start()
+        bench = Bench(home, broker)
+        try:
+            bench.registry, bench.rings = new_federation(utcnow() - timedelta(days=1))
+            for ring in bench.rings.values():
+                keystore.save_keyring(home / "keys", ring)
+            keystore.save_registry(home / "keys", bench.registry)
+            asyncio.run(provision(Settings(bootstrap=broker.bootstrap), bench.registry))
+            yield bench
+        finally:
+            if bench.worker is not None:
+                bench.worker.stop()
+            broker.stop()
+
+
+@dataclass
+class Bench:
+    """What a benchmark's own bus consists of."""
+
+    home: Path
+    broker: LocalBroker
+    registry: Any = None
+    rings: Any = None
+    worker: WorkerProcess | None = None

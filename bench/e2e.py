@@ -7,26 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.common import bench_bus
 from jointbus.processes import WorkerProcess
-from schemas.ids import utcnow
-from schemas.keys import Keyring, new_federation
+from schemas.compose import compose
+from schemas.envelope import to_wire
+from schemas.keys import Keyring
 from schemas.registry import Registry
-from streams import keystore
-from streams.broker import LocalBroker, free_port
-from streams.provision import provision
 from streams.sdk import Delivery, Publisher, Subscriber
-from streams.settings import Settings
 
 PAYLOAD = {
     "responsible_unit": "自贡某水利工程局",
@@ -183,43 +178,27 @@ async def raw_run(bootstrap: str, wire: bytes, n: int, rate: float | None) -> di
 
 def run(n: int = 3000, rate: float = 500.0, paced_seconds: float = 10.0) -> dict[str, Any]:
     """Start a broker and a worker of its own, measure both paths, stop everything."""
-    with tempfile.TemporaryDirectory(prefix="jointbus-bench-") as tmp:
-        home = Path(tmp)
-        broker = LocalBroker(home / "broker", free_port(), heap="768m")
-        broker.start()
-        worker = None
-        try:
-            registry, rings = new_federation(utcnow() - timedelta(days=1))
-            asyncio.run(provision(Settings(bootstrap=broker.bootstrap), registry))
-            for ring in rings.values():
-                keystore.save_keyring(home / "keys", ring)
-            keystore.save_registry(home / "keys", registry)
-            worker = WorkerProcess(home, broker.bootstrap).start()
-            from schemas.compose import compose
-            from schemas.envelope import to_wire
-
-            wire = to_wire(
-                compose(
-                    keyring=rings["sc-zigong"],
-                    registry=registry,
-                    event_type="rectification.issued",
-                    subject=f"rectification/{uuid.uuid4()}",
-                    recipients=["cq-yongchuan"],
-                    payload=PAYLOAD,
-                )
+    with bench_bus("jointbus-bench-") as bus:
+        broker, registry, rings = bus.broker, bus.registry, bus.rings
+        worker = bus.worker = WorkerProcess(bus.home, broker.bootstrap).start()
+        wire = to_wire(
+            compose(
+                keyring=rings["sc-zigong"],
+                registry=registry,
+                event_type="rectification.issued",
+                subject=f"rectification/{uuid.uuid4()}",
+                recipients=["cq-yongchuan"],
+                payload=PAYLOAD,
             )
-            # warm-up of both paths, then the measured runs
-            asyncio.run(jointbus_run(broker.bootstrap, registry, rings, 300, None))
-            ours = asyncio.run(jointbus_run(broker.bootstrap, registry, rings, n, None))
-            raw = asyncio.run(raw_run(broker.bootstrap, wire, n, None))
-            paced_n = int(rate * paced_seconds)
-            ours_paced = asyncio.run(jointbus_run(broker.bootstrap, registry, rings, paced_n, rate))
-            raw_paced = asyncio.run(raw_run(broker.bootstrap, wire, paced_n, rate))
-            rss = worker.peak_rss_mb()
-        finally:
-            if worker is not None:
-                worker.stop()
-            broker.stop()
+        )
+        # warm-up of both paths, then the measured runs
+        asyncio.run(jointbus_run(broker.bootstrap, registry, rings, 300, None))
+        ours = asyncio.run(jointbus_run(broker.bootstrap, registry, rings, n, None))
+        raw = asyncio.run(raw_run(broker.bootstrap, wire, n, None))
+        paced_n = int(rate * paced_seconds)
+        ours_paced = asyncio.run(jointbus_run(broker.bootstrap, registry, rings, paced_n, rate))
+        raw_paced = asyncio.run(raw_run(broker.bootstrap, wire, paced_n, rate))
+        rss = worker.peak_rss_mb()
     return {
         "events": n,
         "message_bytes": len(wire),

@@ -6,24 +6,16 @@ measured in the same run."""
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 import uuid
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agents.worker import new_router, rebuild
-from bench.common import compare
+from bench.common import bench_bus, compare
 from bench.e2e import PAYLOAD
 from jointbus.processes import WorkerProcess
-from schemas.ids import utcnow
-from schemas.keys import new_federation
-from streams import keystore
-from streams.broker import LocalBroker, free_port
-from streams.provision import provision
 from streams.reader import end_offset
 from streams.sdk import Publisher
 from streams.settings import Settings
@@ -58,31 +50,16 @@ def run(n: int = 5000) -> dict[str, Any]:
     public, message = key.public_key(), b"x" * 700
     signature = key.sign(message)
     bare = compare({"bare_verify": lambda: public.verify(signature, message)}, 3000)["bare_verify"]
-    with tempfile.TemporaryDirectory(prefix="jointbus-bench-router-") as tmp:
-        home = Path(tmp)
-        broker = LocalBroker(home / "broker", free_port(), heap="768m")
-        broker.start()
-        worker = None
-        try:
-            registry, rings = new_federation(utcnow() - timedelta(days=1))
-            for ring in rings.values():
-                keystore.save_keyring(home / "keys", ring)
-            keystore.save_registry(home / "keys", registry)
-            asyncio.run(provision(Settings(bootstrap=broker.bootstrap), registry))
-            asyncio.run(prefill(broker.bootstrap, registry, rings, n))
-            worker = WorkerProcess(home, broker.bootstrap).start()
-            routing_s = asyncio.run(decided(broker.bootstrap, n))
-            worker.stop()
-            worker = None
-            settings = Settings(bootstrap=broker.bootstrap, home=home)
-            router = new_router(settings, registry)
-            began = time.perf_counter()
-            leaves = asyncio.run(rebuild(router, broker.bootstrap))
-            rebuild_s = time.perf_counter() - began
-        finally:
-            if worker is not None:
-                worker.stop()
-            broker.stop()
+    with bench_bus("jointbus-bench-router-") as bus:
+        asyncio.run(prefill(bus.broker.bootstrap, bus.registry, bus.rings, n))
+        bus.worker = WorkerProcess(bus.home, bus.broker.bootstrap).start()
+        routing_s = asyncio.run(decided(bus.broker.bootstrap, n))
+        bus.worker.stop()
+        bus.worker = None
+        router = new_router(Settings(bootstrap=bus.broker.bootstrap, home=bus.home), bus.registry)
+        began = time.perf_counter()
+        leaves = asyncio.run(rebuild(router, bus.broker.bootstrap))
+        rebuild_s = time.perf_counter() - began
     routed = n / routing_s
     rebuilt = leaves / rebuild_s
     return {

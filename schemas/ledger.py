@@ -160,18 +160,9 @@ class Ledger:
             source = wire
         return self.decide(source, topic, partition, offset, parse_time(record.received_at), registry, rules)
 
-    def untrusted_time(self, topic: str, partition: int, offset: int) -> Outcome:
-        """The outcome for a record whose Kafka timestamp its producer chose (the outbox is
-        not LogAppendTime): no time rule can be applied to it, so it is refused."""
+    def refused(self, topic: str, partition: int, offset: int, reason: Reason, detail: str) -> Outcome:
+        """A rejection the rules did not derive (nothing remembered but the head, so the
+        sender may try again with a new event): ``internal_error`` when deciding failed,
+        ``untrusted_time`` when the producer chose the record's Kafka timestamp."""
         stream = f"{topic}:{partition}"
-        detail = "the record's time was set by its producer; outbox topics must use LogAppendTime"
-        return Outcome(
-            Decision(False, Reason.UNTRUSTED_TIME.value, detail), stream, offset, self.heads.get(stream)
-        )
-
-    def internal_error(self, topic: str, partition: int, offset: int, detail: str) -> Outcome:
-        """The outcome for a record whose decision failed unexpectedly: rejected, nothing
-        remembered but the head, so the sender may try again with a new event."""
-        stream = f"{topic}:{partition}"
-        decision = Decision(False, Reason.INTERNAL.value, detail[:1000])
-        return Outcome(decision, stream, offset, self.heads.get(stream))
+        return Outcome(Decision(False, reason.value, detail[:1000]), stream, offset, self.heads.get(stream))
