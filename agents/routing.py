@@ -23,17 +23,17 @@ from typing import Any, TypeGuard
 
 import structlog
 
-from schemas.catalog import CATALOG, ItemOverdue, RejectionNotice
-from schemas.compose import compose
-from schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, to_wire
-from schemas.errors import ContractError, Reason
-from schemas.ids import UUID_PATTERN, format_time, uuid7_from
-from schemas.keys import Keyring
-from schemas.ledger import Ledger, Outcome
-from schemas.lifecycle import Rules, due_at, overdue_items
-from schemas.records import AuditRecord, event_fields, outbox_owner, parse_position, position_of
-from schemas.registry import ROUTER, Registry
-from streams.topics import AUDIT_TOPIC, inbox
+from jointbus.schemas.catalog import CATALOG, ItemOverdue, RejectionNotice
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, to_wire
+from jointbus.schemas.errors import ContractError, Reason
+from jointbus.schemas.ids import UUID_PATTERN, format_time, uuid7_from
+from jointbus.schemas.keys import Keyring
+from jointbus.schemas.ledger import Ledger, Outcome
+from jointbus.schemas.lifecycle import Rules, due_at, overdue_items
+from jointbus.schemas.records import AuditRecord, event_fields, outbox_owner, parse_position, position_of
+from jointbus.schemas.registry import ROUTER, Registry
+from jointbus.streams.topics import AUDIT_TOPIC, inbox
 
 log = structlog.get_logger("jointbus.router")
 HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]

@@ -24,19 +24,19 @@ import faust
 import structlog
 from aiokafka import AIOKafkaProducer
 
-from agents.routing import HEADERS, Routed, Router, outputs_of
-from schemas.ids import utcnow
-from schemas.lifecycle import Rules
-from schemas.records import AuditRecord
-from schemas.registry import ROUTER, Registry
-from streams import keystore
-from streams.broker import probe
-from streams.errors import KafkaAuthenticationError, KafkaAuthorizationError, KafkaProtocolError
-from streams.faustapp import make_app
-from streams.reader import read_topic
-from streams.security import kafka_kwargs
-from streams.settings import Settings
-from streams.topics import AUDIT_TOPIC, outbox
+from jointbus.agents.routing import HEADERS, Routed, Router, outputs_of
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.lifecycle import Rules
+from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.registry import ROUTER, Registry
+from jointbus.streams import keystore
+from jointbus.streams.broker import probe
+from jointbus.streams.errors import KafkaAuthenticationError, KafkaAuthorizationError, KafkaProtocolError
+from jointbus.streams.faustapp import make_app
+from jointbus.streams.reader import read_topic
+from jointbus.streams.security import kafka_kwargs
+from jointbus.streams.settings import Settings
+from jointbus.streams.topics import AUDIT_TOPIC, outbox
 
 log = structlog.get_logger("jointbus.worker")
 APP_ID = "jointbus-router"

@@ -17,15 +17,15 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from audit.errors import AuditError, InconsistentLogError
-from audit.index import TreeIndex
-from audit.merkle import leaf_hash
-from audit.notes import ORIGIN, Checkpoint, open_checkpoint, sign_checkpoint
-from schemas.keys import Keyring
-from schemas.registry import AUDIT, Registry
-from streams.clients import start_client
-from streams.reader import end_offset, read_topic
-from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
+from jointbus.audit.errors import AuditError, InconsistentLogError
+from jointbus.audit.index import TreeIndex
+from jointbus.audit.merkle import leaf_hash
+from jointbus.audit.notes import ORIGIN, Checkpoint, open_checkpoint, sign_checkpoint
+from jointbus.schemas.keys import Keyring
+from jointbus.schemas.registry import AUDIT, Registry
+from jointbus.streams.clients import start_client
+from jointbus.streams.reader import end_offset, read_topic
+from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
 
 log = structlog.get_logger("jointbus.audit")
 

@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from audit.errors import AuditFailure, VerificationError
-from schemas.records import input_digests
+from jointbus.audit.errors import AuditFailure, VerificationError
+from jointbus.schemas.records import input_digests
 
 #: how long a record may wait for its decision before its absence is a failure
 GRACE_MS = 60_000

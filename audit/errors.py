@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from schemas.errors import JointbusError
+from jointbus.schemas.errors import JointbusError
 
 
 class AuditFailure(StrEnum):

@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from audit.errors import AuditError
-from schemas.ids import format_time, utcnow
-from schemas.registry import Registry
-from streams.reader import read_topic
-from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
+from jointbus.audit.errors import AuditError
+from jointbus.schemas.ids import format_time, utcnow
+from jointbus.schemas.registry import Registry
+from jointbus.streams.reader import read_topic
+from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
 
 
 async def export(

@@ -11,9 +11,9 @@ import sqlite3
 from collections.abc import Iterable, Iterator, MutableSet
 from pathlib import Path
 
-from audit.errors import AuditError
-from audit.leaves import LeafRule
-from audit.merkle import (
+from jointbus.audit.errors import AuditError
+from jointbus.audit.leaves import LeafRule
+from jointbus.audit.merkle import (
     EMPTY_ROOT,
     Frontier,
     consistency_proof,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterator, MutableSet
 
-from schemas.records import parse_position
+from jointbus.schemas.records import parse_position
 
 
 class OffsetRuns:

@@ -14,7 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from audit.errors import AuditError
+from jointbus.audit.errors import AuditError
 
 ORIGIN = "jointbus.sichuan-chongqing/audit/v1"
 PROOF_HEADER = "c2sp.org/tlog-proof@v1"

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
-from schemas.lifecycle import State
+from jointbus.schemas.lifecycle import State
 
 
 class StateStore(MutableMapping[str, State]):

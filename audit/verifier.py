@@ -22,21 +22,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from audit.completeness import OutboxRow
-from audit.errors import AuditError, AuditFailure, VerificationError
-from audit.leaves import LeafRule, OffsetRuns
-from audit.merkle import Frontier, leaf_hash
-from audit.notes import Checkpoint, open_checkpoint
-from audit.state import StateStore
-from schemas.envelope import MAX_DEPTH, MAX_ENVELOPE_BYTES, loads_with_flag, to_wire
-from schemas.errors import ContractError, Reason
-from schemas.ids import format_time, parse_time
-from schemas.ledger import Ledger
-from schemas.lifecycle import Rules
-from schemas.projections import Projection, apply
-from schemas.records import AuditRecord, parse_position
-from schemas.registry import AUDIT, ROUTER, Registry
-from schemas.verify import verify_event
+from jointbus.audit.completeness import OutboxRow
+from jointbus.audit.errors import AuditError, AuditFailure, VerificationError
+from jointbus.audit.leaves import LeafRule, OffsetRuns
+from jointbus.audit.merkle import Frontier, leaf_hash
+from jointbus.audit.notes import Checkpoint, open_checkpoint
+from jointbus.audit.state import StateStore
+from jointbus.schemas.envelope import MAX_DEPTH, MAX_ENVELOPE_BYTES, loads_with_flag, to_wire
+from jointbus.schemas.errors import ContractError, Reason
+from jointbus.schemas.ids import format_time, parse_time
+from jointbus.schemas.ledger import Ledger
+from jointbus.schemas.lifecycle import Rules
+from jointbus.schemas.projections import Projection, apply
+from jointbus.schemas.records import AuditRecord, parse_position
+from jointbus.schemas.registry import AUDIT, ROUTER, Registry
+from jointbus.schemas.verify import verify_event
 
 #: how many recent leaves' verdicts a repeated record is compared with
 RECENT_VERDICTS = 200_000

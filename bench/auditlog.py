@@ -14,20 +14,20 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agents.routing import Router
-from audit.index import TreeIndex
-from audit.leaves import LeafRule
-from audit.merkle import Frontier, leaf_hash, verify_inclusion
-from audit.notes import ORIGIN, Checkpoint, sign_checkpoint
-from audit.verifier import Verifier
 from bench.common import compare
-from schemas.compose import compose
-from schemas.envelope import to_wire
-from schemas.ids import utcnow
-from schemas.keys import new_federation
-from schemas.lifecycle import Rules
-from schemas.registry import AUDIT, ROUTER
-from streams.topics import AUDIT_TOPIC, outbox
+from jointbus.agents.routing import Router
+from jointbus.audit.index import TreeIndex
+from jointbus.audit.leaves import LeafRule
+from jointbus.audit.merkle import Frontier, leaf_hash, verify_inclusion
+from jointbus.audit.notes import ORIGIN, Checkpoint, sign_checkpoint
+from jointbus.audit.verifier import Verifier
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.keys import new_federation
+from jointbus.schemas.lifecycle import Rules
+from jointbus.schemas.registry import AUDIT, ROUTER
+from jointbus.streams.topics import AUDIT_TOPIC, outbox
 
 PAYLOAD = {"percent_complete": 40, "note": "向家坝灌区北总干渠 渠道衬砌已完成40%，剩余段落计划月底前完工"}
 

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from jointbus.processes import WorkerProcess
-from schemas.ids import utcnow
-from schemas.keys import new_federation
-from streams import keystore
-from streams.broker import LocalBroker, free_port
-from streams.provision import provision
-from streams.settings import Settings
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.keys import new_federation
+from jointbus.streams import keystore
+from jointbus.streams.broker import LocalBroker, free_port
+from jointbus.streams.provision import provision
+from jointbus.streams.settings import Settings
 
 
 def rate(fn: Callable[[], object], n: int) -> float:

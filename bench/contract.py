@@ -7,11 +7,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.common import compare
-from schemas.compose import compose
-from schemas.envelope import to_wire
-from schemas.ids import utcnow
-from schemas.keys import new_federation
-from schemas.verify import verify_event
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.keys import new_federation
+from jointbus.schemas.verify import verify_event
 
 
 def run(n: int = 3000) -> dict[str, Any]:

@@ -17,11 +17,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.common import bench_bus
 from jointbus.processes import WorkerProcess
-from schemas.compose import compose
-from schemas.envelope import to_wire
-from schemas.keys import Keyring
-from schemas.registry import Registry
-from streams.sdk import Delivery, Publisher, Subscriber
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.keys import Keyring
+from jointbus.schemas.registry import Registry
+from jointbus.streams.sdk import Delivery, Publisher, Subscriber
 
 PAYLOAD = {
     "responsible_unit": "自贡某水利工程局",
@@ -82,7 +82,7 @@ async def jointbus_run(
                 "rectification.issued", f"rectification/{uuid.uuid4()}", ["cq-yongchuan"], PAYLOAD
             )
             sent[envelope["id"]] = time.perf_counter()
-            from schemas.envelope import to_wire
+            from jointbus.schemas.envelope import to_wire
 
             await pub.send_wire(to_wire(envelope), envelope["subject"])
 

@@ -12,14 +12,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agents.worker import new_router, rebuild
 from bench.common import bench_bus, compare
 from bench.e2e import PAYLOAD
+from jointbus.agents.worker import new_router, rebuild
 from jointbus.processes import WorkerProcess
-from streams.reader import end_offset
-from streams.sdk import Publisher
-from streams.settings import Settings
-from streams.topics import AUDIT_TOPIC
+from jointbus.streams.reader import end_offset
+from jointbus.streams.sdk import Publisher
+from jointbus.streams.settings import Settings
+from jointbus.streams.topics import AUDIT_TOPIC
 
 
 async def prefill(bootstrap: str, registry: Any, rings: Any, n: int) -> None:

@@ -10,11 +10,11 @@ from datetime import timedelta
 from typing import Any
 
 from jointbus.federation import Federation, subject
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.signing import sign_envelope
 from jointbus.story import china_today
-from schemas.compose import compose
-from schemas.envelope import to_wire
-from schemas.ids import utcnow
-from schemas.signing import sign_envelope
 
 
 async def play_attacks(fed: Federation, progress: Callable[[str], None]) -> None:

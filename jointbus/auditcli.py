@@ -13,23 +13,23 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from audit.agent import AuditLog
-from audit.completeness import GRACE_MS, Completeness, OutboxRow, check_complete, outbox_records
-from audit.errors import AuditError, VerificationError
-from audit.export import export, read_checkpoints, read_records, read_registry
-from audit.merkle import leaf_hash, verify_consistency, verify_inclusion
-from audit.notes import open_checkpoint, parse_proof, proof_text
-from audit.verifier import Report, Verifier
 from jointbus import context, ui
+from jointbus.audit.agent import AuditLog
+from jointbus.audit.completeness import GRACE_MS, Completeness, OutboxRow, check_complete, outbox_records
+from jointbus.audit.errors import AuditError, VerificationError
+from jointbus.audit.export import export, read_checkpoints, read_records, read_registry
+from jointbus.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
+from jointbus.audit.notes import open_checkpoint, parse_proof, proof_text
+from jointbus.audit.verifier import Report, Verifier
+from jointbus.schemas.projections import Projection
+from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.registry import AUDIT, Registry
+from jointbus.streams import keystore
+from jointbus.streams.reader import end_offset, read_topic
+from jointbus.streams.security import AUDITOR
+from jointbus.streams.settings import Settings
+from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, outbox
 from jointbus.views import print_projection
-from schemas.projections import Projection
-from schemas.records import AuditRecord
-from schemas.registry import AUDIT, Registry
-from streams import keystore
-from streams.reader import end_offset, read_topic
-from streams.security import AUDITOR
-from streams.settings import Settings
-from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, outbox
 
 
 def index_path(cfg: Settings) -> Path:
@@ -374,9 +374,9 @@ def audit_consistency(old_size: int, new_size: int, registry_file: Path | None) 
 def audit_replay(until: str | None, as_json: bool, bundle: Path | None, registry_file: Path | None) -> None:
     """Rebuild the per-agency figures from the audit history alone (one row per member
     agency of the registry)."""
+    from jointbus.schemas.ids import parse_time
+    from jointbus.schemas.projections import apply
     from jointbus.views import load_projection
-    from schemas.ids import parse_time
-    from schemas.projections import apply
 
     cfg = context.settings()
     given = None if registry_file is None else Registry.model_validate_json(registry_file.read_text("utf-8"))

@@ -12,18 +12,18 @@ import click
 from aiokafka.errors import KafkaError
 
 from jointbus import context, ui
-from schemas.errors import JointbusError
-from schemas.ids import utcnow
-from schemas.keys import new_federation
-from schemas.registry import Registry
-from streams import keystore
-from streams.broker import KAFKA_VERSION, LocalBroker, fetch_jars
-from streams.clients import classify
-from streams.errors import BrokerError
-from streams.logs import configure_logging
-from streams.provision import Provisioned, provision
-from streams.security import ADMIN, ensure_credentials, principals
-from streams.settings import Settings
+from jointbus.schemas.errors import JointbusError
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.keys import new_federation
+from jointbus.schemas.registry import Registry
+from jointbus.streams import keystore
+from jointbus.streams.broker import KAFKA_VERSION, LocalBroker, fetch_jars
+from jointbus.streams.clients import classify
+from jointbus.streams.errors import BrokerError
+from jointbus.streams.logs import configure_logging
+from jointbus.streams.provision import Provisioned, provision
+from jointbus.streams.security import ADMIN, ensure_credentials, principals
+from jointbus.streams.settings import Settings
 
 
 class JointbusGroup(click.Group):
@@ -192,7 +192,7 @@ def keys_init(directory: Path | None, force: bool) -> None:
 @click.option("--overlap-days", default=7.0, show_default=True, help="how long the old key stays valid")
 def keys_rotate(member: str, purpose: str, overlap_days: float) -> None:
     """Give MEMBER a new key; the old one expires after the overlap (old events still verify)."""
-    from schemas.keys import Purpose, rotate
+    from jointbus.schemas.keys import Purpose, rotate
 
     cfg = context.settings()
     registry = keystore.load_registry(cfg.keystore_dir)
@@ -212,7 +212,7 @@ def keys_rotate(member: str, purpose: str, overlap_days: float) -> None:
 @click.option("--reason", required=True, help="why (kept in the registry)")
 def keys_revoke(kid: str, reason: str) -> None:
     """Revoke key KID now: events arriving from now on with it are rejected (key_revoked)."""
-    from schemas.keys import revoke
+    from jointbus.schemas.keys import revoke
 
     cfg = context.settings()
     registry = revoke(keystore.load_registry(cfg.keystore_dir), kid, utcnow(), reason)
@@ -228,7 +228,7 @@ def keys_revoke(kid: str, reason: str) -> None:
 def keys_admit(agency: str, name_zh: str, name_en: str, region: str) -> None:
     """Admit AGENCY as a new member: registry entry, signing and sealing keys, Kafka
     credentials. `jointbus topics create` then gives it its topics, Kafka user and ACLs."""
-    from schemas.keys import admit
+    from jointbus.schemas.keys import admit
 
     cfg = context.settings()
     registry, ring = admit(
@@ -258,7 +258,7 @@ def schemas_group() -> None:
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("schemas/json"))
 def schemas_write(directory: Path) -> None:
     """Regenerate the JSON Schema files from the models."""
-    from schemas.jsonschema import documents, render
+    from jointbus.schemas.jsonschema import documents, render
 
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.schema.json"):
@@ -275,7 +275,7 @@ def schemas_vectors(out: Path) -> None:
     """Regenerate the test-vector file (the sealed case changes: HPKE is randomized)."""
     import json
 
-    from schemas.vectors import build
+    from jointbus.schemas.vectors import build
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(build(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -309,7 +309,7 @@ def topics_create() -> None:
 @click.option("--scan-every", type=float, default=None, help="seconds between deadline scans")
 def worker(ack_deadline: float | None, scan_every: float | None) -> None:
     """Run the router and deadline agents (foreground; stop with Ctrl-C or SIGTERM)."""
-    from agents.worker import run_worker
+    from jointbus.agents.worker import run_worker
 
     cfg = context.settings(ack_deadline_seconds=ack_deadline, deadline_scan_seconds=scan_every)
     run_worker(cfg)
@@ -343,8 +343,8 @@ def publish(
     """Sign (and seal) one event as AGENCY and publish it to its outbox."""
     import json
 
-    from schemas.catalog import CURRENT
-    from streams.sdk import Publisher, new_subject
+    from jointbus.schemas.catalog import CURRENT
+    from jointbus.streams.sdk import Publisher, new_subject
 
     if (data_text is None) == (data_file is None):
         raise JointbusError("give the payload with exactly one of --data or --file", reason="usage")

@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from streams.broker import LocalBroker
-from streams.keystore import private_dir
-from streams.security import ADMIN, kafka_kwargs, load_credentials
-from streams.settings import Settings
+from jointbus.streams.broker import LocalBroker
+from jointbus.streams.keystore import private_dir
+from jointbus.streams.security import ADMIN, kafka_kwargs, load_credentials
+from jointbus.streams.settings import Settings
 
 
 def settings(**overrides: Any) -> Settings:

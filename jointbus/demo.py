@@ -21,19 +21,19 @@ from jointbus.attacks import play_attacks
 from jointbus.context import local_broker
 from jointbus.federation import ACK_DEADLINE, Federation
 from jointbus.processes import AuditProcess, WorkerProcess
+from jointbus.schemas.errors import JointbusError
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.keys import Keyring, new_federation
+from jointbus.schemas.projections import Projection
+from jointbus.schemas.registry import Registry
 from jointbus.story import play_clues, play_governance, play_joint_check, play_rectifications
+from jointbus.streams import keystore
+from jointbus.streams.broker import LocalBroker
+from jointbus.streams.provision import provision
+from jointbus.streams.reader import read_topic
+from jointbus.streams.security import ADMIN, ensure_credentials, kafka_kwargs
+from jointbus.streams.settings import Settings
 from jointbus.views import print_projection
-from schemas.errors import JointbusError
-from schemas.ids import utcnow
-from schemas.keys import Keyring, new_federation
-from schemas.projections import Projection
-from schemas.registry import Registry
-from streams import keystore
-from streams.broker import LocalBroker
-from streams.provision import provision
-from streams.reader import read_topic
-from streams.security import ADMIN, ensure_credentials, kafka_kwargs
-from streams.settings import Settings
 
 
 # ------------------------------------------------------------------------------ plumbing
@@ -76,9 +76,9 @@ async def scenario(cfg: Settings, registry: Registry, rings: dict[str, Keyring])
 async def all_decided(cfg: Settings, registry: Registry, within: float = 60.0) -> int:
     """Wait (bounded) until every outbox record has its decision in the audit log (the last
     receipts are still being routed when the scenario ends); returns the records decided."""
-    from audit.completeness import outbox_records
-    from streams.security import AUDITOR
-    from streams.topics import AUDIT_TOPIC, outbox
+    from jointbus.audit.completeness import outbox_records
+    from jointbus.streams.security import AUDITOR
+    from jointbus.streams.topics import AUDIT_TOPIC, outbox
 
     kw = kafka_kwargs(cfg, AUDITOR)
     deadline = time.monotonic() + within

@@ -10,16 +10,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.catalog import ItemOverdue, RejectionNotice
-from schemas.envelope import to_wire
-from schemas.errors import JointbusError
-from schemas.keys import Keyring
-from schemas.projections import Projection, apply
-from schemas.records import AuditRecord
-from schemas.registry import ROUTER, Registry
-from streams.sdk import Delivery, Publisher, Subscriber
-from streams.security import kafka_kwargs
-from streams.settings import Settings
+from jointbus.schemas.catalog import ItemOverdue, RejectionNotice
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.errors import JointbusError
+from jointbus.schemas.keys import Keyring
+from jointbus.schemas.projections import Projection, apply
+from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.registry import ROUTER, Registry
+from jointbus.streams.sdk import Delivery, Publisher, Subscriber
+from jointbus.streams.security import kafka_kwargs
+from jointbus.streams.settings import Settings
 
 ACK_DEADLINE = 6.0  # seconds: the demo's acknowledgement deadline for transferred clues
 

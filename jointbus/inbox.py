@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from jointbus import ui
-from streams import keystore
-from streams.sdk import Delivery, Subscriber
-from streams.security import kafka_kwargs
-from streams.settings import Settings
+from jointbus.streams import keystore
+from jointbus.streams.sdk import Delivery, Subscriber
+from jointbus.streams.security import kafka_kwargs
+from jointbus.streams.settings import Settings
 
 
 def summary(delivery: Delivery) -> str:

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Self
 
-from schemas.errors import JointbusError
+from jointbus.schemas.errors import JointbusError
 
 
 class JointbusProcess:

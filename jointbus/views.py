@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 from jointbus import ui
-from schemas.errors import ContractError
-from schemas.projections import COLUMNS, Projection, apply
-from schemas.records import AuditRecord
-from schemas.registry import Registry
-from streams import keystore
-from streams.reader import read_topic
-from streams.security import AUDITOR, kafka_kwargs
-from streams.settings import Settings
-from streams.topics import AUDIT_TOPIC
+from jointbus.schemas.errors import ContractError
+from jointbus.schemas.projections import COLUMNS, Projection, apply
+from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.registry import Registry
+from jointbus.streams import keystore
+from jointbus.streams.reader import read_topic
+from jointbus.streams.security import AUDITOR, kafka_kwargs
+from jointbus.streams.settings import Settings
+from jointbus.streams.topics import AUDIT_TOPIC
 
 GROUPS = {
     "clues": COLUMNS[:6],
@@ -47,7 +47,7 @@ async def load_projection(
     """Fold the whole audit topic into a projection with a row per agency of ``registry``
     (default: the local keystore's, read once Kafka has answered, so that a refused
     connection is what an operator hears first)."""
-    from schemas.ids import parse_time
+    from jointbus.schemas.ids import parse_time
 
     def empty() -> Projection:
         members = registry or keystore.load_registry(settings.keystore_dir)

@@ -6,7 +6,7 @@ import base64
 import binascii
 import re
 
-from schemas.errors import Reason, rejection
+from jointbus.schemas.errors import Reason, rejection
 
 _ALPHABET = re.compile(r"^[A-Za-z0-9_-]*$")
 

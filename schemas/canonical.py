@@ -17,7 +17,7 @@ from typing import Any
 
 import rfc8785
 
-from schemas.errors import Reason, rejection
+from jointbus.schemas.errors import Reason, rejection
 
 MAX_SAFE_INT = 2**53
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.errors import Reason, rejection
+from jointbus.schemas.errors import Reason, rejection
 
 TYPE_PREFIX = "org.jointbus."
 Text = Annotated[str, Field(min_length=1, max_length=4000)]

@@ -6,13 +6,13 @@ import json
 from datetime import datetime
 from typing import Any
 
-from schemas.catalog import Payload, parse_payload, spec_of, type_of
-from schemas.envelope import PLAIN_CONTENT_TYPE, SEALED_CONTENT_TYPE, source_of
-from schemas.ids import format_time, utcnow, uuid7
-from schemas.keys import Keyring
-from schemas.registry import Registry
-from schemas.sealing import seal
-from schemas.signing import sign_envelope
+from jointbus.schemas.catalog import Payload, parse_payload, spec_of, type_of
+from jointbus.schemas.envelope import PLAIN_CONTENT_TYPE, SEALED_CONTENT_TYPE, source_of
+from jointbus.schemas.ids import format_time, utcnow, uuid7
+from jointbus.schemas.keys import Keyring
+from jointbus.schemas.registry import Registry
+from jointbus.schemas.sealing import seal
+from jointbus.schemas.signing import sign_envelope
 
 
 def payload_json(payload: Payload | dict[str, Any]) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.canonical import MAX_SAFE_INT, astral_free
-from schemas.errors import Reason, rejection
-from schemas.ids import TIME_PATTERN, UUID_PATTERN
+from jointbus.schemas.canonical import MAX_SAFE_INT, astral_free
+from jointbus.schemas.errors import Reason, rejection
+from jointbus.schemas.ids import TIME_PATTERN, UUID_PATTERN
 
 #: the largest envelope the bus accepts, in bytes of its wire form
 MAX_ENVELOPE_BYTES = 256 * 1024

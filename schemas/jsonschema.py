@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from schemas.catalog import CATALOG
-from schemas.envelope import Envelope
-from schemas.registry import Registry
-from schemas.sealing import SealedData
+from jointbus.schemas.catalog import CATALOG
+from jointbus.schemas.envelope import Envelope
+from jointbus.schemas.registry import Registry
+from jointbus.schemas.sealing import SealedData
 
 BASE_URI = "https://jointbus.org/schemas/"
 

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from schemas.b64 import b64d, b64e
-from schemas.errors import JointbusError, Reason, rejection
-from schemas.registry import (
+from jointbus.schemas.b64 import b64d, b64e
+from jointbus.schemas.errors import JointbusError, Reason, rejection
+from jointbus.schemas.registry import (
     AGENCY_RIGHTS,
     AUDIT,
     DEVELOPMENT_AGENCIES,

@@ -20,13 +20,13 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from schemas.envelope import ParsedEnvelope, envelope_of, to_wire
-from schemas.errors import ContractError, Reason
-from schemas.ids import parse_time
-from schemas.lifecycle import Decision, Rules, State
-from schemas.records import AuditRecord, outbox_owner, parse_position
-from schemas.registry import Registry
-from schemas.verify import ID_WINDOW, VerifiedEvent, verify_event, verify_parsed
+from jointbus.schemas.envelope import ParsedEnvelope, envelope_of, to_wire
+from jointbus.schemas.errors import ContractError, Reason
+from jointbus.schemas.ids import parse_time
+from jointbus.schemas.lifecycle import Decision, Rules, State
+from jointbus.schemas.records import AuditRecord, outbox_owner, parse_position
+from jointbus.schemas.registry import Registry
+from jointbus.schemas.verify import ID_WINDOW, VerifiedEvent, verify_event, verify_parsed
 
 #: how long ids are remembered: the window events must fall in, plus as much again for
 #: partitions the router reads later than others (their arrival times interleave)

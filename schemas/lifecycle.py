@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar, Literal
 
-from schemas.catalog import (
+from jointbus.schemas.catalog import (
     ChairRotated,
     JointCheckInvited,
     JointCheckResponded,
@@ -31,10 +31,10 @@ from schemas.catalog import (
     RectificationReopened,
     family_of,
 )
-from schemas.envelope import Envelope
-from schemas.errors import Reason
-from schemas.ids import format_time, parse_time
-from schemas.registry import Registry
+from jointbus.schemas.envelope import Envelope
+from jointbus.schemas.errors import Reason
+from jointbus.schemas.ids import format_time, parse_time
+from jointbus.schemas.registry import Registry
 
 State = dict[str, Any]
 #: the one aggregate that carries the chair of the joint meeting

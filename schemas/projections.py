@@ -13,10 +13,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.catalog import JointCheckResponded, MechanismEstablished, Receipt, family_of, parse_payload
-from schemas.errors import ContractError
-from schemas.ids import parse_time
-from schemas.records import AuditRecord
+from jointbus.schemas.catalog import (
+    JointCheckResponded,
+    MechanismEstablished,
+    Receipt,
+    family_of,
+    parse_payload,
+)
+from jointbus.schemas.errors import ContractError
+from jointbus.schemas.ids import parse_time
+from jointbus.schemas.records import AuditRecord
 
 COLUMNS = (
     "clues_transferred",

@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.canonical import canonical
-from schemas.envelope import MAX_ENVELOPE_BYTES, loads_strict, to_wire
-from schemas.errors import ContractError
-from schemas.ids import TIME_PATTERN
+from jointbus.schemas.canonical import canonical
+from jointbus.schemas.envelope import MAX_ENVELOPE_BYTES, loads_strict, to_wire
+from jointbus.schemas.errors import ContractError
+from jointbus.schemas.ids import TIME_PATTERN
 
 RECORD_VERSION = 1
 

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.b64 import b64d
-from schemas.errors import Reason, rejection
+from jointbus.schemas.b64 import b64d
+from jointbus.schemas.errors import Reason, rejection
 
 MemberId = Annotated[str, Field(pattern=r"^([a-z]{2}-[a-z]{2,20}|svc-[a-z]{2,20})$")]
 

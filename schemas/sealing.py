@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.b64 import b64d, b64e
-from schemas.errors import Reason, rejection
+from jointbus.schemas.b64 import b64d, b64e
+from jointbus.schemas.errors import Reason, rejection
 
 SEAL_ALG = "HPKE-X25519-SHA256-ChaCha20Poly1305/ChaCha20Poly1305"
 _SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)

@@ -8,9 +8,9 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from schemas.b64 import b64d, b64e
-from schemas.canonical import canonical
-from schemas.errors import ContractError
+from jointbus.schemas.b64 import b64d, b64e
+from jointbus.schemas.canonical import canonical
+from jointbus.schemas.errors import ContractError
 
 
 def signing_input(envelope: dict[str, Any], *, plain: bool = False) -> bytes:

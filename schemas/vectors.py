@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from schemas.b64 import b64e
-from schemas.compose import compose
-from schemas.keys import Keyring, members
-from schemas.registry import KeyRecord, Registry
-from schemas.signing import signing_input
+from jointbus.schemas.b64 import b64e
+from jointbus.schemas.compose import compose
+from jointbus.schemas.keys import Keyring, members
+from jointbus.schemas.registry import KeyRecord, Registry
+from jointbus.schemas.signing import signing_input
 
 VECTOR_TIME = datetime(2026, 3, 1, 8, 30, 0, tzinfo=UTC)
 PARTIES = ("sc-zigong", "cq-yongchuan", "sc-luzhou", "sc-yibin")

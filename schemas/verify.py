@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas.catalog import EventSpec, Payload, parse_payload, spec_of
-from schemas.envelope import Envelope, ParsedEnvelope, parse_envelope
-from schemas.errors import ContractError, Reason, rejection
-from schemas.ids import is_uuid7, parse_time, uuid7_time
-from schemas.registry import Member, Registry
-from schemas.sealing import sealed_data
-from schemas.signing import signature_valid
+from jointbus.schemas.catalog import EventSpec, Payload, parse_payload, spec_of
+from jointbus.schemas.envelope import Envelope, ParsedEnvelope, parse_envelope
+from jointbus.schemas.errors import ContractError, Reason, rejection
+from jointbus.schemas.ids import is_uuid7, parse_time, uuid7_time
+from jointbus.schemas.registry import Member, Registry
+from jointbus.schemas.sealing import sealed_data
+from jointbus.schemas.signing import signature_valid
 
 #: how far in the future an event's ``time`` may lie when it arrives
 MAX_CLOCK_SKEW = timedelta(minutes=5)

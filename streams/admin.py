@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.clients import start_client
+from jointbus.streams.clients import start_client
 
 
 @contextlib.asynccontextmanager

@@ -32,9 +32,9 @@ from typing import Any
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.errors import BrokerError
-from streams.keystore import private_dir, write_private
-from streams.security import ADMIN, MECHANISM, Credentials
+from jointbus.streams.errors import BrokerError
+from jointbus.streams.keystore import private_dir, write_private
+from jointbus.streams.security import ADMIN, MECHANISM, Credentials
 
 KAFKA_VERSION = "4.1.1"  # keep in step with streams/kafka/pom.xml
 _HERE = Path(__file__).parent / "kafka"

@@ -28,7 +28,7 @@ from aiokafka.errors import (
 )
 from aiokafka.protocol.admin import SaslHandShakeRequest
 
-from streams.errors import (
+from jointbus.streams.errors import (
     KafkaAuthenticationError,
     KafkaAuthorizationError,
     KafkaProtocolError,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.errors import JointbusError
+from jointbus.schemas.errors import JointbusError
 
 
 class StreamsError(JointbusError):

@@ -19,9 +19,9 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.auth import SASLMechanism
 
-from streams.keystore import private_dir
-from streams.security import load_credentials
-from streams.settings import Settings
+from jointbus.streams.keystore import private_dir
+from jointbus.streams.security import load_credentials
+from jointbus.streams.settings import Settings
 
 
 class IdempotentProducer(faust_aiokafka.Producer):

@@ -9,9 +9,9 @@ import json
 import os
 from pathlib import Path
 
-from schemas.keys import Keyring
-from schemas.registry import Registry
-from streams.errors import ConfigError
+from jointbus.schemas.keys import Keyring
+from jointbus.schemas.registry import Registry
+from jointbus.streams.errors import ConfigError
 
 REGISTRY_FILE = "registry.json"
 

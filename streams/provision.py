@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas.registry import Registry
-from streams.admin import admin_client
-from streams.errors import StreamsError
-from streams.scram import add_scram_users, scram_users
-from streams.security import (
+from jointbus.schemas.registry import Registry
+from jointbus.streams.admin import admin_client
+from jointbus.streams.errors import StreamsError
+from jointbus.streams.scram import add_scram_users, scram_users
+from jointbus.streams.security import (
     ADMIN,
     Credentials,
     acl_plan,
@@ -32,8 +32,8 @@ from streams.security import (
     load_credentials,
     principals,
 )
-from streams.settings import Settings
-from streams.topics import TopicSpec, ensure_topics, layout
+from jointbus.streams.settings import Settings
+from jointbus.streams.topics import TopicSpec, ensure_topics, layout
 
 #: how long new SCRAM users may take to show on the cluster (its metadata) before we give up
 USERS_VISIBLE_WITHIN = 15.0

@@ -12,8 +12,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.clients import readable_partitions, start_client
-from streams.errors import StreamsError
+from jointbus.streams.clients import readable_partitions, start_client
+from jointbus.streams.errors import StreamsError
 
 
 async def _assigned(bootstrap: str, topic: str, kafka: dict[str, Any], **options: Any) -> AIOKafkaConsumer:

@@ -31,8 +31,8 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from streams.errors import KafkaAuthorizationError, StreamsError
-from streams.security import Credentials
+from jointbus.streams.errors import KafkaAuthorizationError, StreamsError
+from jointbus.streams.security import Credentials
 
 SCRAM_SHA_512 = 2  # org.apache.kafka.clients.admin.ScramMechanism
 ITERATIONS = 4096  # Kafka's default and the minimum it accepts for SCRAM-SHA-512

@@ -22,17 +22,17 @@ from typing import Any, Literal
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from schemas.catalog import Payload, parse_payload
-from schemas.compose import compose
-from schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, MAX_ENVELOPE_BYTES, Envelope, to_wire
-from schemas.errors import ContractError, Reason, rejection
-from schemas.keys import Keyring
-from schemas.registry import Registry
-from schemas.sealing import open_sealed
-from schemas.verify import VerifiedEvent, verify_event
-from streams.clients import close_client, readable_partitions, start_client
-from streams.keystore import private_dir
-from streams.topics import inbox, outbox
+from jointbus.schemas.catalog import Payload, parse_payload
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, MAX_ENVELOPE_BYTES, Envelope, to_wire
+from jointbus.schemas.errors import ContractError, Reason, rejection
+from jointbus.schemas.keys import Keyring
+from jointbus.schemas.registry import Registry
+from jointbus.schemas.sealing import open_sealed
+from jointbus.schemas.verify import VerifiedEvent, verify_event
+from jointbus.streams.clients import close_client, readable_partitions, start_client
+from jointbus.streams.keystore import private_dir
+from jointbus.streams.topics import inbox, outbox
 
 log = structlog.get_logger("jointbus.sdk")
 HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]

@@ -20,11 +20,11 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest
 
-from schemas.registry import AUDIT, ROUTER
-from streams.errors import ConfigError, StreamsError
-from streams.keystore import private_dir, write_private
-from streams.settings import Settings
-from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, REGISTRY_TOPIC, inbox, outbox
+from jointbus.schemas.registry import AUDIT, ROUTER
+from jointbus.streams.errors import ConfigError, StreamsError
+from jointbus.streams.keystore import private_dir, write_private
+from jointbus.streams.settings import Settings
+from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, REGISTRY_TOPIC, inbox, outbox
 
 MECHANISM = "SCRAM-SHA-512"
 AUDITOR = "auditor"

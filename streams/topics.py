@@ -10,8 +10,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
-from schemas.records import OUTBOX_PREFIX
-from streams.errors import ConfigError
+from jointbus.schemas.records import OUTBOX_PREFIX
+from jointbus.streams.errors import ConfigError
 
 AUDIT_TOPIC = "jointbus.audit"
 CHECKPOINT_TOPIC = "jointbus.checkpoints"

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from jointbus.processes import WorkerProcess
-from schemas.ids import utcnow
-from schemas.keys import Keyring, new_federation
-from schemas.registry import Registry
-from streams.broker import LocalBroker, free_port
-from streams.provision import provision
-from streams.security import ADMIN, Credentials, ensure_credentials, principals
-from streams.settings import Settings
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.keys import Keyring, new_federation
+from jointbus.schemas.registry import Registry
+from jointbus.streams.broker import LocalBroker, free_port
+from jointbus.streams.provision import provision
+from jointbus.streams.security import ADMIN, Credentials, ensure_credentials, principals
+from jointbus.streams.settings import Settings
 from tests.harness import make_federation
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas.ids import utcnow
-from schemas.keys import Keyring, new_federation, revoke, rotate
-from schemas.registry import Registry
-from streams import keystore
-from streams.sdk import Delivery, Subscriber
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.keys import Keyring, new_federation, revoke, rotate
+from jointbus.schemas.registry import Registry
+from jointbus.streams import keystore
+from jointbus.streams.sdk import Delivery, Subscriber
 
 REVOKED = "cq-dazu#sig-1"
 
@@ -94,9 +94,9 @@ async def first_deliveries(
 async def audit_settled(bootstrap: str, leaves: int, within: float = 60.0) -> None:
     """Wait (bounded) until the audit topic holds ``leaves`` leaves: a recipient can see an
     event before its audit record (another partition) is flushed."""
-    from audit.leaves import LeafRule
-    from streams.reader import read_topic
-    from streams.topics import AUDIT_TOPIC
+    from jointbus.audit.leaves import LeafRule
+    from jointbus.streams.reader import read_topic
+    from jointbus.streams.topics import AUDIT_TOPIC
 
     count = 0
     for _ in range(int(within)):

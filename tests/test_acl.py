@@ -15,9 +15,9 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from streams.broker import LocalBroker
-from streams.security import Credentials, new_credentials
-from streams.topics import AUDIT_TOPIC, inbox, outbox
+from jointbus.streams.broker import LocalBroker
+from jointbus.streams.security import Credentials, new_credentials
+from jointbus.streams.topics import AUDIT_TOPIC, inbox, outbox
 
 pytestmark = pytest.mark.broker
 

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from audit.agent import AuditLog, event_id_of
-from audit.errors import InconsistentLogError
-from audit.notes import ORIGIN, Checkpoint, sign_checkpoint
-from schemas.records import AuditRecord
-from schemas.registry import AUDIT
-from streams.broker import LocalBroker
-from streams.reader import read_topic
-from streams.sdk import Publisher
-from streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
+from jointbus.audit.agent import AuditLog, event_id_of
+from jointbus.audit.errors import InconsistentLogError
+from jointbus.audit.notes import ORIGIN, Checkpoint, sign_checkpoint
+from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.registry import AUDIT
+from jointbus.streams.broker import LocalBroker
+from jointbus.streams.reader import read_topic
+from jointbus.streams.sdk import Publisher
+from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
 from tests.conftest import Bus, _broker
 from tests.harness import collect, make_federation
 from tests.samples import SAMPLES

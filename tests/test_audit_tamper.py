@@ -17,21 +17,21 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agents.routing import Router
-from audit.errors import VerificationError
-from audit.export import read_checkpoints, read_records
-from audit.leaves import LeafRule
-from audit.merkle import Frontier, leaf_hash
-from audit.notes import ORIGIN, Checkpoint, sign_checkpoint
-from audit.verifier import Report, Verifier
-from schemas.compose import compose
-from schemas.envelope import to_wire
-from schemas.ids import utcnow
-from schemas.keys import new_federation
-from schemas.lifecycle import Rules
-from schemas.registry import AUDIT, ROUTER, Registry
-from schemas.signing import sign_envelope
-from streams.topics import AUDIT_TOPIC, outbox
+from jointbus.agents.routing import Router
+from jointbus.audit.errors import VerificationError
+from jointbus.audit.export import read_checkpoints, read_records
+from jointbus.audit.leaves import LeafRule
+from jointbus.audit.merkle import Frontier, leaf_hash
+from jointbus.audit.notes import ORIGIN, Checkpoint, sign_checkpoint
+from jointbus.audit.verifier import Report, Verifier
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.keys import new_federation
+from jointbus.schemas.lifecycle import Rules
+from jointbus.schemas.registry import AUDIT, ROUTER, Registry
+from jointbus.schemas.signing import sign_envelope
+from jointbus.streams.topics import AUDIT_TOPIC, outbox
 from tests.samples import SAMPLES
 
 NOW = utcnow() - timedelta(hours=1)
@@ -166,7 +166,7 @@ def test_record_inserted_is_pinpointed(tmp_path: Path) -> None:
         delivered_to=["cq-dazu"],
     )
     fake.pop("notice", None)
-    from schemas.records import AuditRecord
+    from jointbus.schemas.records import AuditRecord
 
     value = AuditRecord.model_validate(fake).to_bytes().decode()
     rows = [*ROWS[:k], {"offset": k, "key": fake["position"], "value": value}]
@@ -205,7 +205,7 @@ def test_field_outside_the_decision_is_caught_by_the_signed_root(tmp_path: Path)
     record = json.loads(rows[k]["value"])
     ms = record["received_at"][-4:-1]
     record["received_at"] = record["received_at"][:-4] + ("999" if ms != "999" else "998") + "Z"
-    from schemas.records import AuditRecord
+    from jointbus.schemas.records import AuditRecord
 
     rows[k]["value"] = AuditRecord.model_validate(record).to_bytes().decode()
     assert rows[k]["value"] != ROWS[k]["value"]

@@ -19,16 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from audit.agent import event_id_of, published_checkpoints
+from jointbus.audit.agent import event_id_of, published_checkpoints
 from jointbus.processes import AuditProcess, WorkerProcess
-from schemas.keys import Keyring
-from schemas.records import AuditRecord
-from schemas.registry import Registry
-from streams import keystore
-from streams.reader import end_offset, read_topic
-from streams.sdk import Publisher
-from streams.security import AUDITOR, Credentials
-from streams.topics import AUDIT_TOPIC
+from jointbus.schemas.keys import Keyring
+from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.registry import Registry
+from jointbus.streams import keystore
+from jointbus.streams.reader import end_offset, read_topic
+from jointbus.streams.sdk import Publisher
+from jointbus.streams.security import AUDITOR, Credentials
+from jointbus.streams.topics import AUDIT_TOPIC
 from tests.conftest import secured_broker
 from tests.harness import make_federation
 from tests.samples import SAMPLES

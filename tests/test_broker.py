@@ -12,9 +12,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.broker import LocalBroker, fetch_jars, find_java, free_port
-from streams.errors import BrokerError
-from streams.topics import AUDIT_TOPIC, inbox
+from jointbus.streams.broker import LocalBroker, fetch_jars, find_java, free_port
+from jointbus.streams.errors import BrokerError
+from jointbus.streams.topics import AUDIT_TOPIC, inbox
 
 pytestmark = pytest.mark.broker
 

@@ -15,22 +15,22 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.routing import Router
-from audit.completeness import OutboxRow, check_complete
-from audit.errors import VerificationError
-from audit.leaves import LeafRule, OffsetRuns
-from audit.verifier import Verifier
-from schemas.compose import compose
-from schemas.envelope import to_wire
-from schemas.ids import format_time
-from schemas.keys import new_federation
-from schemas.ledger import Ledger
-from schemas.lifecycle import Rules
-from schemas.records import AuditRecord, input_digests
-from schemas.registry import ROUTER
-from streams.broker import LocalBroker
-from streams.sdk import Publisher
-from streams.topics import AUDIT_TOPIC, outbox
+from jointbus.agents.routing import Router
+from jointbus.audit.completeness import OutboxRow, check_complete
+from jointbus.audit.errors import VerificationError
+from jointbus.audit.leaves import LeafRule, OffsetRuns
+from jointbus.audit.verifier import Verifier
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.ids import format_time
+from jointbus.schemas.keys import new_federation
+from jointbus.schemas.ledger import Ledger
+from jointbus.schemas.lifecycle import Rules
+from jointbus.schemas.records import AuditRecord, input_digests
+from jointbus.schemas.registry import ROUTER
+from jointbus.streams.broker import LocalBroker
+from jointbus.streams.sdk import Publisher
+from jointbus.streams.topics import AUDIT_TOPIC, outbox
 from tests.conftest import _broker
 from tests.harness import jointbus_cli, make_federation, read_outbox
 from tests.samples import SAMPLES

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from agents.routing import Router
-from schemas.compose import compose
-from schemas.envelope import to_wire
-from schemas.keys import new_federation, rotate
-from schemas.lifecycle import Rules, china_date, deadline_moment
-from schemas.records import AuditRecord
-from schemas.registry import ROUTER
-from schemas.verify import verify_event
-from streams.topics import AUDIT_TOPIC, outbox
+from jointbus.agents.routing import Router
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.keys import new_federation, rotate
+from jointbus.schemas.lifecycle import Rules, china_date, deadline_moment
+from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.registry import ROUTER
+from jointbus.schemas.verify import verify_event
+from jointbus.streams.topics import AUDIT_TOPIC, outbox
 from tests.samples import SAMPLES
 
 #: the hours at which the old router crashed or a test failed: evening UTC, just before

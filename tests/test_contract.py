@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from schemas.catalog import CATALOG, CURRENT, ClueTransferred, parse_payload
-from schemas.compose import compose
-from schemas.envelope import MAX_ENVELOPE_BYTES, to_wire
-from schemas.errors import ContractError, Reason
-from schemas.ids import format_time, is_uuid7, utcnow, uuid7, uuid7_time
-from schemas.keys import Keyring, new_federation, revoke, rotate
-from schemas.registry import ROUTER, Registry
-from schemas.sealing import open_sealed
-from schemas.signing import sign_envelope
-from schemas.verify import verify_event
+from jointbus.schemas.catalog import CATALOG, CURRENT, ClueTransferred, parse_payload
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import MAX_ENVELOPE_BYTES, to_wire
+from jointbus.schemas.errors import ContractError, Reason
+from jointbus.schemas.ids import format_time, is_uuid7, utcnow, uuid7, uuid7_time
+from jointbus.schemas.keys import Keyring, new_federation, revoke, rotate
+from jointbus.schemas.registry import ROUTER, Registry
+from jointbus.schemas.sealing import open_sealed
+from jointbus.schemas.signing import sign_envelope
+from jointbus.schemas.verify import verify_event
 from tests.samples import SAMPLES
 
 NOW = utcnow()

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from jointbus.processes import WorkerProcess
-from schemas.records import AuditRecord
-from streams.broker import LocalBroker
-from streams.reader import read_topic
-from streams.sdk import Publisher
-from streams.topics import AUDIT_TOPIC
+from jointbus.schemas.records import AuditRecord
+from jointbus.streams.broker import LocalBroker
+from jointbus.streams.reader import read_topic
+from jointbus.streams.sdk import Publisher
+from jointbus.streams.topics import AUDIT_TOPIC
 from tests.harness import audit_settled, first_deliveries, make_federation
 from tests.stats import STATS
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import free_port
+from jointbus.streams.broker import free_port
 
 pytestmark = pytest.mark.broker
 

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from streams.sdk import Delivery, Publisher, Subscriber
+from jointbus.streams.sdk import Delivery, Publisher, Subscriber
 from tests.conftest import Bus
 from tests.samples import SAMPLES
 from tests.stats import STATS

@@ -16,18 +16,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.routing import Router
-from schemas.compose import compose
-from schemas.envelope import to_wire
-from schemas.errors import Reason
-from schemas.ids import utcnow
-from schemas.keys import new_federation
-from schemas.lifecycle import Rules
-from schemas.records import AuditRecord
-from schemas.registry import ROUTER
-from streams.reader import read_topic
-from streams.sdk import Publisher
-from streams.topics import AUDIT_TOPIC, outbox
+from jointbus.agents.routing import Router
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.errors import Reason
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.keys import new_federation
+from jointbus.schemas.lifecycle import Rules
+from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.registry import ROUTER
+from jointbus.streams.reader import read_topic
+from jointbus.streams.sdk import Publisher
+from jointbus.streams.topics import AUDIT_TOPIC, outbox
 from tests.conftest import Bus
 from tests.harness import collect
 from tests.samples import SAMPLES

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from streams.broker import LocalBroker, free_port, probe
-from streams.security import load_credentials, new_credentials, principals
+from jointbus.streams.broker import LocalBroker, free_port, probe
+from jointbus.streams.security import load_credentials, new_credentials, principals
 from tests.conftest import development_registry
 
 pytestmark = pytest.mark.broker

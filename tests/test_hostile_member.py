@@ -14,21 +14,21 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from audit.completeness import outbox_records
+from jointbus.audit.completeness import outbox_records
 from jointbus.processes import WorkerProcess
-from schemas.catalog import RejectionNotice
-from schemas.compose import compose
-from schemas.envelope import to_wire
-from schemas.errors import Reason
-from schemas.ids import parse_time, utcnow, uuid7
-from schemas.lifecycle import china_date
-from schemas.projections import project
-from schemas.records import AuditRecord
-from schemas.sealing import seal
-from schemas.signing import sign_envelope
-from streams.reader import read_topic
-from streams.sdk import Delivery, Subscriber
-from streams.topics import AUDIT_TOPIC, outbox
+from jointbus.schemas.catalog import RejectionNotice
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.errors import Reason
+from jointbus.schemas.ids import parse_time, utcnow, uuid7
+from jointbus.schemas.lifecycle import china_date
+from jointbus.schemas.projections import project
+from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.sealing import seal
+from jointbus.schemas.signing import sign_envelope
+from jointbus.streams.reader import read_topic
+from jointbus.streams.sdk import Delivery, Subscriber
+from jointbus.streams.topics import AUDIT_TOPIC, outbox
 from tests.conftest import Bus, _broker
 from tests.harness import collect, jointbus_cli, make_federation, nothing_more
 from tests.samples import SAMPLES

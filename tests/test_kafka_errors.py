@@ -22,18 +22,18 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
-from schemas.envelope import MAX_ENVELOPE_BYTES, to_wire
-from schemas.errors import Reason, SchemaError
-from schemas.ids import utcnow
-from schemas.keys import new_federation
-from streams.broker import LocalBroker
-from streams.clients import readable_partitions
-from streams.errors import KafkaAuthenticationError, KafkaAuthorizationError, KafkaProtocolError
-from streams.keystore import write_private
-from streams.reader import end_offset, read_topic
-from streams.sdk import Publisher, Subscriber
-from streams.security import ADMIN, AUDITOR, Credentials
-from streams.topics import AUDIT_TOPIC, outbox
+from jointbus.schemas.envelope import MAX_ENVELOPE_BYTES, to_wire
+from jointbus.schemas.errors import Reason, SchemaError
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.keys import new_federation
+from jointbus.streams.broker import LocalBroker
+from jointbus.streams.clients import readable_partitions
+from jointbus.streams.errors import KafkaAuthenticationError, KafkaAuthorizationError, KafkaProtocolError
+from jointbus.streams.keystore import write_private
+from jointbus.streams.reader import end_offset, read_topic
+from jointbus.streams.sdk import Publisher, Subscriber
+from jointbus.streams.security import ADMIN, AUDITOR, Credentials
+from jointbus.streams.topics import AUDIT_TOPIC, outbox
 
 pytestmark = pytest.mark.broker
 Secured = tuple[LocalBroker, dict[str, Credentials]]

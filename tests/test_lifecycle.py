@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from schemas.catalog import CURRENT, parse_payload
-from schemas.compose import compose
-from schemas.envelope import envelope_of
-from schemas.keys import new_federation
-from schemas.lifecycle import CHAIR_SUBJECT, Rules, State, due_at, overdue_items
+from jointbus.schemas.catalog import CURRENT, parse_payload
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import envelope_of
+from jointbus.schemas.keys import new_federation
+from jointbus.schemas.lifecycle import CHAIR_SUBJECT, Rules, State, due_at, overdue_items
 from tests.samples import SAMPLES
 
 NOW = datetime(2026, 11, 25, 20, 18, tzinfo=UTC)

@@ -24,22 +24,22 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import TopicAuthorizationFailedError
 
-from audit.agent import event_id_of
+from jointbus.audit.agent import event_id_of
 from jointbus.processes import WorkerProcess
-from schemas.errors import JointbusError
-from schemas.ids import utcnow
-from schemas.keys import Keyring, admit, new_federation
-from schemas.projections import Projection
-from schemas.records import AuditRecord
-from schemas.registry import Registry
-from streams import keystore
-from streams.admin import admin_client
-from streams.broker import LocalBroker
-from streams.errors import KafkaAuthenticationError, KafkaAuthorizationError
-from streams.provision import provision, topic_specs
-from streams.reader import read_topic
-from streams.sdk import Publisher, Subscriber
-from streams.security import (
+from jointbus.schemas.errors import JointbusError
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.keys import Keyring, admit, new_federation
+from jointbus.schemas.projections import Projection
+from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.registry import Registry
+from jointbus.streams import keystore
+from jointbus.streams.admin import admin_client
+from jointbus.streams.broker import LocalBroker
+from jointbus.streams.errors import KafkaAuthenticationError, KafkaAuthorizationError
+from jointbus.streams.provision import provision, topic_specs
+from jointbus.streams.reader import read_topic
+from jointbus.streams.sdk import Publisher, Subscriber
+from jointbus.streams.security import (
     ADMIN,
     AUDITOR,
     DESCRIBE,
@@ -53,7 +53,7 @@ from streams.security import (
     acl_plan,
     load_credentials,
 )
-from streams.topics import AUDIT_TOPIC, REGISTRY_TOPIC, inbox, outbox
+from jointbus.streams.topics import AUDIT_TOPIC, REGISTRY_TOPIC, inbox, outbox
 from tests.conftest import secured_broker, secured_settings
 from tests.samples import SAMPLES
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from audit.index import TreeIndex
-from audit.merkle import (
+from jointbus.audit.index import TreeIndex
+from jointbus.audit.merkle import (
     EMPTY_ROOT,
     Frontier,
     consistency_proof,

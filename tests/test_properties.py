@@ -12,14 +12,14 @@ import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.canonical import canonical
-from schemas.compose import compose
-from schemas.envelope import to_wire
-from schemas.errors import ContractError
-from schemas.ids import utcnow
-from schemas.keys import new_federation
-from schemas.signing import signature_valid
-from schemas.verify import verify_event
+from jointbus.schemas.canonical import canonical
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.errors import ContractError
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.keys import new_federation
+from jointbus.schemas.signing import signature_valid
+from jointbus.schemas.verify import verify_event
 from tests.samples import SAMPLES
 
 NOW = utcnow()

@@ -11,19 +11,19 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey as Key
 
-from schemas.b64 import b64d
-from schemas.catalog import RejectionNotice
-from schemas.compose import compose
-from schemas.envelope import to_wire
-from schemas.errors import ContractError, Reason
-from schemas.ids import utcnow
-from schemas.keys import Keyring
-from schemas.records import AuditRecord
-from schemas.sealing import open_sealed
-from schemas.signing import sign_envelope
-from streams.reader import read_topic
-from streams.sdk import Delivery, Publisher
-from streams.topics import AUDIT_TOPIC
+from jointbus.schemas.b64 import b64d
+from jointbus.schemas.catalog import RejectionNotice
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.errors import ContractError, Reason
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.keys import Keyring
+from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.sealing import open_sealed
+from jointbus.schemas.signing import sign_envelope
+from jointbus.streams.reader import read_topic
+from jointbus.streams.sdk import Delivery, Publisher
+from jointbus.streams.topics import AUDIT_TOPIC
 from tests.conftest import Bus
 from tests.harness import collect, nothing_more
 from tests.samples import SAMPLES

@@ -14,18 +14,18 @@ from pathlib import Path
 import pytest
 from aiokafka.errors import KafkaError
 
-from audit.completeness import check_complete, outbox_records
-from audit.leaves import LeafRule
-from audit.verifier import Report, Verifier
+from jointbus.audit.completeness import check_complete, outbox_records
+from jointbus.audit.leaves import LeafRule
+from jointbus.audit.verifier import Report, Verifier
 from jointbus.processes import WorkerProcess
-from schemas.envelope import to_wire
-from schemas.keys import Keyring
-from schemas.records import AuditRecord
-from schemas.registry import Registry
-from streams.broker import LocalBroker
-from streams.reader import read_topic
-from streams.sdk import Publisher
-from streams.topics import AUDIT_TOPIC, outbox
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.keys import Keyring
+from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.registry import Registry
+from jointbus.streams.broker import LocalBroker
+from jointbus.streams.reader import read_topic
+from jointbus.streams.sdk import Publisher
+from jointbus.streams.topics import AUDIT_TOPIC, outbox
 from tests.conftest import _broker
 from tests.harness import audit_settled, first_deliveries, make_federation
 from tests.stats import STATS

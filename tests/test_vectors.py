@@ -8,15 +8,15 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from schemas.b64 import b64e
-from schemas.catalog import parse_payload
-from schemas.envelope import to_wire
-from schemas.jsonschema import documents, render
-from schemas.registry import Registry
-from schemas.sealing import open_sealed
-from schemas.signing import signing_input
-from schemas.vectors import VECTOR_TIME, build, seed, vector_federation
-from schemas.verify import verify_event
+from jointbus.schemas.b64 import b64e
+from jointbus.schemas.catalog import parse_payload
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.jsonschema import documents, render
+from jointbus.schemas.registry import Registry
+from jointbus.schemas.sealing import open_sealed
+from jointbus.schemas.signing import signing_input
+from jointbus.schemas.vectors import VECTOR_TIME, build, seed, vector_federation
+from jointbus.schemas.verify import verify_event
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = json.loads((ROOT / "schemas" / "vectors" / "wire-v1.json").read_text(encoding="utf-8"))

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 
-from agents.worker import OrderedWriter
-from audit.leaves import LeafRule
-from audit.verifier import Verifier
-from schemas.records import AuditRecord
-from streams.broker import LocalBroker
-from streams.reader import read_topic
-from streams.sdk import Publisher
-from streams.settings import Settings
-from streams.topics import AUDIT_TOPIC, outbox
+from jointbus.agents.worker import OrderedWriter
+from jointbus.audit.leaves import LeafRule
+from jointbus.audit.verifier import Verifier
+from jointbus.schemas.records import AuditRecord
+from jointbus.streams.broker import LocalBroker
+from jointbus.streams.reader import read_topic
+from jointbus.streams.sdk import Publisher
+from jointbus.streams.settings import Settings
+from jointbus.streams.topics import AUDIT_TOPIC, outbox
 from tests.conftest import _broker
 from tests.harness import make_federation, read_outbox
 from tests.samples import SAMPLES
