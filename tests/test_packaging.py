@@ -7,6 +7,7 @@ install that put them at the top level would shadow (or be shadowed by) those.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +19,12 @@ def test_install_puts_only_the_jointbus_namespace_into_site_packages(tmp_path: P
     """A real ``pip install .`` (no dependencies, this environment's setuptools) into an empty
     target: the only package is ``jointbus``, and it carries the four folders and their data."""
     target = tmp_path / "site-packages"
+    source = tmp_path / "source"  # a copy: the build leaves build/ and *.egg-info behind
+    skip = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "tests", "bench")
+    shutil.copytree(ROOT, source, symlinks=True, ignore=skip)
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
     subprocess.run(
-        [*pip, "--target", str(target), str(ROOT)],
+        [*pip, "--target", str(target), str(source)],
         check=True,
         timeout=240,
         cwd=tmp_path,
