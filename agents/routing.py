@@ -23,10 +23,11 @@ from typing import Any, TypeGuard
 
 import structlog
 
-from jointbus.schemas.catalog import CATALOG, ItemOverdue, RejectionNotice
+from jointbus.schemas.catalog import CATALOG
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, to_wire
 from jointbus.schemas.errors import ContractError, Reason
+from jointbus.schemas.families.notice import ItemOverdue, RejectionNotice
 from jointbus.schemas.ids import UUID_PATTERN, format_time, uuid7_from
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.ledger import Ledger, Outcome

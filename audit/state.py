@@ -13,20 +13,20 @@ from collections import OrderedDict
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
-from jointbus.schemas.lifecycle import State
+from jointbus.schemas.lifecycle import Aggregate, dump_aggregate, load_aggregate
 
 
-class StateStore(MutableMapping[str, State]):
+class StateStore(MutableMapping[str, Aggregate]):
     """A map of aggregate states that never holds more than ``hot`` in memory."""
 
     def __init__(self, hot: int = 2048) -> None:
         self.hot = hot
-        self._recent: OrderedDict[str, State] = OrderedDict()
+        self._recent: OrderedDict[str, Aggregate] = OrderedDict()
         self._dir = tempfile.TemporaryDirectory(prefix="jointbus-audit-state-")
         self._db = sqlite3.connect(Path(self._dir.name) / "states.sqlite")
         self._db.execute("CREATE TABLE states (subject TEXT PRIMARY KEY, state TEXT NOT NULL)")
 
-    def _load(self, subject: str) -> State | None:
+    def _load(self, subject: str) -> Aggregate | None:
         state = self._recent.get(subject)
         if state is not None:
             self._recent.move_to_end(subject)
@@ -34,26 +34,27 @@ class StateStore(MutableMapping[str, State]):
         row = self._db.execute("SELECT state FROM states WHERE subject = ?", (subject,)).fetchone()
         if row is None:
             return None
-        loaded: State = json.loads(row[0])
+        loaded = load_aggregate(json.loads(row[0]))
         self.put(subject, loaded)
         return loaded
 
-    def put(self, subject: str, state: State) -> None:
+    def put(self, subject: str, state: Aggregate) -> None:
         self._recent[subject] = state
         self._recent.move_to_end(subject)
         if len(self._recent) > self.hot:
             old_subject, old_state = self._recent.popitem(last=False)
             self._db.execute(
-                "INSERT OR REPLACE INTO states VALUES (?, ?)", (old_subject, json.dumps(old_state))
+                "INSERT OR REPLACE INTO states VALUES (?, ?)",
+                (old_subject, json.dumps(dump_aggregate(old_state))),
             )
 
-    def __getitem__(self, subject: str) -> State:
+    def __getitem__(self, subject: str) -> Aggregate:
         state = self._load(subject)
         if state is None:
             raise KeyError(subject)
         return state
 
-    def __setitem__(self, subject: str, state: State) -> None:
+    def __setitem__(self, subject: str, state: Aggregate) -> None:
         self.put(subject, state)
 
     def __delitem__(self, subject: str) -> None:

@@ -258,7 +258,7 @@ def schemas_group() -> None:
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("schemas/json"))
 def schemas_write(directory: Path) -> None:
     """Regenerate the JSON Schema files from the models."""
-    from jointbus.schemas.jsonschema import documents, render
+    from jointbus.schemas.jsonschema import CATALOG_FILE, catalog_markdown, documents, render
 
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.schema.json"):
@@ -266,7 +266,8 @@ def schemas_write(directory: Path) -> None:
     docs = documents()
     for name, doc in docs.items():
         (directory / name).write_text(render(doc), encoding="utf-8")
-    ui.say(f"{len(docs)} schema files written to {directory}")
+    (directory / CATALOG_FILE).write_text(catalog_markdown(), encoding="utf-8")
+    ui.say(f"{len(docs)} schema files and {CATALOG_FILE} written to {directory}")
 
 
 @schemas_group.command("vectors")
@@ -353,9 +354,10 @@ def publish(
     except json.JSONDecodeError as exc:
         raise JointbusError(f"the payload is not JSON: {exc}", reason="schema") from None
     spec = CURRENT.get(family)
-    if spec is None:
+    if spec is None or "agency" not in spec.publishers:
+        agencies_send = sorted(f for f, s in CURRENT.items() if "agency" in s.publishers)
         raise JointbusError(
-            f"unknown event family {family!r}; known: {', '.join(sorted(CURRENT))}",
+            f"{family!r} is not a family agencies publish; they publish: {', '.join(agencies_send)}",
             reason="unknown_type",
         )
     cfg = context.settings()

@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jointbus.schemas.catalog import ItemOverdue, RejectionNotice
 from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.errors import JointbusError
+from jointbus.schemas.families.notice import ItemOverdue, RejectionNotice
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.projections import Projection, apply
 from jointbus.schemas.records import AuditRecord

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from datetime import date, timedelta
 
 from jointbus.federation import ACK_DEADLINE, Federation, overdue_of, subject
+from jointbus.schemas.deadlines import china_date
 from jointbus.schemas.ids import utcnow
-from jointbus.schemas.lifecycle import china_date
 
 # ------------------------------------------------------------------------------ the story
 CLUES = [

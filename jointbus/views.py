@@ -15,9 +15,11 @@ from jointbus.streams.security import AUDITOR, kafka_kwargs
 from jointbus.streams.settings import Settings
 from jointbus.streams.topics import AUDIT_TOPIC
 
+#: the first table shows the clue columns, the second every other kind's (a new kind's
+#: columns appear there by themselves)
 GROUPS = {
-    "clues": COLUMNS[:6],
-    "joint checks, rectifications, other": COLUMNS[6:],
+    "clues": tuple(c for c in COLUMNS if c.startswith("clues_")),
+    "joint checks, rectifications, other": tuple(c for c in COLUMNS if not c.startswith("clues_")),
 }
 SHORT = {
     "clues_transferred": "clue→",
@@ -76,6 +78,6 @@ def print_projection(projection: Projection, *, as_json: bool, title: str) -> No
     for part, columns in GROUPS.items():
         ui.table(
             f"{title}: {part} ({projection.records} {projection.unit})",
-            ["agency", *(SHORT[c] for c in columns)],
+            ["agency", *(SHORT.get(c, c.replace("_", " ")) for c in columns)],
             [[r["agency"], *(r[c] for c in columns)] for r in rows],
         )

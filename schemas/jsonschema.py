@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jointbus.schemas.catalog import CATALOG
+from jointbus.schemas.catalog import CATALOG, KINDS
 from jointbus.schemas.envelope import Envelope
 from jointbus.schemas.registry import Registry
 from jointbus.schemas.sealing import SealedData
@@ -35,3 +35,28 @@ def documents() -> dict[str, dict[str, Any]]:
 def render(doc: dict[str, Any]) -> str:
     """The file text of a schema document (stable: sorted keys, two-space indent)."""
     return json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+CATALOG_FILE = "CATALOG.md"
+
+
+def catalog_markdown() -> str:
+    """The event catalog as a table (``schemas/json/CATALOG.md``), generated from the kinds'
+    modules so that it cannot fall behind them."""
+    lines = [
+        "# jointbus event catalog",
+        "",
+        "Generated from `schemas/families/` by `jointbus schemas write`; do not edit.",
+        "",
+        "| type | kind | sealed | published by | answered by a receipt | what it is |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind in KINDS:
+        for spec in kind.events:
+            doc = (spec.model.__doc__ or "").strip().splitlines()[0]
+            upcast = " (read as the current version)" if spec.upcast is not None else ""
+            lines.append(
+                f"| `{spec.type}`{upcast} | {kind.name} | {'yes' if spec.sensitive else 'no'} "
+                f"| {', '.join(spec.publishers)} | {'yes' if spec.answered else 'no'} | {doc} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -21,13 +21,12 @@ from cryptography.hazmat.primitives.serialization import (
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from jointbus.schemas.b64 import b64d, b64e
+from jointbus.schemas.catalog import rights_of
 from jointbus.schemas.errors import JointbusError, Reason, rejection
 from jointbus.schemas.registry import (
-    AGENCY_RIGHTS,
     AUDIT,
     DEVELOPMENT_AGENCIES,
     ROUTER,
-    SERVICE_RIGHTS,
     KeyRecord,
     Member,
     Registry,
@@ -100,7 +99,7 @@ def members() -> tuple[Member, ...]:
             name_en=a.name_en,
             kind="agency",
             region=a.region,
-            publish=AGENCY_RIGHTS,
+            publish=rights_of("agency"),
         )
         for a in DEVELOPMENT_AGENCIES
     )
@@ -111,7 +110,7 @@ def members() -> tuple[Member, ...]:
             name_en="jointbus router",
             kind="service",
             region="bus",
-            publish=SERVICE_RIGHTS[ROUTER],
+            publish=rights_of("router"),
         ),
         Member(
             id=AUDIT,
@@ -119,7 +118,7 @@ def members() -> tuple[Member, ...]:
             name_en="jointbus audit log",
             kind="service",
             region="bus",
-            publish=SERVICE_RIGHTS[AUDIT],
+            publish=(),
         ),
     )
     return agencies + services
@@ -168,7 +167,7 @@ def admit(
             reason="invalid_member",
         )
     member = Member(
-        id=agency, name_zh=name_zh, name_en=name_en, kind="agency", region=region, publish=AGENCY_RIGHTS
+        id=agency, name_zh=name_zh, name_en=name_en, kind="agency", region=region, publish=rights_of("agency")
     )
     ring = Keyring(owner=agency, keys={})
     records = []

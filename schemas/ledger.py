@@ -23,7 +23,7 @@ from datetime import datetime
 from jointbus.schemas.envelope import ParsedEnvelope, envelope_of, to_wire
 from jointbus.schemas.errors import ContractError, Reason
 from jointbus.schemas.ids import parse_time
-from jointbus.schemas.lifecycle import Decision, Rules, State
+from jointbus.schemas.lifecycle import Aggregate, Decision, Rules
 from jointbus.schemas.records import AuditRecord, outbox_owner, parse_position
 from jointbus.schemas.registry import Registry
 from jointbus.schemas.verify import ID_WINDOW, VerifiedEvent, verify_event, verify_parsed
@@ -42,7 +42,7 @@ class Outcome:
     offset: int
     prev: int | None
     verified: VerifiedEvent | None = None
-    state: State | None = None
+    state: Aggregate | None = None
 
     @property
     def position(self) -> str:
@@ -53,12 +53,12 @@ class Ledger:
     """Aggregates, recent event ids and outbox heads; ``aggregates`` may be any mapping (a
     dict live, a spilling store for auditors of long logs)."""
 
-    def __init__(self, aggregates: MutableMapping[str, State] | None = None) -> None:
-        self.aggregates: MutableMapping[str, State] = aggregates if aggregates is not None else {}
+    def __init__(self, aggregates: MutableMapping[str, Aggregate] | None = None) -> None:
+        self.aggregates: MutableMapping[str, Aggregate] = aggregates if aggregates is not None else {}
         self.ids: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
         self.heads: dict[str, int] = {}
 
-    def aggregate(self, subject: str) -> State | None:
+    def aggregate(self, subject: str) -> Aggregate | None:
         return self.aggregates.get(subject)
 
     def decide(

@@ -2,8 +2,9 @@
 
 ``jointbus status`` shows them live and ``jointbus audit replay`` rebuilds them from
 history; both fold the same function over the same records, so they cannot disagree.
-Rows are the registry's member agencies, in registry order: a new member gets its row the
-moment the registry names it.
+Each aggregate kind says which columns it adds and how its events count
+(``schemas/families/``). Rows are the registry's member agencies, in registry order: a new
+member gets its row the moment the registry names it.
 """
 
 from __future__ import annotations
@@ -13,37 +14,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jointbus.schemas.catalog import (
-    JointCheckResponded,
-    MechanismEstablished,
-    Receipt,
-    family_of,
-    parse_payload,
-)
-from jointbus.schemas.errors import ContractError
+from jointbus.schemas.catalog import KINDS, family_of, kind_named, kind_of
+from jointbus.schemas.family import Fact
 from jointbus.schemas.ids import parse_time
 from jointbus.schemas.records import AuditRecord
 
-COLUMNS = (
-    "clues_transferred",
-    "clues_received",
-    "clues_accepted",
-    "clues_returned",
-    "clues_disposed",
-    "clues_open",
-    "checks_convened",
-    "checks_joined",
-    "findings_reported",
-    "rect_issued",
-    "rect_completed",
-    "rect_verified",
-    "rect_reopened",
-    "rect_open",
-    "overdue",
-    "mechanisms",
-    "meetings_chaired",
-    "rejected",
-)
+__all__ = ["COLUMNS", "Item", "Projection", "apply", "members_in", "project"]
+
+#: every figure column, in the kinds' order, then the bus's own
+COLUMNS: tuple[str, ...] = (*(c for kind in KINDS for c in kind.columns), "rejected")
+
+
+@dataclass
+class Item:
+    """An item followed for its open figure: its kind, who holds it, its status."""
+
+    kind: str
+    holders: list[str]
+    status: str
 
 
 @dataclass
@@ -54,8 +42,7 @@ class Projection:
 
     agencies: tuple[str, ...]
     counts: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    clues: dict[str, tuple[str, str]] = field(default_factory=dict)  # subject -> (receiver, status)
-    rects: dict[str, tuple[list[str], str]] = field(default_factory=dict)
+    items: dict[str, Item] = field(default_factory=dict)  # subject -> item
     seen: set[str] = field(default_factory=set)
     records: int = 0
     until: str | None = None
@@ -69,45 +56,43 @@ class Projection:
         """True for a member agency (one that has a row)."""
         return agency in self._members
 
+    # the Tally a kind's projection handler writes to
+    def count(self, agency: str, column: str, n: int = 1) -> None:
+        if self.member(agency):
+            self.counts[agency][column] += n
+
+    def track(self, subject: str, kind: str, holders: list[str], status: str) -> None:
+        self.items[subject] = Item(kind, list(holders), status)
+
+    def restatus(self, subject: str, status: str) -> None:
+        item = self.items.get(subject)
+        if item is not None:
+            item.status = status
+
+    def refused(self, subject: str, event_type: str) -> None:
+        """A delivery of ``event_type`` was refused: the item moves as its kind says."""
+        item = self.items.get(subject)
+        kind = kind_named(item.kind) if item is not None else None
+        move = kind.refusable.get(family_of(event_type)) if kind is not None else None
+        if item is not None and move is not None and item.status == move[0]:
+            item.status = move[1]
+
     def rows(self) -> list[dict[str, Any]]:
         """One row per agency with every column (open items computed from the items)."""
-        open_clues = Counter(r for r, status in self.clues.values() if status in _CLUE_OPEN)
-        open_rects: Counter[str] = Counter()
-        for responsible, status in self.rects.values():
-            if status != "verified":
-                open_rects.update(responsible)
+        open_counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        for item in self.items.values():
+            kind = kind_named(item.kind)
+            if kind is not None and kind.open_column and item.status in kind.open_statuses:
+                for holder in item.holders:
+                    open_counts[holder][kind.open_column] += 1
         out = []
         for agency in self.agencies:
             c = self.counts[agency]
-            c["clues_open"], c["rect_open"] = open_clues[agency], open_rects[agency]
+            for kind in KINDS:
+                if kind.open_column:
+                    c[kind.open_column] = open_counts[agency][kind.open_column]
             out.append({"agency": agency, **{col: c[col] for col in COLUMNS}})
         return out
-
-
-_CLUE_OPEN = ("transferred", "acknowledged", "accepted")
-_CLUE_STATUS = {
-    "clue.acknowledged": "acknowledged",
-    "clue.accepted": "accepted",
-    "clue.returned": "returned",
-    "clue.disposition_reported": "disposed",
-}
-_RECT_STATUS = {
-    "rectification.completion_reported": "completed",
-    "rectification.verified": "verified",
-    "rectification.reopened": "reopened",
-}
-_SENDER_COUNTS = {
-    "clue.transferred": "clues_transferred",
-    "clue.accepted": "clues_accepted",
-    "clue.returned": "clues_returned",
-    "clue.disposition_reported": "clues_disposed",
-    "jointcheck.invited": "checks_convened",
-    "jointcheck.findings_reported": "findings_reported",
-    "rectification.issued": "rect_issued",
-    "rectification.completion_reported": "rect_completed",
-    "rectification.verified": "rect_verified",
-    "rectification.reopened": "rect_reopened",
-}
 
 
 def apply(p: Projection, record: AuditRecord) -> None:
@@ -118,60 +103,15 @@ def apply(p: Projection, record: AuditRecord) -> None:
     p.records += 1
     sender = record.sender or ""
     if record.decision == "rejected":
-        if p.member(sender):
-            p.counts[sender]["rejected"] += 1
+        p.count(sender, "rejected")
         return
     event = record.event or {}
     family = family_of(str(event.get("type", "")))
-    subject = str(event.get("subject", ""))
-    recipients = [str(r) for r in event.get("recipients", [])]
-    if family in _SENDER_COUNTS and p.member(sender):
-        p.counts[sender][_SENDER_COUNTS[family]] += 1
-    if family == "clue.transferred":
-        for r in recipients:
-            if p.member(r):
-                p.counts[r]["clues_received"] += 1
-        p.clues[subject] = (recipients[0], "transferred")
-    elif family in _CLUE_STATUS and subject in p.clues:
-        p.clues[subject] = (p.clues[subject][0], _CLUE_STATUS[family])
-    elif family == "rectification.issued":
-        p.rects[subject] = (recipients, "open")
-    elif family in _RECT_STATUS and subject in p.rects:
-        p.rects[subject] = (p.rects[subject][0], _RECT_STATUS[family])
-    elif family in (
-        "receipt",
-        "jointcheck.responded",
-        "mechanism.established",
-        "deadline.overdue",
-        "meeting.held",
-    ):
-        _plain_payload_counts(p, family, sender, event)
-
-
-def _plain_payload_counts(p: Projection, family: str, sender: str, event: dict[str, Any]) -> None:
-    try:
-        payload = parse_payload(str(event["type"]), event["data"])
-    except (ContractError, KeyError, TypeError):
+    kind = kind_of(family)
+    if kind is None or kind.project is None:
         return
-    if isinstance(payload, Receipt):
-        subject = str(event.get("subject", ""))
-        clue = p.clues.get(subject)
-        if payload.status == "refused" and clue is not None and clue[1] == "transferred":
-            p.clues[subject] = (clue[0], "undeliverable")  # never seen by its receiver: not open
-    elif isinstance(payload, JointCheckResponded) and payload.accepted and p.member(sender):
-        p.counts[sender]["checks_joined"] += 1
-    elif isinstance(payload, MechanismEstablished):
-        for agency in payload.participants:
-            if p.member(agency):
-                p.counts[agency]["mechanisms"] += 1
-    elif family == "deadline.overdue":
-        responsible = getattr(payload, "responsible", "")
-        if p.member(responsible):
-            p.counts[responsible]["overdue"] += 1
-    elif family == "meeting.held":
-        chair = getattr(payload, "chair", "")
-        if p.member(chair):
-            p.counts[chair]["meetings_chaired"] += 1
+    recipients = [str(r) for r in event.get("recipients", [])]
+    kind.project(p, Fact(family, sender, str(event.get("subject", "")), recipients, event))
 
 
 def project(

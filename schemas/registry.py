@@ -77,18 +77,6 @@ ROUTER = "svc-router"
 AUDIT = "svc-audit"
 SERVICES = (ROUTER, AUDIT)
 
-#: event families every agency may publish
-AGENCY_RIGHTS = (
-    "clue.*",
-    "jointcheck.*",
-    "rectification.*",
-    "receipt",
-    "meeting.held",
-    "chair.rotated",
-    "mechanism.established",
-)
-SERVICE_RIGHTS = {ROUTER: ("rejection", "deadline.overdue", "receipt"), AUDIT: ()}
-
 
 class Member(BaseModel):
     """A party that signs: an agency or a bus service."""

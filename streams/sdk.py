@@ -22,7 +22,7 @@ from typing import Any, Literal
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from jointbus.schemas.catalog import Payload, parse_payload
+from jointbus.schemas.catalog import CURRENT, Payload, parse_payload
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, MAX_ENVELOPE_BYTES, Envelope, to_wire
 from jointbus.schemas.errors import ContractError, Reason, rejection
@@ -36,8 +36,6 @@ from jointbus.streams.topics import inbox, outbox
 
 log = structlog.get_logger("jointbus.sdk")
 HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
-#: events the Subscriber does not answer with a receipt (they are receipts or bus notices)
-NO_RECEIPT = {"receipt", "rejection", "deadline.overdue"}
 
 
 class Publisher:
@@ -403,7 +401,7 @@ class Subscriber:
         verified, reason = self._refusal
         self._refusal = None
         env = verified.envelope
-        if self._publisher is None or verified.spec.family in NO_RECEIPT or env.id in self.seen:
+        if self._publisher is None or not verified.spec.answered or env.id in self.seen:
             return
         await self._publisher.submit(
             "receipt",
@@ -416,7 +414,8 @@ class Subscriber:
         self.seen.add(env.id)
 
     async def _receipt(self, delivery: Delivery) -> None:
-        if self._publisher is None or delivery.family in NO_RECEIPT:
+        spec = CURRENT.get(delivery.family)
+        if self._publisher is None or spec is None or not spec.answered:
             return
         env = delivery.envelope
         status = "opened" if env.sealed else "received"

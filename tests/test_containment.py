@@ -4,6 +4,7 @@ router rebuilt from the audit log decides exactly as the one that wrote it."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,9 +13,10 @@ import pytest
 
 from jointbus.agents.routing import Router
 from jointbus.schemas.compose import compose
+from jointbus.schemas.deadlines import china_date, deadline_moment
 from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.keys import new_federation, rotate
-from jointbus.schemas.lifecycle import Rules, china_date, deadline_moment
+from jointbus.schemas.lifecycle import Rules
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import ROUTER
 from jointbus.schemas.verify import verify_event
@@ -86,14 +88,14 @@ def test_one_failing_record_is_contained_and_routing_goes_on(monkeypatch: pytest
     now = datetime(2026, 11, 25, 20, 18, tzinfo=UTC)
     registry, rings = new_federation(now - timedelta(days=1))
     poisoned = f"rectification/{uuid.uuid4()}"
-    original = Rules._rect_issued
+    original = Rules._transition
 
-    def explode(self: Rules, s: Any, env: Any, payload: Any) -> Any:
+    def explode(self: Rules, current: Any, env: Any, family: str, payload: Any, ctx: Any) -> Any:
         if env.subject == poisoned:
             raise RuntimeError("bug in a rule")
-        return original(self, s, env, payload)
+        return original(self, current, env, family, payload, ctx)
 
-    monkeypatch.setattr(Rules, "_rect_issued", explode)
+    monkeypatch.setattr(Rules, "_transition", explode)
     router = Router(registry, rings[ROUTER], Rules())
     broken = issue(router, rings, now, "2026-12-31", 0, poisoned)
     assert (broken.decision, broken.reason, broken.sender) == ("rejected", "internal_error", "sc-yibin")
@@ -113,7 +115,10 @@ def test_poisoned_aggregate_is_quarantined_not_a_crash_loop() -> None:
     bad, good = f"rectification/{uuid.uuid4()}", f"rectification/{uuid.uuid4()}"
     issue(router, rings, now, "2026-11-26", 0, bad)
     issue(router, rings, now, "2026-11-26", 1, good)
-    router.ledger.aggregates[bad]["deadline"] = "not a date"  # e.g. state from a buggy version
+    poisoned = router.ledger.aggregates[bad]
+    assert poisoned.state is not None  # e.g. state from a buggy version, never validated:
+    broken_state = poisoned.state.model_copy(update={"deadline": "not a date"})
+    router.ledger.aggregates[bad] = dataclasses.replace(poisoned, state=broken_state)
     later = deadline_moment(datetime(2026, 11, 26).date()) + timedelta(seconds=1)
     routed = router.overdue(later)
     kinds = sorted((r.record.decision, r.record.position.split(":")[1]) for r in routed if r.record)

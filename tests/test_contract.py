@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from jointbus.schemas.catalog import CATALOG, CURRENT, ClueTransferred, parse_payload
+from jointbus.schemas.catalog import CATALOG, CURRENT, parse_payload
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import MAX_ENVELOPE_BYTES, to_wire
 from jointbus.schemas.errors import ContractError, Reason
+from jointbus.schemas.families.clue import ClueTransferred
 from jointbus.schemas.ids import format_time, is_uuid7, utcnow, uuid7, uuid7_time
 from jointbus.schemas.keys import Keyring, new_federation, revoke, rotate
 from jointbus.schemas.registry import ROUTER, Registry

@@ -16,12 +16,12 @@ from aiokafka import AIOKafkaProducer
 
 from jointbus.audit.completeness import outbox_records
 from jointbus.processes import WorkerProcess
-from jointbus.schemas.catalog import RejectionNotice
 from jointbus.schemas.compose import compose
+from jointbus.schemas.deadlines import china_date
 from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.errors import Reason
+from jointbus.schemas.families.notice import RejectionNotice
 from jointbus.schemas.ids import parse_time, utcnow, uuid7
-from jointbus.schemas.lifecycle import china_date
 from jointbus.schemas.projections import project
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.sealing import seal
@@ -286,11 +286,15 @@ async def test_unopenable_clue_is_not_counted_open(bus: Bus) -> None:
     assert (receipt.status, receipt.reason) == ("refused", "seal_broken")
     records = [AuditRecord.model_validate_json(v) async for _, _, v in read_topic(bus.bootstrap, AUDIT_TOPIC)]
     projection = project(records)
-    assert projection.clues[subject][1] == "undeliverable"
+    assert projection.items[subject].status == "undeliverable"
+    (yongchuan,) = [row for row in projection.rows() if row["agency"] == "cq-yongchuan"]
     open_clues = [
-        s for s, (r, status) in projection.clues.items() if s == subject and status == "transferred"
+        s for s, item in projection.items.items() if item.kind == "clue" and item.status == "transferred"
     ]
-    assert open_clues == []
+    assert subject not in open_clues
+    assert yongchuan["clues_open"] == len(
+        [s for s in open_clues if projection.items[s].holders == ["cq-yongchuan"]]
+    )
     await honest_event_still_arrives(bus)
 
 

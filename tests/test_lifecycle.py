@@ -12,8 +12,9 @@ import pytest
 from jointbus.schemas.catalog import CURRENT, parse_payload
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import envelope_of
+from jointbus.schemas.families.clue import ClueState
 from jointbus.schemas.keys import new_federation
-from jointbus.schemas.lifecycle import CHAIR_SUBJECT, Rules, State, due_at, overdue_items
+from jointbus.schemas.lifecycle import CHAIR_SUBJECT, Aggregate, Rules, due_at, overdue_items
 from tests.samples import SAMPLES
 
 NOW = datetime(2026, 11, 25, 20, 18, tzinfo=UTC)
@@ -21,7 +22,7 @@ REGISTRY, RINGS = new_federation(NOW - timedelta(days=1))
 Step = tuple[str, str, list[str], dict[str, Any] | None]  # family, sender, recipients, payload
 
 
-def run(subject: str, steps: list[Step], states: dict[str, State] | None = None) -> list[str | None]:
+def run(subject: str, steps: list[Step], states: dict[str, Aggregate] | None = None) -> list[str | None]:
     """Apply ``steps`` to one aggregate in order; the reason of each (None = accepted)."""
     rules, states = Rules(), states if states is not None else {}
     reasons: list[str | None] = []
@@ -140,7 +141,7 @@ def test_joint_check_steps(steps: list[Step], reasons: list[str | None]) -> None
 
 def test_chair_is_one_chain_from_the_registry() -> None:
     """The registry's chair (cq-rongchang) passes the chair; then only the new chair may."""
-    states: dict[str, State] = {}
+    states: dict[str, Aggregate] = {}
     rotate_to = {**SAMPLES["chair.rotated"], "new_chair": "sc-yibin"}
     others = ["sc-zigong"]
     assert run(CHAIR_SUBJECT, [("chair.rotated", "sc-zigong", others, rotate_to)], states) == [
@@ -162,9 +163,10 @@ def test_chair_is_one_chain_from_the_registry() -> None:
 
 def test_receipts_and_refusals() -> None:
     """A receipt comes from a recipient, to the sender; a refusal makes a clue undeliverable."""
-    subject, states = f"clue/{uuid.uuid4()}", {}
+    subject, states = f"clue/{uuid.uuid4()}", dict[str, Aggregate]()
     run(subject, CLUE[:1], states)
-    (transfer_id,) = states[subject]["events"]
+    (transfer,) = states[subject].accepted
+    transfer_id = transfer.id
     refusal = {
         "event_id": transfer_id,
         "event_type": "org.jointbus.clue.transferred.v2",
@@ -174,14 +176,16 @@ def test_receipts_and_refusals() -> None:
     assert run(subject, [("receipt", "sc-luzhou", ["sc-zigong"], refusal)], states) == ["not_authorized"]
     assert run(subject, [("receipt", "cq-yongchuan", ["sc-luzhou"], refusal)], states) == ["not_authorized"]
     assert run(subject, [("receipt", "cq-yongchuan", ["sc-zigong"], refusal)], states) == [None]
-    assert states[subject]["status"] == "undeliverable"
+    state = states[subject].state
+    assert isinstance(state, ClueState)
+    assert state.status == "undeliverable"
     assert due_at(states[subject]) is None  # no acknowledgement can be owed for it
     assert run(subject, [("receipt", "cq-yongchuan", ["sc-zigong"], refusal)], states) == ["bad_transition"]
 
 
 def test_overdue_items_name_the_responsible_party() -> None:
     """An unacknowledged clue and a rectification past its date, each named once."""
-    clue, rect, states = f"clue/{uuid.uuid4()}", f"rectification/{uuid.uuid4()}", {}
+    clue, rect, states = f"clue/{uuid.uuid4()}", f"rectification/{uuid.uuid4()}", dict[str, Aggregate]()
     run(clue, CLUE[:1], states)
     run(rect, [ISSUE], states)
     later = NOW + timedelta(days=400)

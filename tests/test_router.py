@@ -12,10 +12,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey as Key
 
 from jointbus.schemas.b64 import b64d
-from jointbus.schemas.catalog import RejectionNotice
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.errors import ContractError, Reason
+from jointbus.schemas.families.notice import RejectionNotice
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.records import AuditRecord

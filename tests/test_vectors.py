@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jointbus.schemas.b64 import b64e
 from jointbus.schemas.catalog import parse_payload
 from jointbus.schemas.envelope import to_wire
-from jointbus.schemas.jsonschema import documents, render
+from jointbus.schemas.jsonschema import CATALOG_FILE, catalog_markdown, documents, render
 from jointbus.schemas.registry import Registry
 from jointbus.schemas.sealing import open_sealed
 from jointbus.schemas.signing import signing_input
@@ -65,3 +65,5 @@ def test_json_schema_files_are_in_sync_with_the_models() -> None:
     assert sorted(on_disk) == sorted(expected), "schema files added or missing"
     stale = [name for name in expected if on_disk[name] != expected[name]]
     assert not stale, f"stale schema files: {stale}; run `jointbus schemas write`"
+    catalog = (directory / CATALOG_FILE).read_text(encoding="utf-8")
+    assert catalog == catalog_markdown(), "schemas/json/CATALOG.md is stale; run `jointbus schemas write`"

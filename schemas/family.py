@@ -1,0 +1,239 @@
+"""What an aggregate kind declares, in one module of ``schemas/families/``.
+
+A kind (clue, joint check, rectification, ...) is everything that shares a ``subject``
+prefix. Its module declares, in one place:
+
+- its event types: payload models, versions and upcasters, whether the payload is sealed,
+  who may publish it (agencies or the router), whether recipients answer with a receipt,
+  and a valid example payload;
+- its **state**: a frozen model; a transition takes the state (``None`` for a new
+  aggregate) and one verified event and returns the next state, or refuses with a reason;
+- its **figures**: the projection columns it adds and how an accepted event counts;
+- its **deadline**, if it has one.
+
+``schemas.catalog`` collects the modules; the lifecycle rules, the projections, the
+registry's default rights, the SDK and the tests all read the catalog, so a new kind is
+one new module (plus its vectors and tests), nothing else.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from jointbus.schemas.errors import Reason, rejection
+
+if TYPE_CHECKING:
+    from jointbus.schemas.envelope import Envelope
+    from jointbus.schemas.registry import Registry
+
+TYPE_PREFIX = "org.jointbus."
+#: how many accepted events of one aggregate a receipt may still refer to (the oldest are
+#: forgotten first): an aggregate's memory is bounded however long its history grows
+RECEIPT_MEMORY = 256
+
+Publisher = Literal["agency", "router"]
+
+
+class Payload(BaseModel):
+    """Base of every event payload: closed (unknown fields are an error) and immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AggregateState(BaseModel):
+    """Base of every kind's state: frozen and closed, so a rejected event cannot leak into
+    it; transitions build the next state with ``model_copy(update=...)`` or a constructor."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: str
+    status: str
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """What the bus knows of one versioned event type."""
+
+    type: str
+    family: str
+    version: int
+    model: builtins.type[Payload]
+    aggregate: str
+    sensitive: bool = False
+    upcast: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    #: who may publish it: member agencies (rights in the registry) or the router
+    publishers: tuple[Publisher, ...] = ("agency",)
+    #: recipients answer it with a signed receipt (not receipts and bus notices)
+    answered: bool = True
+    #: a valid payload, for documentation, ``jointbus publish --type`` and the tests
+    example: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_current(self) -> bool:
+        return self.upcast is None
+
+
+def event(
+    family: str, version: int, model: type[Payload], example: Mapping[str, Any], **kw: Any
+) -> EventSpec:
+    """An event type (its kind is set by the ``Kind`` that lists it)."""
+    return EventSpec(f"{TYPE_PREFIX}{family}.v{version}", family, version, model, "", example=example, **kw)
+
+
+def refuse(reason: Reason, detail: str) -> NoReturn:
+    """Refuse the event being decided (a transition's only way to say no): a
+    ``ContractError`` of the class that goes with ``reason``."""
+    raise rejection(reason, detail)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An accepted event a receipt may refer to, and who refused it."""
+
+    id: str
+    sender: str
+    type: str
+    recipients: tuple[str, ...]
+    refused_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One subject: its kind's state (``None`` until an event created it) and the bounded
+    list of its recent accepted events (for receipts), kept apart from the domain state."""
+
+    subject: str
+    state: AggregateState | None = None
+    accepted: tuple[Accepted, ...] = ()
+
+    def find(self, event_id: str) -> Accepted | None:
+        """The accepted event ``event_id`` of this aggregate, if still remembered."""
+        return next((a for a in self.accepted if a.id == event_id), None)
+
+    def with_accepted(self, item: Accepted) -> Aggregate:
+        """This aggregate with ``item`` remembered (the oldest forgotten past the bound)."""
+        kept = tuple(a for a in self.accepted if a.id != item.id)
+        return replace(self, accepted=(*kept, item)[-RECEIPT_MEMORY:])
+
+
+S = TypeVar("S", bound=AggregateState)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a transition may consult besides its own aggregate: the registry the event was
+    verified against, other aggregates (the chair chain), and the bus's policy."""
+
+    registry: Registry
+    lookup: Callable[[str], Aggregate | None]
+    ack_within: timedelta
+
+    def state_of(self, subject: str, model: type[S]) -> S | None:
+        """Another aggregate's state if it is of ``model``'s kind."""
+        other = self.lookup(subject)
+        return other.state if other is not None and isinstance(other.state, model) else None
+
+
+#: a transition: state before (None: new aggregate), the verified event, its payload (None
+#: when sealed), context → the state after; or ``refuse(...)``
+Transition = Callable[[Any, "Envelope", Any, Context], AggregateState]
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A deadline an aggregate must still meet."""
+
+    what: Literal["clue_not_acknowledged", "rectification_past_deadline"]
+    deadline: date
+    due: datetime
+    responsible: str
+    parties: list[str]
+
+
+@dataclass(frozen=True)
+class Fact:
+    """An accepted event as a projection sees it (from the audit record alone)."""
+
+    family: str
+    sender: str
+    subject: str
+    recipients: list[str]
+    event: Mapping[str, Any]
+
+    def payload(self) -> Payload | None:
+        """The plaintext payload, upcast; ``None`` when sealed or unreadable."""
+        from jointbus.schemas.catalog import parse_payload
+        from jointbus.schemas.errors import ContractError
+
+        try:
+            return parse_payload(str(self.event["type"]), self.event["data"])
+        except (ContractError, KeyError, TypeError):
+            return None
+
+
+class Tally(Protocol):
+    """What a kind's projection handler may do to the figures."""
+
+    def count(self, agency: str, column: str, n: int = 1) -> None:
+        """Add ``n`` to ``agency``'s ``column`` (non-members are not counted)."""
+
+    def track(self, subject: str, kind: str, holders: list[str], status: str) -> None:
+        """Start following an item (its holders own it while it is open)."""
+
+    def restatus(self, subject: str, status: str) -> None:
+        """A followed item's new status (an unknown subject is ignored)."""
+
+    def refused(self, subject: str, event_type: str) -> None:
+        """A recipient refused the delivery of ``event_type`` on a followed item."""
+
+
+def item_figures(
+    kind: str,
+    opened: tuple[str, str],
+    sender_counts: Mapping[str, str],
+    status_after: Mapping[str, str],
+) -> Callable[[Tally, Fact], None]:
+    """The projection of a kind whose items open and then change status: ``sender_counts``
+    counts each family for its sender, the ``opened`` family (with its first status) starts
+    following the item, held by its recipients, and ``status_after`` moves it on."""
+    opening, first_status = opened
+
+    def project(tally: Tally, fact: Fact) -> None:
+        column = sender_counts.get(fact.family)
+        if column is not None:
+            tally.count(fact.sender, column)
+        if fact.family == opening:
+            tally.track(fact.subject, kind, fact.recipients, first_status)
+        elif fact.family in status_after:
+            tally.restatus(fact.subject, status_after[fact.family])
+
+    return project
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Everything one aggregate kind declares (see the module docstring)."""
+
+    name: str
+    #: position among kinds: catalog order, rights order, projection column order
+    order: int
+    events: tuple[EventSpec, ...]
+    state: type[AggregateState] | None = None
+    transitions: Mapping[str, Transition] = field(default_factory=dict)
+    columns: tuple[str, ...] = ()
+    project: Callable[[Tally, Fact], None] | None = None
+    deadline: Callable[[Any], Deadline | None] | None = None
+    #: a refused receipt for an event of family F moves the state from status a to b
+    refusable: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    #: the column counting open items per holder, and the statuses that are open
+    open_column: str | None = None
+    open_statuses: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # every event type belongs to this kind, whatever its family is called
+        object.__setattr__(self, "events", tuple(replace(e, aggregate=self.name) for e in self.events))

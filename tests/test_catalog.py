@@ -1,0 +1,103 @@
+"""The catalog as a newcomer relies on it: every kind's module is found, declares what the
+rest of the bus reads, and its states are frozen, typed and bounded."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pydantic
+import pytest
+
+from jointbus.schemas.catalog import CATALOG, CURRENT, KINDS, parse_payload, rights_of
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import envelope_of
+from jointbus.schemas.families.rectification import RectificationState
+from jointbus.schemas.family import RECEIPT_MEMORY
+from jointbus.schemas.keys import new_federation
+from jointbus.schemas.lifecycle import Aggregate, Rules, dump_aggregate, load_aggregate
+from jointbus.schemas.projections import COLUMNS
+from tests.samples import SAMPLES
+
+NOW = datetime(2026, 11, 25, 20, 18, tzinfo=UTC)
+REGISTRY, RINGS = new_federation(NOW - timedelta(days=1))
+
+
+def test_every_kind_module_is_found_once_in_order() -> None:
+    """Kinds come from ``schemas/families/`` alone, each once, in their declared order."""
+    names = [k.name for k in KINDS]
+    assert len(set(names)) == len(names)
+    assert names[:3] == ["clue", "jointcheck", "rectification"]
+    assert [k.order for k in KINDS] == sorted(k.order for k in KINDS)
+    assert {s.aggregate for s in CATALOG.values()} == set(names)
+
+
+@pytest.mark.parametrize("spec", list(CATALOG.values()), ids=lambda s: s.type)
+def test_every_type_brings_a_valid_example(spec: object) -> None:
+    """The example each module declares validates (and upcasts, for an old version)."""
+    assert isinstance(spec, type(next(iter(CATALOG.values()))))
+    payload = parse_payload(spec.type, dict(spec.example))
+    assert type(payload) is CURRENT[spec.family].model
+
+
+def test_agencies_may_send_what_the_rules_decide() -> None:
+    """Every family agencies publish has a transition (or is a receipt); the router's own
+    families have none (an agency that sends one is refused by the rules too)."""
+    for kind in KINDS:
+        for spec in kind.events:
+            if spec.family == "receipt" or not spec.is_current:
+                continue
+            assert (spec.family in kind.transitions) == ("agency" in spec.publishers), spec.family
+    assert rights_of("router") == ("rejection", "deadline.overdue", "receipt")
+    assert {"clue.*", "rectification.*", "receipt"} <= set(rights_of("agency"))
+
+
+def test_columns_are_unique() -> None:
+    assert len(set(COLUMNS)) == len(COLUMNS)
+    assert COLUMNS[-1] == "rejected"
+
+
+def decide(aggregate: Aggregate | None, sender: str, family: str, to: list[str], subject: str) -> Aggregate:
+    env = envelope_of(
+        compose(
+            keyring=RINGS[sender],
+            registry=REGISTRY,
+            event_type=family,
+            subject=subject,
+            recipients=to,
+            payload=SAMPLES[family],
+            now=NOW,
+        )
+    ).envelope
+    after, decision = Rules().decide(
+        aggregate, env, family, parse_payload(env.type, env.data), registry=REGISTRY, lookup=lambda _: None
+    )
+    assert decision.accepted, decision
+    assert after is not None
+    return after
+
+
+def test_state_is_frozen_typed_and_survives_a_spill() -> None:
+    """A transition cannot be undone by mutating what it returned, and the form a store
+    spills to disk reads back as the same typed state."""
+    subject = f"rectification/{uuid.uuid4()}"
+    issued = decide(None, "sc-yibin", "rectification.issued", ["sc-zigong"], subject)
+    assert isinstance(issued.state, RectificationState)
+    with pytest.raises(pydantic.ValidationError):
+        issued.state.status = "verified"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        issued.state = None  # type: ignore[misc]
+    assert load_aggregate(dump_aggregate(issued)) == issued
+
+
+def test_an_aggregate_remembers_a_bounded_number_of_events() -> None:
+    """Receipts may refer to the last RECEIPT_MEMORY accepted events; older ones are
+    forgotten, so a long-lived aggregate's memory does not grow without bound."""
+    subject = f"rectification/{uuid.uuid4()}"
+    agg = decide(None, "sc-yibin", "rectification.issued", ["sc-zigong"], subject)
+    first = agg.accepted[0].id
+    for _ in range(RECEIPT_MEMORY + 5):
+        agg = decide(agg, "sc-zigong", "rectification.progress_reported", ["sc-yibin"], subject)
+    assert len(agg.accepted) == RECEIPT_MEMORY
+    assert agg.find(first) is None
