@@ -363,6 +363,7 @@ def publish(
     cfg = context.settings()
     registry = keystore.load_registry(cfg.keystore_dir)
     ring = keystore.load_keyring(cfg.keystore_dir, agency)
+    subject = subject or new_subject(spec.aggregate)
 
     async def go() -> str:
         async with Publisher(
@@ -370,14 +371,14 @@ def publish(
         ) as pub:
             return await pub.publish(
                 family,
-                subject or new_subject(spec.aggregate),
+                subject,
                 [r.strip() for r in recipients.split(",") if r.strip()],
                 payload,
                 causationid=causation,
                 correlationid=correlation,
             )
 
-    ui.say(f"published {asyncio.run(go())} to jointbus.outbox.{agency}")
+    ui.say(f"published {asyncio.run(go())} on {subject} to jointbus.outbox.{agency}")
 
 
 @cli.command("inbox")
