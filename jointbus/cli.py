@@ -346,6 +346,7 @@ def publish(
 
     from jointbus.schemas.catalog import CURRENT
     from jointbus.streams.sdk import Publisher, new_subject
+    from jointbus.streams.topics import outbox
 
     if (data_text is None) == (data_file is None):
         raise JointbusError("give the payload with exactly one of --data or --file", reason="usage")
@@ -378,7 +379,7 @@ def publish(
                 correlationid=correlation,
             )
 
-    ui.say(f"published {asyncio.run(go())} on {subject} to jointbus.outbox.{agency}")
+    ui.say(f"published {asyncio.run(go())} on {subject} to {outbox(agency)}")
 
 
 @cli.command("inbox")
