@@ -4,6 +4,8 @@ through the real broker and router."""
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +25,7 @@ from jointbus.streams.reader import read_topic
 from jointbus.streams.sdk import Delivery, Publisher
 from jointbus.streams.topics import AUDIT_TOPIC
 from tests.conftest import Bus
-from tests.harness import collect
+from tests.harness import collect, jointbus_cli
 from tests.samples import SAMPLES
 
 NOW = datetime(2026, 11, 25, 20, 18, tzinfo=UTC)
@@ -132,3 +134,73 @@ async def test_bulletin_through_the_bus(bus: Bus) -> None:
     rows = {row["agency"]: row for row in projection.rows()}
     assert rows["sc-luzhou"]["bulletins_posted"] == 1
     assert rows["sc-zigong"]["rejected"] == 1  # the withdrawal it had no right to send
+
+
+@pytest.mark.broker
+async def test_agency_posts_and_withdraws_a_bulletin_with_the_cli(bus: Bus) -> None:
+    """The README's commands: `publish` prints the subject it chose, the withdrawal names
+    it, and both reach the audience; a family only the router sends is refused with the
+    list of those an agency may send."""
+    data = json.dumps(SAMPLES["bulletin.posted"], ensure_ascii=False)
+    posted = await jointbus_cli(
+        bus.home,
+        bus.bootstrap,
+        "publish",
+        "--as",
+        "sc-luzhou",
+        "--type",
+        "bulletin.posted",
+        "--to",
+        "sc-zigong,cq-dazu",
+        "--data",
+        data,
+    )
+    assert posted.returncode == 0, posted.stderr
+    found = re.search(r"published (\S+) on (bulletin/\S+) to jointbus\.outbox\.sc-luzhou", posted.stdout)
+    assert found, posted.stdout
+    event_id, subject = found.groups()
+    reason = json.dumps(SAMPLES["bulletin.withdrawn"], ensure_ascii=False)
+    withdrawn = await jointbus_cli(
+        bus.home,
+        bus.bootstrap,
+        "publish",
+        "--as",
+        "sc-luzhou",
+        "--type",
+        "bulletin.withdrawn",
+        "--to",
+        "sc-zigong,cq-dazu",
+        "--subject",
+        subject,
+        "--data",
+        reason,
+    )
+    assert withdrawn.returncode == 0, withdrawn.stderr
+    arrived = await collect(
+        "cq-dazu",
+        bus.rings["cq-dazu"],
+        bus.registry,
+        bus.bootstrap,
+        lambda d: d.envelope.subject == subject,
+        2,
+    )
+    assert [d.family for d in arrived] == ["bulletin.posted", "bulletin.withdrawn"]
+    assert arrived[0].envelope.id == event_id
+
+    refused = await jointbus_cli(
+        bus.home,
+        bus.bootstrap,
+        "publish",
+        "--as",
+        "sc-luzhou",
+        "--type",
+        "rejection",
+        "--to",
+        "sc-zigong",
+        "--data",
+        "{}",
+    )
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr
+    assert "bulletin.posted" in refused.stderr + refused.stdout
+    assert "deadline.overdue" not in refused.stderr + refused.stdout
