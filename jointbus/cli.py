@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from datetime import timedelta
@@ -48,8 +49,17 @@ class JointbusGroup(click.Group):
 
 @click.group(cls=JointbusGroup)
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default from settings)")
-def cli(log_level: str | None) -> None:
+@click.option(
+    "--port",
+    "broker_port",
+    type=click.IntRange(1024, 65535),
+    default=None,
+    help="the local broker's client port for every command (same as JOINTBUS_BROKER_PORT)",
+)
+def cli(log_level: str | None, broker_port: int | None) -> None:
     """jointbus: the signed event bus of the Sichuan–Chongqing supervision agencies."""
+    if broker_port is not None:  # also for the processes a command starts (worker, demo)
+        os.environ["JOINTBUS_BROKER_PORT"] = str(broker_port)
     cfg = context.settings()
     configure_logging(log_level or cfg.log_level)
     context.protect_home(cfg)

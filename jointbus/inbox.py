@@ -46,16 +46,19 @@ async def show_inbox(settings: Settings, agency: str, *, follow: bool, receipts:
                 summary(d),
             ]
             if as_json:
-                ui.out.print_json(
-                    json.dumps(
-                        {
-                            "id": d.id,
-                            "type": d.envelope.type,
-                            "from": d.envelope.sender,
-                            "subject": d.envelope.subject,
-                            "payload": d.payload.model_dump(mode="json"),
-                        }
-                    )
+                env = d.envelope
+                ui.json_line(
+                    {
+                        "id": d.id,
+                        "type": env.type,
+                        "family": d.family,
+                        "time": env.time,
+                        "from": env.sender,
+                        "subject": env.subject,
+                        "correlationid": env.correlationid,
+                        "causationid": env.causationid,
+                        "payload": d.payload.model_dump(mode="json"),
+                    }
                 )
             elif follow:
                 ui.say("  ".join(row))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -30,6 +31,12 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
 def say(message: str) -> None:
     """One line for the person at the terminal."""
     out.print(message)
+
+
+def json_line(value: Any) -> None:
+    """One JSON document on one line (for ``--json`` streams read line by line)."""
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
 
 
 def fail(message: str) -> None:
