@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ValidationError
 
 from jointbus import context, ui
 from jointbus.schemas.errors import JointbusError
@@ -293,6 +294,23 @@ def schemas_vectors(out: Path) -> None:
     ui.say(f"test vectors written to {out}")
 
 
+def payload_problems(model: type[BaseModel], payload: object) -> list[str]:
+    """Every problem of ``payload`` as ``model`` at once (not one per try)."""
+    try:
+        model.model_validate(payload)
+    except ValidationError as exc:
+        return [
+            f"{'.'.join(str(p) for p in e['loc']) or '(payload)'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        ]
+    return []
+
+
+def field_list(model: type[BaseModel]) -> str:
+    """The payload fields of ``model``: required ones bare, optional ones with a ``?``."""
+    return ", ".join(f"{name}{'' if f.is_required() else '?'}" for name, f in model.model_fields.items())
+
+
 # ------------------------------------------------------------------------------ the bus
 @cli.group()
 def topics() -> None:
@@ -370,6 +388,11 @@ def publish(
         raise JointbusError(
             f"{family!r} is not a family agencies publish; they publish: {', '.join(agencies_send)}",
             reason="unknown_type",
+        )
+    problems = payload_problems(spec.model, payload)
+    if problems:
+        raise JointbusError(
+            f"{family} payload: {'; '.join(problems)} (fields: {field_list(spec.model)})", reason="schema"
         )
     cfg = context.settings()
     registry = keystore.load_registry(cfg.keystore_dir)

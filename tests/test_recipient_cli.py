@@ -1,5 +1,6 @@
-"""A recipient's commands as a script uses them: ``inbox --json`` is one JSON object per
-line, and ``--port`` reaches the broker without any environment variable."""
+"""Everyday commands as a person or a script uses them: ``publish`` names every payload
+problem at once, ``inbox --json`` is one JSON object per line, and ``--port`` reaches the
+broker without any environment variable."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +19,39 @@ from tests.conftest import Bus
 from tests.harness import collect
 from tests.samples import SAMPLES
 
-pytestmark = pytest.mark.broker
+
+def test_publish_names_every_payload_problem_at_once(tmp_path: Path) -> None:
+    """A payload missing three fields and with one wrong value: one readable line names all
+    four and lists the type's fields, before anything is signed or sent (no broker here)."""
+    command = ["publish", "--as", "sc-yibin", "--type", "jointcheck.invited", "--to", "sc-zigong"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jointbus",
+            *command,
+            "--data",
+            '{"scope": "工程质量", "start_date": "not a date"}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "JOINTBUS_HOME": str(tmp_path)},
+    )
+    assert done.returncode == 2
+    message = done.stderr + done.stdout
+    assert "Traceback" not in message
+    for problem in (
+        "project: Field required",
+        "start_date: Input should be a valid date",
+        "end_date: Field required",
+    ):
+        assert problem in message, message
+    assert "respond_by" in message
+    assert "staff_requested" in message
 
 
+@pytest.mark.broker
 async def test_inbox_json_is_one_object_per_line_and_port_is_a_flag(bus: Bus) -> None:
     """An issued rectification reaches cq-jiangjin; `jointbus --port P inbox --json` (no
     JOINTBUS_BOOTSTRAP) prints it as one line a line-by-line reader parses, with its id,
