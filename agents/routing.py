@@ -307,7 +307,7 @@ class Router:
                 registry=self.registry,
                 event_type="deadline.overdue",
                 subject=subject,
-                recipients=item.parties,
+                recipients=list(item.parties),
                 payload=ItemOverdue(
                     aggregate=subject,
                     what=item.what,
@@ -324,7 +324,7 @@ class Router:
                 event_id=alert_id,
                 sender=ROUTER,
                 event=alert,
-                delivered_to=item.parties,
+                delivered_to=list(item.parties),
             )
             self.alerted.add(position)
             log.info("deadline passed", aggregate=subject, event_id=alert_id, what=item.what)

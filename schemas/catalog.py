@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from jointbus.schemas import families
 from jointbus.schemas.errors import Reason, rejection
-from jointbus.schemas.family import TYPE_PREFIX, EventSpec, Kind, Payload, Publisher
+from jointbus.schemas.family import TYPE_PREFIX, EventSpec, Kind, Payload, PublisherRole
 
 __all__ = [
     "CATALOG",
@@ -45,13 +45,26 @@ def _discover() -> tuple[Kind, ...]:
     for info in pkgutil.iter_modules(families.__path__):
         module = importlib.import_module(f"{families.__name__}.{info.name}")
         kind = getattr(module, "KIND", None)
-        if isinstance(kind, Kind):
-            found.append(kind)
+        if not isinstance(kind, Kind):
+            raise TypeError(f"{module.__name__} declares no KIND (every module there is a kind)")
+        found.append(kind)
     found.sort(key=lambda k: (k.order, k.name))
     names = [k.name for k in found]
     if len(set(names)) != len(names):
-        raise RuntimeError(f"two event-family modules declare the same kind: {names}")
+        raise TypeError(f"two event-family modules declare the same kind: {names}")
+    owners = [family for k in found for family in {e.family for e in k.events}]
+    if len(set(owners)) != len(owners):
+        raise TypeError("two kinds declare the same event family")
+    orphans = [f"{s.family}.v{s.version}" for k in found for s in k.events if not _next_exists(k, s)]
+    if orphans:
+        raise TypeError(f"upcasters without a next version: {orphans}")
     return tuple(found)
+
+
+def _next_exists(kind: Kind, spec: EventSpec) -> bool:
+    return spec.upcast is None or any(
+        e.family == spec.family and e.version == spec.version + 1 for e in kind.events
+    )
 
 
 #: the aggregate kinds, in order (catalog, rights and figure columns follow it)
@@ -59,6 +72,7 @@ KINDS: tuple[Kind, ...] = _discover()
 CATALOG: dict[str, EventSpec] = {spec.type: spec for kind in KINDS for spec in kind.events}
 #: the newest version of each family, which publishers use
 CURRENT: dict[str, EventSpec] = {s.family: s for s in CATALOG.values() if s.is_current}
+_VERSIONS: dict[tuple[str, int], EventSpec] = {(s.family, s.version): s for s in CATALOG.values()}
 _KIND_OF: dict[str, Kind] = {spec.family: kind for kind in KINDS for spec in kind.events}
 _KIND_NAMED: dict[str, Kind] = {kind.name: kind for kind in KINDS}
 
@@ -73,7 +87,7 @@ def kind_named(name: str) -> Kind | None:
     return _KIND_NAMED.get(name)
 
 
-def rights_of(publisher: Publisher) -> tuple[str, ...]:
+def rights_of(publisher: PublisherRole) -> tuple[str, ...]:
     """The publish rights a new registry gives to ``publisher`` (agencies or the router):
     ``<kind>.*`` for a kind whose every family it may send, else the families one by one."""
     rights: list[str] = []
@@ -114,9 +128,9 @@ def parse_payload(event_type: str, data: dict[str, Any]) -> Payload:
     """Validate ``data`` as ``event_type`` and upcast it to the current version's model."""
     spec = spec_of(event_type)
     try:
-        while spec.upcast is not None:
+        while spec.upcast is not None:  # one version at a time: v1 → v2 → ... → current
             data = spec.upcast(data)
-            spec = CURRENT[spec.family]
+            spec = _VERSIONS[(spec.family, spec.version + 1)]
         return spec.model.model_validate(data)
     except ValidationError as exc:
         raise rejection(Reason.SCHEMA, f"{event_type}: {_first_error(exc)}") from None

@@ -37,7 +37,7 @@ TYPE_PREFIX = "org.jointbus."
 #: forgotten first): an aggregate's memory is bounded however long its history grows
 RECEIPT_MEMORY = 256
 
-Publisher = Literal["agency", "router"]
+PublisherRole = Literal["agency", "router"]
 
 
 class Payload(BaseModel):
@@ -47,12 +47,22 @@ class Payload(BaseModel):
 
 
 class AggregateState(BaseModel):
-    """Base of every kind's state: frozen and closed, so a rejected event cannot leak into
-    it; transitions build the next state with ``model_copy(update=...)`` or a constructor."""
+    """Base of every kind's state: frozen and closed (and its fields immutable values), so a
+    rejected event cannot leak into it; transitions build the next state with a constructor
+    or :func:`evolve`, both validated."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: str
     status: str
+
+
+St = TypeVar("St", bound=AggregateState)
+
+
+def evolve(state: St, **changes: Any) -> St:
+    """``state`` with ``changes``, validated like a new state: what the router keeps in
+    memory is exactly what an auditor reads back after spilling it to disk."""
+    return type(state).model_validate({**state.model_dump(), **changes})
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,7 @@ class EventSpec:
     sensitive: bool = False
     upcast: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     #: who may publish it: member agencies (rights in the registry) or the router
-    publishers: tuple[Publisher, ...] = ("agency",)
+    publishers: tuple[PublisherRole, ...] = ("agency",)
     #: recipients answer it with a signed receipt (not receipts and bus notices)
     answered: bool = True
     #: a valid payload, for documentation, ``jointbus publish --type`` and the tests
@@ -79,10 +89,29 @@ class EventSpec:
 
 
 def event(
-    family: str, version: int, model: type[Payload], example: Mapping[str, Any], **kw: Any
+    family: str,
+    version: int,
+    model: type[Payload],
+    example: Mapping[str, Any],
+    *,
+    sensitive: bool = False,
+    upcast: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    publishers: tuple[PublisherRole, ...] = ("agency",),
+    answered: bool = True,
 ) -> EventSpec:
     """An event type (its kind is set by the ``Kind`` that lists it)."""
-    return EventSpec(f"{TYPE_PREFIX}{family}.v{version}", family, version, model, "", example=example, **kw)
+    return EventSpec(
+        f"{TYPE_PREFIX}{family}.v{version}",
+        family,
+        version,
+        model,
+        "",
+        sensitive=sensitive,
+        upcast=upcast,
+        publishers=publishers,
+        answered=answered,
+        example=example,
+    )
 
 
 def refuse(reason: Reason, detail: str) -> NoReturn:
@@ -116,9 +145,11 @@ class Aggregate:
         return next((a for a in self.accepted if a.id == event_id), None)
 
     def with_accepted(self, item: Accepted) -> Aggregate:
-        """This aggregate with ``item`` remembered (the oldest forgotten past the bound)."""
-        kept = tuple(a for a in self.accepted if a.id != item.id)
-        return replace(self, accepted=(*kept, item)[-RECEIPT_MEMORY:])
+        """This aggregate with ``item`` remembered: a new event last (the oldest forgotten
+        past the bound), a known one updated where it is."""
+        if any(a.id == item.id for a in self.accepted):
+            return replace(self, accepted=tuple(item if a.id == item.id else a for a in self.accepted))
+        return replace(self, accepted=(*self.accepted, item)[-RECEIPT_MEMORY:])
 
 
 S = TypeVar("S", bound=AggregateState)
@@ -148,11 +179,11 @@ Transition = Callable[[Any, "Envelope", Any, Context], AggregateState]
 class Deadline:
     """A deadline an aggregate must still meet."""
 
-    what: Literal["clue_not_acknowledged", "rectification_past_deadline"]
+    what: str  # one of ``ItemOverdue.what`` (schemas/families/notice.py)
     deadline: date
     due: datetime
     responsible: str
-    parties: list[str]
+    parties: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -162,7 +193,7 @@ class Fact:
     family: str
     sender: str
     subject: str
-    recipients: list[str]
+    recipients: tuple[str, ...]
     event: Mapping[str, Any]
 
     def payload(self) -> Payload | None:
@@ -182,7 +213,7 @@ class Tally(Protocol):
     def count(self, agency: str, column: str, n: int = 1) -> None:
         """Add ``n`` to ``agency``'s ``column`` (non-members are not counted)."""
 
-    def track(self, subject: str, kind: str, holders: list[str], status: str) -> None:
+    def track(self, subject: str, kind: str, holders: tuple[str, ...], status: str) -> None:
         """Start following an item (its holders own it while it is open)."""
 
     def restatus(self, subject: str, status: str) -> None:
@@ -237,3 +268,31 @@ class Kind:
     def __post_init__(self) -> None:
         # every event type belongs to this kind, whatever its family is called
         object.__setattr__(self, "events", tuple(replace(e, aggregate=self.name) for e in self.events))
+        problems = self.problems()
+        if problems:
+            raise TypeError(f"kind {self.name!r} is declared wrongly: {'; '.join(problems)}")
+
+    def problems(self) -> list[str]:
+        """What is inconsistent in this declaration (caught when its module is imported)."""
+        families = [e.family for e in self.events]
+        current = [e.family for e in self.events if e.is_current]
+        found = []
+        if len(set(current)) != len(current):
+            found.append("a family has two current versions")
+        if self.state is not None and self.state is not AggregateState:
+            default = self.state.model_fields["kind"].default
+            if default != self.name:
+                found.append(f"{self.state.__name__}.kind defaults to {default!r}, not {self.name!r}")
+        for name, keys in (("transitions", self.transitions), ("refusable", self.refusable)):
+            strangers = sorted(set(keys) - set(families))
+            if strangers:
+                found.append(f"{name} name families of other kinds: {strangers}")
+        if self.open_column is not None and self.open_column not in self.columns:
+            found.append(f"open_column {self.open_column!r} is not one of columns")
+        return found
+
+    def after_refusal(self, family: str, status: str) -> str | None:
+        """The status an item moves to when a delivery of ``family`` is refused while it is
+        in ``status`` (None: it stays)."""
+        move = self.refusable.get(family)
+        return move[1] if move is not None and move[0] == status else None

@@ -25,10 +25,10 @@ from jointbus.schemas.families.receipt import Receipt
 from jointbus.schemas.family import (
     Accepted,
     Aggregate,
-    AggregateState,
     Context,
     Deadline,
     Payload,
+    evolve,
     refuse,
 )
 from jointbus.schemas.registry import Registry
@@ -81,7 +81,8 @@ class Rules:
         current = aggregate or Aggregate(env.subject)
         try:
             if family == "receipt":
-                assert isinstance(payload, Receipt)
+                if not isinstance(payload, Receipt):
+                    refuse(Reason.SCHEMA, "a receipt's payload is not readable")
                 after = _receipt(current, env, payload)
             else:
                 ctx = Context(registry, lookup, self.ack_within)
@@ -94,12 +95,19 @@ class Rules:
         self, current: Aggregate, env: Envelope, family: str, payload: Payload | None, ctx: Context
     ) -> Aggregate:
         kind = kind_of(family)
-        transition = kind.transitions.get(family) if kind is not None else None
-        if kind is None or transition is None:
-            refuse(Reason.NOT_AUTHORIZED, f"{family} is not published by agencies")
+        if kind is None:
+            refuse(Reason.NOT_AUTHORIZED, f"{family} is not in the catalog")
+        transition = kind.transitions.get(family)
+        if transition is None:
+            refuse(Reason.NOT_AUTHORIZED, f"{family} is published by the router only")
+        if env.subject.split("/", 1)[0] != kind.name:  # no kind may squat another's subject
+            refuse(
+                Reason.BAD_TRANSITION,
+                f"a {family} event belongs on a {kind.name}/… subject, not {env.subject}",
+            )
         state = current.state
         if state is not None and state.kind != kind.name:
-            refuse(Reason.BAD_TRANSITION, f"{env.subject} is a {state.kind}, not a {kind.name}")
+            refuse(Reason.BAD_TRANSITION, f"{env.subject} holds a {state.kind}, not a {kind.name}")
         after = transition(state, env, payload, ctx)
         accepted = Accepted(env.id, env.sender, env.type, tuple(env.recipients))
         return replace(current, state=after).with_accepted(accepted)
@@ -124,9 +132,10 @@ def _receipt(current: Aggregate, env: Envelope, receipt: Receipt) -> Aggregate:
     after = current.with_accepted(replace(original, refused_by=(*original.refused_by, env.sender)))
     state = current.state
     kind = kind_named(state.kind) if state is not None else None
-    move = kind.refusable.get(family_of(original.type)) if kind is not None else None
-    if state is not None and move is not None and state.status == move[0]:
-        after = replace(after, state=state.model_copy(update={"status": move[1]}))
+    if state is not None and kind is not None:
+        moved = kind.after_refusal(family_of(original.type), state.status)
+        if moved is not None:
+            after = replace(after, state=evolve(state, status=moved))
     return after
 
 
@@ -146,8 +155,11 @@ def load_aggregate(data: dict[str, Any]) -> Aggregate:
     state = None
     if data["state"] is not None:
         kind = kind_named(str(data["state"]["kind"]))
-        model = kind.state if kind is not None and kind.state is not None else AggregateState
-        state = model.model_validate(data["state"])
+        if kind is None or kind.state is None:
+            raise ContractError(
+                f"a stored aggregate of unknown kind {data['state']['kind']!r}", reason=Reason.SCHEMA
+            )
+        state = kind.state.model_validate(data["state"])
     accepted = tuple(Accepted(i, s, t, tuple(r), tuple(f)) for i, s, t, r, f in data["accepted"])
     return Aggregate(str(data["subject"]), state, accepted)
 

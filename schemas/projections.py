@@ -61,7 +61,7 @@ class Projection:
         if self.member(agency):
             self.counts[agency][column] += n
 
-    def track(self, subject: str, kind: str, holders: list[str], status: str) -> None:
+    def track(self, subject: str, kind: str, holders: tuple[str, ...], status: str) -> None:
         self.items[subject] = Item(kind, list(holders), status)
 
     def restatus(self, subject: str, status: str) -> None:
@@ -73,9 +73,9 @@ class Projection:
         """A delivery of ``event_type`` was refused: the item moves as its kind says."""
         item = self.items.get(subject)
         kind = kind_named(item.kind) if item is not None else None
-        move = kind.refusable.get(family_of(event_type)) if kind is not None else None
-        if item is not None and move is not None and item.status == move[0]:
-            item.status = move[1]
+        moved = kind.after_refusal(family_of(event_type), item.status) if item and kind else None
+        if item is not None and moved is not None:
+            item.status = moved
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per agency with every column (open items computed from the items)."""
@@ -110,7 +110,7 @@ def apply(p: Projection, record: AuditRecord) -> None:
     kind = kind_of(family)
     if kind is None or kind.project is None:
         return
-    recipients = [str(r) for r in event.get("recipients", [])]
+    recipients = tuple(str(r) for r in event.get("recipients", []))
     kind.project(p, Fact(family, sender, str(event.get("subject", "")), recipients, event))
 
 

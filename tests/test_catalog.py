@@ -101,3 +101,68 @@ def test_an_aggregate_remembers_a_bounded_number_of_events() -> None:
         agg = decide(agg, "sc-zigong", "rectification.progress_reported", ["sc-yibin"], subject)
     assert len(agg.accepted) == RECEIPT_MEMORY
     assert agg.find(first) is None
+
+
+def test_a_kind_cannot_squat_another_kinds_subject() -> None:
+    """A bulletin posted on ``chair/rotation`` (or a clue's subject) is refused, so no member
+    can block the chair's rotation by taking its subject first."""
+    env = envelope_of(
+        compose(
+            keyring=RINGS["sc-zigong"],
+            registry=REGISTRY,
+            event_type="bulletin.posted",
+            subject="chair/rotation",
+            recipients=["sc-luzhou"],
+            payload=SAMPLES["bulletin.posted"],
+            now=NOW,
+        )
+    ).envelope
+    after, decision = Rules().decide(
+        None,
+        env,
+        "bulletin.posted",
+        parse_payload(env.type, env.data),
+        registry=REGISTRY,
+        lookup=lambda _: None,
+    )
+    assert (after, decision.reason) == (None, "bad_transition")
+    rotated = decide(None, "cq-rongchang", "chair.rotated", ["sc-zigong"], "chair/rotation")
+    assert rotated.state is not None
+    assert rotated.state.kind == "chair"
+
+
+def test_a_wrongly_declared_kind_fails_when_its_module_loads() -> None:
+    """A state whose ``kind`` is not the kind's name, a transition for another kind's family,
+    or an open column that is not a column: a readable error at import, not silent refusals."""
+    from jointbus.schemas.families.bulletin import KIND, BulletinState
+
+    class Misnamed(BulletinState):
+        kind: str = "bulletins"
+
+    with pytest.raises(TypeError, match="defaults to 'bulletins'"):
+        dataclasses.replace(KIND, state=Misnamed)
+    with pytest.raises(TypeError, match="other kinds"):
+        dataclasses.replace(
+            KIND, transitions={**KIND.transitions, "clue.accepted": KIND.transitions["bulletin.posted"]}
+        )
+    with pytest.raises(TypeError, match="open_column"):
+        dataclasses.replace(KIND, open_column="bulletins_open")
+
+
+def test_a_refusal_updates_the_remembered_event_in_place() -> None:
+    """Refusing an event does not make it the newest remembered one (the bound keeps the
+    last accepted events, not the last touched)."""
+    subject = f"rectification/{uuid.uuid4()}"
+    agg = decide(None, "sc-yibin", "rectification.issued", ["sc-zigong"], subject)
+    agg = decide(agg, "sc-zigong", "rectification.progress_reported", ["sc-yibin"], subject)
+    first, second = agg.accepted
+    again = agg.with_accepted(dataclasses.replace(first, refused_by=("sc-zigong",)))
+    assert [a.id for a in again.accepted] == [first.id, second.id]
+    assert again.accepted[0].refused_by == ("sc-zigong",)
+
+
+def test_old_versions_are_upcast_one_version_at_a_time() -> None:
+    """A v1 clue transfer reads as the current model (each upcaster goes to the next version)."""
+    (v1,) = [s for s in CATALOG.values() if s.family == "clue.transferred" and s.version == 1]
+    payload = parse_payload(v1.type, dict(v1.example))
+    assert type(payload) is CURRENT["clue.transferred"].model

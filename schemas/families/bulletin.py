@@ -13,7 +13,7 @@ from typing import Literal
 
 from jointbus.schemas.envelope import Envelope
 from jointbus.schemas.errors import Reason
-from jointbus.schemas.family import AggregateState, Context, Fact, Kind, Payload, Tally, event, refuse
+from jointbus.schemas.family import AggregateState, Context, Fact, Kind, Payload, Tally, event, evolve, refuse
 from jointbus.schemas.fields import Name, Text
 
 
@@ -55,7 +55,7 @@ def withdrawn(state: BulletinState | None, env: Envelope, _: BulletinWithdrawn, 
         refuse(Reason.NOT_AUTHORIZED, "a withdrawal reaches everyone the bulletin reached")
     if state.status != "posted":
         refuse(Reason.BAD_TRANSITION, f"{env.subject} is already {state.status}")
-    return state.model_copy(update={"status": "withdrawn"})
+    return evolve(state, status="withdrawn")
 
 
 def project(tally: Tally, fact: Fact) -> None:

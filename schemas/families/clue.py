@@ -19,7 +19,9 @@ from jointbus.schemas.family import (
     Kind,
     Payload,
     Tally,
+    Transition,
     event,
+    evolve,
     item_figures,
     refuse,
 )
@@ -128,7 +130,9 @@ class ClueState(AggregateState):
     acknowledged_at: str | None = None
 
 
-def transferred(state: ClueState | None, env: Envelope, _: Any, ctx: Context) -> ClueState:
+def transferred(state: ClueState | None, env: Envelope, _: None, ctx: Context) -> ClueState:
+    """A new clue, to exactly one agency, to be acknowledged within the bus's deadline (its
+    payload is sealed: the router never reads it)."""
     if state is not None:
         refuse(Reason.BAD_TRANSITION, f"{env.subject} was already transferred")
     if len(env.recipients) != 1:
@@ -139,10 +143,10 @@ def transferred(state: ClueState | None, env: Envelope, _: Any, ctx: Context) ->
     )
 
 
-def _step(family: str, allowed: tuple[str, ...], after: str) -> Any:
+def _step(family: str, allowed: tuple[str, ...], after: str) -> Transition:
     """A follow-up by the receiver, to the sender only, from one of the ``allowed`` statuses."""
 
-    def followup(state: ClueState | None, env: Envelope, _: Any, ctx: Context) -> ClueState:
+    def followup(state: ClueState | None, env: Envelope, _: Payload | None, ctx: Context) -> ClueState:
         if not isinstance(state, ClueState):
             refuse(Reason.BAD_TRANSITION, f"{env.subject} is not a transferred clue")
         if env.sender != state.receiver:
@@ -152,7 +156,7 @@ def _step(family: str, allowed: tuple[str, ...], after: str) -> Any:
         if state.status not in allowed:
             refuse(Reason.BAD_TRANSITION, f"{family} is not allowed when the clue is {state.status}")
         acknowledged = env.time if state.status == "transferred" else state.acknowledged_at
-        return state.model_copy(update={"status": after, "acknowledged_at": acknowledged})
+        return evolve(state, status=after, acknowledged_at=acknowledged)
 
     return followup
 
@@ -162,9 +166,8 @@ def deadline(state: ClueState) -> Deadline | None:
     if state.status != "transferred":
         return None
     due = parse_time(state.ack_due)
-    return Deadline(
-        "clue_not_acknowledged", due.date(), due, state.receiver, sorted({state.receiver, state.sender})
-    )
+    parties = tuple(sorted({state.receiver, state.sender}))
+    return Deadline("clue_not_acknowledged", due.date(), due, state.receiver, parties)
 
 
 _figures = item_figures(

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from jointbus.schemas.envelope import Envelope
 from jointbus.schemas.errors import Reason
-from jointbus.schemas.family import AggregateState, Context, Fact, Kind, Payload, Tally, event, refuse
+from jointbus.schemas.family import AggregateState, Context, Fact, Kind, Payload, Tally, event, evolve, refuse
 from jointbus.schemas.fields import AgencyId, Name, Ref, Text
 
 
@@ -77,7 +77,7 @@ class CheckState(AggregateState):
     kind: str = "jointcheck"
     convener: str
     invitees: tuple[str, ...]
-    responses: dict[str, bool] = Field(default_factory=dict)
+    responses: tuple[tuple[str, bool], ...] = ()  # (invitee, joined), in answer order
     findings: int = 0
 
 
@@ -101,7 +101,7 @@ def responded(
     check = _convened(state, env)
     if env.sender not in check.invitees:
         refuse(Reason.NOT_AUTHORIZED, f"{env.sender} was not invited to {env.subject}")
-    if env.sender in check.responses:
+    if env.sender in dict(check.responses):
         refuse(Reason.BAD_TRANSITION, f"{env.sender} already responded")
     if check.convener not in env.recipients:
         refuse(Reason.NOT_AUTHORIZED, "a response must reach the convener")
@@ -109,15 +109,15 @@ def responded(
         refuse(Reason.BAD_TRANSITION, "an acceptance names the staff lent")
     if not payload.accepted and not payload.decline_reason:
         refuse(Reason.BAD_TRANSITION, "a decline gives a reason")
-    return check.model_copy(update={"responses": {**check.responses, env.sender: payload.accepted}})
+    return evolve(check, responses=(*check.responses, (env.sender, payload.accepted)))
 
 
 def findings_reported(state: CheckState | None, env: Envelope, _: Any, __: Context) -> CheckState:
     check = _convened(state, env)
-    participants = {check.convener, *(a for a, joined in check.responses.items() if joined)}
+    participants = {check.convener, *(a for a, joined in check.responses if joined)}
     if env.sender not in participants:
         refuse(Reason.NOT_AUTHORIZED, f"{env.sender} does not take part in {env.subject}")
-    return check.model_copy(update={"status": "findings_reported", "findings": check.findings + 1})
+    return evolve(check, status="findings_reported", findings=check.findings + 1)
 
 
 def project(tally: Tally, fact: Fact) -> None:

@@ -38,8 +38,6 @@ def project(tally: Tally, fact: Fact) -> None:
             tally.count(payload.responsible, "overdue")
 
 
-_BY_ROUTER = {"publishers": ("router",), "answered": False}
-
 KIND = Kind(
     name="notice",
     order=40,
@@ -54,7 +52,8 @@ KIND = Kind(
                 "reason": "bad_signature",
                 "detail": "signature does not verify",
             },
-            **_BY_ROUTER,
+            publishers=("router",),
+            answered=False,
         ),
         event(
             "deadline.overdue",
@@ -66,7 +65,8 @@ KIND = Kind(
                 "deadline": "2026-12-02",
                 "responsible": "cq-yongchuan",
             },
-            **_BY_ROUTER,
+            publishers=("router",),
+            answered=False,
         ),
     ),
     columns=("overdue",),

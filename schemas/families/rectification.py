@@ -4,7 +4,7 @@ and completion are reported, and the issuer verifies (销号) or reopens it."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field
 
@@ -17,7 +17,9 @@ from jointbus.schemas.family import (
     Deadline,
     Kind,
     Payload,
+    Transition,
     event,
+    evolve,
     item_figures,
     refuse,
 )
@@ -83,11 +85,11 @@ def issued(
     )
 
 
-def _step(family: str, allowed: tuple[str, ...], after: str | None, actor: str) -> Any:
+def _step(family: str, allowed: tuple[str, ...], after: str | None, actor: str) -> Transition:
     """A follow-up by the issuer or the responsible side, reaching every other party."""
 
     def followup(
-        state: RectificationState | None, env: Envelope, payload: Any, _: Context
+        state: RectificationState | None, env: Envelope, payload: Payload | None, _: Context
     ) -> RectificationState:
         if not isinstance(state, RectificationState):
             refuse(Reason.BAD_TRANSITION, f"{env.subject} is not an issued rectification")
@@ -99,12 +101,13 @@ def _step(family: str, allowed: tuple[str, ...], after: str | None, actor: str) 
             refuse(Reason.NOT_AUTHORIZED, f"{family} must reach {', '.join(sorted(parties))}")
         if state.status not in allowed:
             refuse(Reason.BAD_TRANSITION, f"{family} is not allowed when the item is {state.status}")
-        update: dict[str, Any] = {"status": after or state.status}
         if isinstance(payload, RectificationReopened):
             if not still_ahead(payload.new_deadline, env.time):
                 refuse(Reason.BAD_TRANSITION, f"new deadline {payload.new_deadline} has passed at {env.time}")
-            update.update(deadline=payload.new_deadline, reopened=state.reopened + 1)
-        return state.model_copy(update=update)
+            return evolve(
+                state, status="reopened", deadline=payload.new_deadline, reopened=state.reopened + 1
+            )
+        return evolve(state, status=after or state.status)
 
     return followup
 
@@ -114,7 +117,7 @@ def deadline(state: RectificationState) -> Deadline | None:
     if state.status not in ("open", "reopened"):
         return None
     due = deadline_moment(state.deadline)
-    parties = sorted({*state.responsible, state.issuer})
+    parties = tuple(sorted({*state.responsible, state.issuer}))
     return Deadline("rectification_past_deadline", state.deadline, due, state.responsible[0], parties)
 
 
