@@ -37,7 +37,7 @@ class Transport(faust_aiokafka.Transport):
     Producer = IdempotentProducer
 
 
-TRANSPORTS.aliases["jointbus"] = "streams.faustapp:Transport"
+TRANSPORTS.aliases["jointbus"] = "jointbus.streams.faustapp:Transport"
 
 
 def broker_url(bootstrap: str) -> str:
