@@ -73,9 +73,11 @@ def secured_broker(
     return broker, ensure_credentials(folder, principals(registry.agencies))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBroker, dict[str, Credentials]]]:
-    """A secured broker of the module's own (SCRAM users, deny-by-default ACLs)."""
+    """A secured broker (SCRAM users, deny-by-default ACLs), shared by the modules that only
+    try what its ACLs allow and refuse: none of them routes through it or needs its history
+    (test_auditor_cli and test_membership start brokers of their own)."""
     broker, creds = secured_broker(tmp_path_factory.mktemp("secured"))
     yield broker, creds
     broker.stop()
