@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 import faust
+import faust.tables
 import structlog
 from aiokafka import AIOKafkaProducer
 
@@ -258,11 +259,26 @@ def _failure(future: asyncio.Future[Any]) -> BaseException | None:
     return future.exception()
 
 
+class TableManager(faust.tables.TableManager):
+    """faust's table manager without its start-up pause: faust sleeps 1 s before recovery
+    "to let tables register", every time a worker starts; the router declares no table (its
+    memory is rebuilt from the audit log), so nothing can register and the pause only
+    delays the first routed event after a start or a crash."""
+
+    async def on_start(self) -> None:
+        if len(self):  # a table was declared after all: give it faust's pause
+            await super().on_start()
+        elif not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
+
 def build_worker(settings: Settings) -> faust.App:
     """The faust app with the router agent and the deadline timer, ready to run."""
     registry = keystore.load_registry(settings.keystore_dir)
     writer = OrderedWriter(settings, registry)
     app = make_app(settings, APP_ID, ROUTER)
+    app.conf.TableManager = TableManager  # type: ignore[assignment]  # before app.tables exists
     raw: dict[str, Any] = {
         "key_type": bytes,
         "value_type": bytes,

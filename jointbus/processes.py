@@ -38,7 +38,7 @@ class JointbusProcess:
                 raise JointbusError(
                     f"`jointbus {' '.join(self.args)}` exited; see {self.log}", reason="process_failed"
                 )
-            time.sleep(0.2)
+            time.sleep(0.05)  # the ready mark is a log line: cheap to look for often
         self.kill()
         raise JointbusError(
             f"`jointbus {' '.join(self.args)}` did not become ready; see {self.log}", reason="process_failed"

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,9 +74,11 @@ def secured_broker(
     return broker, ensure_credentials(folder, principals(registry.agencies))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBroker, dict[str, Credentials]]]:
-    """A secured broker of the module's own (SCRAM users, deny-by-default ACLs)."""
+    """A secured broker (SCRAM users, deny-by-default ACLs), shared by the modules that only
+    try what its ACLs allow and refuse: none of them routes through it or needs its history
+    (test_auditor_cli and test_membership start brokers of their own)."""
     broker, creds = secured_broker(tmp_path_factory.mktemp("secured"))
     yield broker, creds
     broker.stop()
@@ -108,6 +111,23 @@ class Bus:
     registry: Registry
     rings: dict[str, Keyring]
     worker: WorkerProcess
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, a worker hands its counts to the controller, which prints them."""
+    from tests.stats import STATS
+
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["jointbus_stats"] = dict(STATS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """The controller collects each xdist worker's counts (see pytest_sessionfinish)."""
+    from tests.stats import STATS
+
+    STATS.update(getattr(node, "workeroutput", {}).get("jointbus_stats", {}))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey as Key
 
+from jointbus import attacks
 from jointbus.schemas.b64 import b64d
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import to_wire
@@ -138,15 +139,8 @@ async def test_sealed_clue_opens_only_for_its_recipient(bus: Bus) -> None:
 
 
 async def test_forged_signature_is_rejected_audited_and_answered(bus: Bus) -> None:
-    """An event whose signature was made with another key is refused."""
-    env = signed(
-        bus,
-        bus.rings["sc-luzhou"],
-        "rectification.issued",
-        f"rectification/{uuid.uuid4()}",
-        ["cq-dazu"],
-    )
-    env = sign_envelope(env, bus.rings["sc-yibin"].signer(bus.registry, utcnow())[1], env["sigkeyid"])
+    """An event whose signature was made with another key is refused (the demo's attack)."""
+    env = attacks.forged_signature(bus.registry, bus.rings, utcnow(), "sc-luzhou", "sc-yibin", ["cq-dazu"])
     await send_raw(bus, "sc-luzhou", env)
     await assert_rejected(bus, "sc-luzhou", env["id"], Reason.BAD_SIGNATURE)
 
@@ -200,40 +194,29 @@ async def test_revoked_key_is_rejected_audited_and_answered(bus: Bus) -> None:
 
 
 async def test_unauthorized_type_is_rejected_audited_and_answered(bus: Bus) -> None:
-    """An agency posing as the router with a rejection notice is refused."""
-    env = signed(bus, bus.rings["cq-rongchang"], "clue.acknowledged", f"notice/{uuid.uuid4()}", ["sc-zigong"])
-    env.update(type="org.jointbus.rejection.v1", data=SAMPLES["rejection"])
-    kid, key = bus.rings["cq-rongchang"].signer(bus.registry, utcnow())
-    env = sign_envelope(env, key, kid)
+    """An agency posing as the router with a rejection notice is refused (the demo's attack)."""
+    env = attacks.posing_as_router(bus.registry, bus.rings, utcnow(), "cq-rongchang", ["sc-zigong"])
     await send_raw(bus, "cq-rongchang", env)
     await assert_rejected(bus, "cq-rongchang", env["id"], Reason.NOT_AUTHORIZED)
 
 
 async def test_unknown_recipient_is_rejected_audited_and_answered(bus: Bus) -> None:
-    """Addressing an agency outside the federation is refused."""
-    env = signed(
-        bus,
-        bus.rings["cq-yongchuan"],
-        "rectification.issued",
-        f"rectification/{uuid.uuid4()}",
-        ["sc-luzhou"],
-    )
-    env["recipients"] = ["sc-chengdu"]
-    kid, key = bus.rings["cq-yongchuan"].signer(bus.registry, utcnow())
-    await send_raw(bus, "cq-yongchuan", sign_envelope(env, key, kid))
+    """Addressing an agency outside the federation is refused (the demo's attack)."""
+    env = attacks.unknown_recipient(bus.registry, bus.rings, utcnow(), "cq-yongchuan", ["sc-luzhou"])
+    assert env["recipients"] == [attacks.STRANGER]
+    assert attacks.STRANGER not in bus.registry.agency_ids
+    await send_raw(bus, "cq-yongchuan", env)
     await assert_rejected(bus, "cq-yongchuan", env["id"], Reason.UNKNOWN_RECIPIENT)
 
 
 async def test_bad_lifecycle_transition_is_rejected_audited_and_answered(bus: Bus) -> None:
-    """A disposition for a clue that was never accepted is refused; so is verification by
-    anyone but the issuer."""
+    """A disposition for a clue that was never accepted is refused (the demo's attack); so
+    is verification by anyone but the issuer."""
     subject = f"clue/{uuid.uuid4()}"
     await publish(bus, "sc-yibin", "clue.transferred", subject, ["cq-jiangjin"])
-    async with Publisher("cq-jiangjin", bus.rings["cq-jiangjin"], bus.registry, bus.bootstrap) as pub:
-        early = await pub.publish(
-            "clue.disposition_reported", subject, ["sc-yibin"], SAMPLES["clue.disposition_reported"]
-        )
-    await assert_rejected(bus, "cq-jiangjin", early, Reason.BAD_TRANSITION)
+    early = attacks.early_disposition(bus.registry, bus.rings, utcnow(), "cq-jiangjin", ["sc-yibin"], subject)
+    await send_raw(bus, "cq-jiangjin", early)
+    await assert_rejected(bus, "cq-jiangjin", early["id"], Reason.BAD_TRANSITION)
 
     rect = f"rectification/{uuid.uuid4()}"
     await publish(bus, "sc-luzhou", "rectification.issued", rect, ["cq-rongchang"])

@@ -31,8 +31,11 @@ from tests.harness import audit_settled, first_deliveries, make_federation
 from tests.stats import STATS
 
 pytestmark = pytest.mark.broker
-EVENTS = 1500
 KILLS = 10
+#: events published after the last kill and restart: the last worker routes fresh traffic too
+TAIL = 100
+#: a bound on the events of the kill test: the chaos must be over before it (fails loudly)
+MAX_EVENTS = 3000
 RECIPIENTS = ["cq-jiangjin", "sc-neijiang"]
 
 
@@ -59,17 +62,20 @@ async def publish_through_faults(
     bootstrap: str,
     registry: Registry,
     rings: dict[str, Keyring],
-    total: int,
+    more: Callable[[], bool],
     sent: list[str],
     pause: float,
     on_sent: Callable[[], None] = lambda: None,
 ) -> None:
-    """sc-yibin publishes ``total`` rectifications, retrying each through broker restarts
-    (bounded: 60 s an event), appending each id to ``sent`` once the broker has it."""
+    """sc-yibin publishes rectifications while ``more()`` says so, retrying each through
+    broker restarts (bounded: 60 s an event), appending each id to ``sent`` once the broker
+    has it."""
     async with Publisher(
         "sc-yibin", rings["sc-yibin"], registry, bootstrap, request_timeout_ms=60_000
     ) as pub:
-        for i in range(total):
+        i = 0
+        while more():
+            i += 1
             envelope = pub.build(
                 "rectification.issued",
                 f"rectification/{uuid.uuid4()}",
@@ -98,24 +104,35 @@ def soak_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker
 async def test_random_kills_and_a_broker_restart_lose_and_duplicate_nothing(
     soak_kafka: LocalBroker, tmp_path: Path
 ) -> None:
-    """≥10 SIGKILLs of the worker and one broker restart, mid-stream."""
+    """≥10 SIGKILLs of the worker and one broker restart, mid-stream: sc-yibin publishes
+    from before the first kill until ``TAIL`` events after the last restart, so every kill
+    and the broker restart fall while events are published and routed."""
     bootstrap = soak_kafka.bootstrap
     registry, rings = make_federation(tmp_path)
     rng = random.Random(2026)
     worker = WorkerProcess(tmp_path, bootstrap).start()
     sent: list[str] = []
-    done = asyncio.Event()
+    chaos_over = asyncio.Event()
+    at_chaos_end: list[int] = []  # how many events were published when the chaos ended
     kills = 0
     broker_restarts = 0
 
+    def more() -> bool:
+        if len(sent) >= MAX_EVENTS:
+            return False
+        if not chaos_over.is_set():
+            return True
+        if not at_chaos_end:
+            at_chaos_end.append(len(sent))
+        return len(sent) < at_chaos_end[0] + TAIL
+
     async def publish() -> None:
-        await publish_through_faults(bootstrap, registry, rings, EVENTS, sent, 0.05)
-        done.set()
+        await publish_through_faults(bootstrap, registry, rings, more, sent, 0.05)
 
     async def chaos() -> None:
         nonlocal worker, kills, broker_restarts
         while kills < KILLS:
-            await asyncio.sleep(rng.uniform(1.0, 4.0))
+            await asyncio.sleep(rng.uniform(0.5, 2.5))
             worker.kill()
             kills += 1
             if kills == KILLS // 2:
@@ -123,18 +140,21 @@ async def test_random_kills_and_a_broker_restart_lose_and_duplicate_nothing(
                 await asyncio.to_thread(soak_kafka.start)
                 broker_restarts += 1
             worker = await asyncio.to_thread(WorkerProcess(tmp_path, bootstrap).start)
+        chaos_over.set()
 
     started = time.monotonic()
     lost_total = duplicates_total = 0
     await asyncio.gather(publish(), chaos())
     try:
+        assert at_chaos_end, f"the chaos outlasted {MAX_EVENTS} events: not every kill was mid-stream"
+        assert len(sent) == at_chaos_end[0] + TAIL, "events published after the last restart"
         for agency in RECIPIENTS:
-            seen, dropped = await first_deliveries(agency, rings[agency], registry, bootstrap, EVENTS, 240)
+            seen, dropped = await first_deliveries(agency, rings[agency], registry, bootstrap, len(sent), 240)
             lost = set(sent) - set(seen)
             lost_total += len(lost)
             duplicates_total += len(seen) - len(set(seen))
             assert not lost, f"{agency} lost {len(lost)}"
-            assert len(seen) == len(set(seen)) == EVENTS
+            assert len(seen) == len(set(seen)) == len(sent)
             STATS[f"soak duplicates dropped by {agency}'s Subscriber"] = dropped
         report = await decisions_are_complete(bootstrap, registry, sent)
         STATS.update(
@@ -142,8 +162,9 @@ async def test_random_kills_and_a_broker_restart_lose_and_duplicate_nothing(
                 "soak worker kills survived": kills,
                 "soak broker restarts": broker_restarts,
                 "soak events published": len(sent),
-                "soak events lost": 0,
-                "soak duplicates seen": 0,
+                "soak events published after the last restart": len(sent) - at_chaos_end[0],
+                "soak events lost": lost_total,
+                "soak duplicates seen": duplicates_total,
                 "soak audit leaves (one per decision)": report.leaves,
                 "soak audit records repeated after crashes (not leaves)": report.repeats,
                 "soak seconds": round(time.monotonic() - started),
@@ -153,6 +174,16 @@ async def test_random_kills_and_a_broker_restart_lose_and_duplicate_nothing(
         assert broker_restarts == 1
     finally:
         worker.stop()
+
+
+async def waiting_for_kafka(worker: WorkerProcess, within: float = 30.0) -> None:
+    """Wait (bounded, failing loudly) until ``worker`` logs that it is waiting for Kafka."""
+    deadline = time.monotonic() + within
+    while "Kafka not answering" not in worker.log.read_text(errors="replace"):
+        assert worker.proc is not None
+        assert worker.proc.poll() is None, f"worker exited; see {worker.log}"
+        assert time.monotonic() < deadline, f"worker not waiting for Kafka after {within} s; see {worker.log}"
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +201,7 @@ async def test_worker_killed_while_the_broker_restarts_loses_nothing(
     registry, rings = make_federation(tmp_path)
     worker = WorkerProcess(tmp_path, bootstrap).start()
     sent: list[str] = []
-    total = 600
+    total = 300
     milestones = [asyncio.Event(), asyncio.Event()]  # a third and two thirds published
 
     def reached() -> None:
@@ -179,7 +210,9 @@ async def test_worker_killed_while_the_broker_restarts_loses_nothing(
                 milestone.set()
 
     async def publish() -> None:
-        await publish_through_faults(bootstrap, registry, rings, total, sent, 0.02, reached)
+        await publish_through_faults(
+            bootstrap, registry, rings, lambda: len(sent) < total, sent, 0.02, reached
+        )
 
     async def chaos() -> None:
         nonlocal worker
@@ -190,7 +223,7 @@ async def test_worker_killed_while_the_broker_restarts_loses_nothing(
             worker.kill()  # outputs in flight while the broker goes away
             await stopping
             worker = WorkerProcess(tmp_path, bootstrap).launch()  # waits for the broker
-            await asyncio.sleep(2)
+            await waiting_for_kafka(worker)
             worker.kill()  # killed again while the broker is away
             await asyncio.to_thread(restart_kafka.start)
             worker = await asyncio.to_thread(WorkerProcess(tmp_path, bootstrap).start)
