@@ -6,9 +6,10 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -17,6 +18,8 @@ from jointbus.schemas.keys import Keyring, new_federation, revoke, rotate
 from jointbus.schemas.registry import Registry
 from jointbus.streams import keystore
 from jointbus.streams.sdk import Delivery, Subscriber
+
+T = TypeVar("T")
 
 REVOKED = "cq-dazu#sig-1"
 
@@ -91,6 +94,23 @@ async def first_deliveries(
     return seen, sub.duplicates
 
 
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, within: float, what: str, every: float = 0.25
+) -> T:
+    """The first result of ``probe`` that is not None, polling every ``every`` s; fails the
+    test, saying ``what`` was awaited, when ``within`` seconds pass first. The one way a
+    test waits for something the bus does in its own time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = await probe()
+        if result is not None:
+            return result
+        if loop.time() >= deadline:
+            raise AssertionError(f"not within {within} s: {what}")
+        await asyncio.sleep(every)
+
+
 async def audit_settled(bootstrap: str, leaves: int, within: float = 60.0) -> None:
     """Wait (bounded) until the audit topic holds ``leaves`` leaves: a recipient can see an
     event before its audit record (another partition) is flushed."""
@@ -98,14 +118,12 @@ async def audit_settled(bootstrap: str, leaves: int, within: float = 60.0) -> No
     from jointbus.streams.reader import read_topic
     from jointbus.streams.topics import AUDIT_TOPIC
 
-    count = 0
-    for _ in range(int(within)):
+    async def enough() -> int | None:
         rule = LeafRule()
         count = sum([1 async for _, key, _ in read_topic(bootstrap, AUDIT_TOPIC) if rule.admit(key)])
-        if count >= leaves:
-            return
-        await asyncio.sleep(1)
-    raise AssertionError(f"the audit log holds {count} leaves after {within} s, not {leaves}")
+        return count if count >= leaves else None
+
+    await eventually(enough, within=within, what=f"the audit log holds {leaves} leaves")
 
 
 async def nothing_more(

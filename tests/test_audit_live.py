@@ -3,7 +3,6 @@ offline, and a log that refuses to sign when its history was rewritten."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from jointbus.streams.reader import read_topic
 from jointbus.streams.sdk import Publisher
 from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
 from tests.conftest import Bus, _broker
-from tests.harness import collect, make_federation
+from tests.harness import collect, eventually, make_federation
 from tests.samples import SAMPLES
 
 pytestmark = pytest.mark.broker
@@ -39,10 +38,11 @@ async def some_traffic(bus: Bus) -> str:
     await collect(
         "cq-yongchuan", bus.rings["cq-yongchuan"], bus.registry, bus.bootstrap, lambda d: d.id == event_id, 1
     )
-    for _ in range(30):  # delivered; its audit record may still be on its way (another partition)
-        if await audit_has(bus, event_id):
-            break
-        await asyncio.sleep(1)
+
+    async def audited() -> bool | None:  # delivered; its audit record may be on its way still
+        return True if await audit_has(bus, event_id) else None
+
+    await eventually(audited, within=30, what=f"the audit record of {event_id}")
     return event_id
 
 

@@ -5,7 +5,6 @@ prove` and `audit consistency` used to start an idempotent producer, which the A
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ from jointbus.streams.sdk import Publisher
 from jointbus.streams.security import AUDITOR, Credentials
 from jointbus.streams.topics import AUDIT_TOPIC
 from tests.conftest import secured_broker
-from tests.harness import make_federation
+from tests.harness import eventually, make_federation
 from tests.samples import SAMPLES
 
 pytestmark = pytest.mark.broker
@@ -82,17 +81,16 @@ async def routed_traffic(bus: SecuredBus) -> list[str]:
             kind = family.split(".")[0]
             sent.append(await pub.publish(family, f"{kind}/{uuid.uuid4()}", to, SAMPLES[family]))
     auditor = bus.creds[AUDITOR].client_kwargs()
-    decided: set[str] = set()
-    for _ in range(60):
+
+    async def all_decided() -> bool | None:
         decided = {
             event_id
             async for _, _, value in read_topic(bus.bootstrap, AUDIT_TOPIC, **auditor)
             if (event_id := event_id_of(value)) in sent
         }
-        if decided == set(sent):
-            break
-        await asyncio.sleep(1)
-    assert decided == set(sent), f"no decision within 60 s for {set(sent) - decided}"
+        return True if decided == set(sent) else None
+
+    await eventually(all_decided, within=60, what=f"a decision for each of {sent}")
     return sent
 
 
@@ -100,15 +98,14 @@ async def checkpointed(bus: SecuredBus) -> int:
     """Wait (bounded) until the audit service signed a checkpoint over the whole audit log;
     returns its size."""
     auditor = bus.creds[AUDITOR].client_kwargs()
-    size = records = 0
-    for _ in range(60):
+
+    async def covering() -> int | None:
         records = await end_offset(bus.bootstrap, AUDIT_TOPIC, **auditor)
         signed = await published_checkpoints(bus.bootstrap, bus.registry, **auditor)
         size = max((cp.size for cp, _ in signed), default=0)
-        if records and size == records:
-            return size
-        await asyncio.sleep(1)
-    raise AssertionError(f"no checkpoint over all {records} audit records within 60 s (latest: {size})")
+        return size if records and size == records else None
+
+    return await eventually(covering, within=60, what="a checkpoint over the whole audit log")
 
 
 def auditor_home(bus: SecuredBus, where: Path) -> Path:

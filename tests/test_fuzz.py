@@ -29,7 +29,7 @@ from jointbus.streams.reader import read_topic
 from jointbus.streams.sdk import Publisher
 from jointbus.streams.topics import AUDIT_TOPIC, outbox
 from tests.conftest import Bus
-from tests.harness import collect
+from tests.harness import collect, eventually
 from tests.samples import SAMPLES
 from tests.stats import STATS
 
@@ -168,14 +168,16 @@ async def test_live_worker_audits_every_hostile_record_and_keeps_routing(bus: Bu
         "cq-dazu", bus.rings["cq-dazu"], bus.registry, bus.bootstrap, lambda d: d.id == valid, 1, within=120
     )
     assert [d.id for d in delivered] == [valid]
-    audited: dict[str, AuditRecord] = {}
-    for _ in range(60):  # partitions are routed interleaved: wait (bounded) for all of them
+
+    async def all_audited() -> dict[str, AuditRecord] | None:  # partitions interleave
+        audited: dict[str, AuditRecord] = {}
         async for _, key, value in read_topic(bus.bootstrap, AUDIT_TOPIC):
             if key is not None and key.decode() in positions:
                 audited.setdefault(key.decode(), AuditRecord.model_validate_json(value))
-        if set(audited) == positions:
-            break
-        await asyncio.sleep(1)
-    assert set(audited) == positions
+        return audited if set(audited) == positions else None
+
+    audited = await eventually(
+        all_audited, within=60, what=f"decisions for all {len(positions)} fuzz records"
+    )
     assert all(r.decision == "rejected" and r.reason in REASONS for r in audited.values())
     STATS["live fuzz records audited by the running worker"] = len(audited)

@@ -4,7 +4,6 @@ the real broker, followed by an honest event that must still arrive."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from jointbus.streams.reader import read_topic
 from jointbus.streams.sdk import Delivery, Subscriber
 from jointbus.streams.topics import AUDIT_TOPIC, outbox
 from tests.conftest import Bus, _broker
-from tests.harness import collect, jointbus_cli, make_federation, nothing_more
+from tests.harness import collect, eventually, jointbus_cli, make_federation, nothing_more
 from tests.samples import SAMPLES
 from tests.test_router import about, assert_rejected, audit_of, notice_for, publish, send_raw, signed
 
@@ -75,12 +74,14 @@ async def send_bytes(
 
 async def audit_at(bus: Bus, position: str, within: float = 30.0) -> AuditRecord:
     """The decision logged for ``position`` (fails loudly if none within ``within`` s)."""
-    for _ in range(int(within)):
+
+    async def logged() -> AuditRecord | None:
         async for _, key, value in read_topic(bus.bootstrap, AUDIT_TOPIC):
             if key == position.encode():
                 return AuditRecord.model_validate_json(value)
-        await asyncio.sleep(1)
-    raise AssertionError(f"no decision for {position} within {within} s")
+        return None
+
+    return await eventually(logged, within=within, what=f"a decision for {position}")
 
 
 async def test_past_deadline_cannot_stop_routing(bus: Bus) -> None:
@@ -323,13 +324,14 @@ async def test_audit_log_verifies_after_the_attack_run(bus: Bus) -> None:
     """`jointbus audit verify --grace 0` on this bus's whole log: OK, and every outbox
     position decided exactly once (the receipts of the last test are waited for)."""
     outboxes = [outbox(a) for a in sorted(bus.registry.agency_ids)]
-    for _ in range(30):  # bounded: the last receipts may still be on their way
+
+    async def all_decided() -> set[str] | None:  # the last receipts may still be on their way
         records = await outbox_records(bus.bootstrap, outboxes)
         wanted = {f"{stream}:{offset}" for stream, rows in records.items() for offset, *_ in rows}
         decided = {k.decode() async for _, k, _ in read_topic(bus.bootstrap, AUDIT_TOPIC) if k}
-        if wanted <= decided:
-            break
-        await asyncio.sleep(1)
+        return wanted if wanted <= decided else None
+
+    wanted = await eventually(all_decided, within=30, what="a decision for every outbox record")
     done = await jointbus_cli(bus.home, bus.bootstrap, "audit", "verify", "--grace", "0")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "audit log OK" in done.stdout

@@ -3,7 +3,6 @@ rejected, audited with its reason and answered with a signed rejection notice.""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from typing import Any
@@ -26,7 +25,7 @@ from jointbus.streams.reader import read_topic
 from jointbus.streams.sdk import Delivery, Publisher
 from jointbus.streams.topics import AUDIT_TOPIC
 from tests.conftest import Bus
-from tests.harness import collect, nothing_more
+from tests.harness import collect, eventually, nothing_more
 from tests.samples import SAMPLES
 
 pytestmark = pytest.mark.broker
@@ -45,17 +44,16 @@ def notice_for(event_id: str) -> Any:
 
 async def audit_of(bus: Bus, event_id: str, at_least: int = 1) -> list[AuditRecord]:
     """The audit records about ``event_id`` (waiting, bounded, until ``at_least`` are in)."""
-    records: list[AuditRecord] = []
-    for _ in range(30):
-        records = []
-        async for _, _, value in read_topic(bus.bootstrap, AUDIT_TOPIC):
-            record = AuditRecord.model_validate_json(value)
-            if record.event_id == event_id:
-                records.append(record)
-        if len(records) >= at_least:
-            break
-        await asyncio.sleep(1)
-    return records
+
+    async def enough() -> list[AuditRecord] | None:
+        records = [
+            record
+            async for _, _, value in read_topic(bus.bootstrap, AUDIT_TOPIC)
+            if (record := AuditRecord.model_validate_json(value)).event_id == event_id
+        ]
+        return records if len(records) >= at_least else None
+
+    return await eventually(enough, within=30, what=f"{at_least} audit records about {event_id}")
 
 
 async def publish(
