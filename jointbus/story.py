@@ -335,4 +335,16 @@ async def play_governance(fed: Federation, progress: Callable[[str], None]) -> N
                 "effective_from": today.isoformat(),
             },
         )
-    progress("joint meeting held; chair passed to sc-yibin; 3 mechanisms established")
+    await fed.send(
+        "sc-yibin",
+        "bulletin.posted",
+        subject("bulletin"),
+        all_but(fed, "sc-yibin"),
+        {
+            "title": "关于下一轮交叉检查人员互派的安排",
+            "body": "请各单位于一周内报送参加交叉检查的人员名单及联系方式。",
+            "category": "arrangement",
+            "reply_by": (today + timedelta(days=7)).isoformat(),
+        },
+    )
+    progress("joint meeting held; chair passed to sc-yibin; 3 mechanisms established; 1 bulletin posted")

@@ -59,6 +59,7 @@ def test_demo_runs_and_replay_reproduces_its_summary(tmp_path: Path) -> None:
         assert sum(row["overdue"] for row in summary["agencies"]) == 2  # the two late clues
         assert sum(row["rejected"] for row in summary["agencies"]) == 6
         assert sum(row["mechanisms"] for row in summary["agencies"]) == 14
+        assert by_agency["sc-yibin"]["bulletins_posted"] == 1  # the chair's arrangement
     finally:
         subprocess.run(
             [sys.executable, "-m", "jointbus", "broker", "stop"], env=env, timeout=60, cwd=tmp_path
