@@ -70,10 +70,9 @@ class Router:
     def __init__(self, registry: Registry, router_keys: Keyring, rules: Rules) -> None:
         if router_keys.owner != ROUTER:
             raise ValueError("the router signs with the svc-router keyring")
-        self.registry = registry
         self.keys = router_keys
         self.rules = rules
-        self.ledger = Ledger()
+        self.ledger = Ledger(registry)
         self.recent: OrderedDict[str, AuditRecord] = OrderedDict()
         self.dues: dict[str, datetime] = {}
         self.alerted: set[str] = set()
@@ -81,6 +80,11 @@ class Router:
         self.recent_alerts: deque[AuditRecord] = deque(maxlen=RECENT_ALERTS)
         self.quarantined: dict[str, str] = {}
         self.counts = {"internal_error": 0, "quarantined": 0, "history_mismatch": 0}
+
+    @property
+    def registry(self) -> Registry:
+        """The registry version in force (governance changes it live, in log order)."""
+        return self.ledger.registry
 
     # ------------------------------------------------------------------------ live routing
     def route(
@@ -195,6 +199,7 @@ class Router:
             sender=owner,
             delivered_to=decision.deliver_to if decision.accepted else [],
             prev=outcome.prev,
+            registry_version=outcome.registry_version,
             **fields,
         )
 

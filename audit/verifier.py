@@ -96,7 +96,6 @@ class Verifier:
     ) -> None:
         """``outboxes`` (online): the outbox records themselves, so each decision is also
         checked to be about the bytes the agency sent, at the time the broker stamped."""
-        self.registry = registry
         self.outbox: dict[str, OutboxRow] | None = None
         if outboxes is not None:
             self.outbox = {f"{stream}:{row.offset}": row for stream, rows in outboxes.items() for row in rows}
@@ -104,7 +103,7 @@ class Verifier:
         self.rule = LeafRule()
         self.frontier = Frontier()
         self.states = StateStore()
-        self.ledger = Ledger(self.states)
+        self.ledger = Ledger(registry, self.states)
         #: every outbox offset decided, by partition (for the completeness check)
         self.decided: dict[str, OffsetRuns] = {}
         #: the verdicts of the most recent leaves, which a repeat must match (the router
@@ -114,6 +113,12 @@ class Verifier:
         self.pending = check_checkpoints(checkpoint_notes, registry)
         self.replay = replay
         self._next_offset = 0
+
+    @property
+    def registry(self) -> Registry:
+        """The registry version in force at the record being checked (re-derived from the
+        one the log started with, through every governance change in the log)."""
+        return self.ledger.registry
 
     def fail(self, why: AuditFailure, message: str) -> VerificationError:
         index = self.frontier.size
@@ -183,6 +188,12 @@ class Verifier:
         want = (record.decision, record.reason, record.detail, sorted(record.delivered_to))
         if got != want:
             raise self.fail(AuditFailure.DECISION_MISMATCH, f"logged {want[:2]} but the rules give {got[:2]}")
+        if record.registry_version is not None and record.registry_version != outcome.registry_version:
+            raise self.fail(
+                AuditFailure.DECISION_MISMATCH,
+                f"decided under registry v{record.registry_version}, "
+                f"but v{outcome.registry_version} was in force",
+            )
         if record.sender != where.owner:
             raise self.fail(AuditFailure.DECISION_MISMATCH, "the sender of record is not the outbox's owner")
         self._check_chain(record, outcome.prev)

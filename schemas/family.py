@@ -56,7 +56,7 @@ class AggregateState(BaseModel):
     status: str
 
 
-St = TypeVar("St", bound=AggregateState)
+St = TypeVar("St", bound=BaseModel)
 
 
 def evolve(state: St, **changes: Any) -> St:
@@ -264,6 +264,8 @@ class Kind:
     #: the column counting open items per holder, and the statuses that are open
     open_column: str | None = None
     open_statuses: tuple[str, ...] = ()
+    #: the registry version an accepted event of this kind brings into force (governance)
+    registry_change: Callable[[Any, Envelope, Context], Registry | None] | None = None
 
     def __post_init__(self) -> None:
         # every event type belongs to this kind, whatever its family is called

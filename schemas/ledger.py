@@ -43,6 +43,8 @@ class Outcome:
     prev: int | None
     verified: VerifiedEvent | None = None
     state: Aggregate | None = None
+    #: the registry version the decision was made under
+    registry_version: int | None = None
 
     @property
     def position(self) -> str:
@@ -53,7 +55,10 @@ class Ledger:
     """Aggregates, recent event ids and outbox heads; ``aggregates`` may be any mapping (a
     dict live, a spilling store for auditors of long logs)."""
 
-    def __init__(self, aggregates: MutableMapping[str, Aggregate] | None = None) -> None:
+    def __init__(self, registry: Registry, aggregates: MutableMapping[str, Aggregate] | None = None) -> None:
+        #: the registry version in force: the one the log started with, then each version
+        #: an accepted governance change brought into force, in log order
+        self.registry = registry
         self.aggregates: MutableMapping[str, Aggregate] = aggregates if aggregates is not None else {}
         self.ids: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
         self.heads: dict[str, int] = {}
@@ -77,7 +82,9 @@ class Ledger:
         is what lets auditors re-check every verdict. Changes nothing until ``commit``.
         """
         stream = f"{topic}:{partition}"
-        outcome = Outcome(Decision(False), stream, offset, self.heads.get(stream))
+        outcome = Outcome(
+            Decision(False), stream, offset, self.heads.get(stream), registry_version=registry.version
+        )
         try:
             if isinstance(wire, ParsedEnvelope):
                 verified = verify_parsed(wire, registry, received_at=received)
@@ -118,6 +125,8 @@ class Ledger:
         self.remember_id(env.id, outcome.position, parse_time(env.time))
         if outcome.state is not None:
             self.aggregates[env.subject] = outcome.state
+        if outcome.decision.registry is not None:
+            self.registry = outcome.decision.registry
 
     def remember_id(self, event_id: str, position: str, moment: datetime) -> None:
         """Take ``event_id``; ids older than ``ID_MEMORY`` before ``moment`` are forgotten
@@ -146,7 +155,7 @@ class Ledger:
         stream = where.stream
         if record.wire_sha256 is not None or record.reason in (Reason.INTERNAL, Reason.UNTRUSTED_TIME):
             logged = Decision(False, record.reason, record.detail)
-            return Outcome(logged, stream, offset, self.heads.get(stream))
+            return Outcome(logged, stream, offset, self.heads.get(stream), registry_version=registry.version)
         source: bytes | ParsedEnvelope
         if record.event is not None:  # parsed once already: skip re-serializing
             try:
@@ -165,4 +174,7 @@ class Ledger:
         sender may try again with a new event): ``internal_error`` when deciding failed,
         ``untrusted_time`` when the producer chose the record's Kafka timestamp."""
         stream = f"{topic}:{partition}"
-        return Outcome(Decision(False, reason.value, detail[:1000]), stream, offset, self.heads.get(stream))
+        refusal = Decision(False, reason.value, detail[:1000])
+        return Outcome(
+            refusal, stream, offset, self.heads.get(stream), registry_version=self.registry.version
+        )

@@ -54,6 +54,8 @@ class Decision:
     reason: str | None = None
     detail: str = ""
     deliver_to: list[str] = field(default_factory=list)
+    #: the registry version this decision brings into force (an adopted governance change)
+    registry: Registry | None = None
 
 
 class Rules:
@@ -87,6 +89,11 @@ class Rules:
             else:
                 ctx = Context(registry, lookup, self.ack_within)
                 after = self._transition(current, env, family, payload, ctx)
+                kind = kind_of(family)
+                changed = kind.registry_change if kind is not None else None
+                if changed is not None and after.state is not None:
+                    adopted = changed(after.state, env, ctx)
+                    return after, Decision(True, deliver_to=list(env.recipients), registry=adopted)
         except ContractError as refusal:
             return None, Decision(False, refusal.reason, refusal.message)
         return after, Decision(True, deliver_to=list(env.recipients))

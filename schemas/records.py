@@ -48,6 +48,8 @@ class AuditRecord(BaseModel):
     delivered_to: list[str] = []
     notice: dict[str, Any] | None = None
     prev: int | None = None
+    #: the registry version the decision was made under (governance changes it live)
+    registry_version: int | None = None
 
     def to_bytes(self) -> bytes:
         """The canonical bytes of the record: what the Merkle leaf hashes."""

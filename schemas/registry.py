@@ -8,6 +8,7 @@ answers questions such as "which key of this agency was valid at this time".
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 from datetime import datetime
 from functools import cached_property
 from typing import Annotated, Literal
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from jointbus.schemas.b64 import b64d
+from jointbus.schemas.canonical import canonical
 from jointbus.schemas.errors import Reason, rejection
 
 MemberId = Annotated[str, Field(pattern=r"^([a-z]{2}-[a-z]{2,20}|svc-[a-z]{2,20})$")]
@@ -88,9 +90,14 @@ class Member(BaseModel):
     kind: Literal["agency", "service"]
     region: Literal["sichuan", "chongqing", "bus"]
     publish: tuple[str, ...] = Field(description="event families this member may publish (globs)")
+    suspended: bool = Field(
+        default=False, description="suspended by the members' joint decision: may not publish or vote"
+    )
 
     def may_publish(self, family: str) -> bool:
-        """True when one of the member's rights covers ``family``."""
+        """True when one of the member's rights covers ``family`` (never while suspended)."""
+        if self.suspended:
+            return False
         allowed = self._allowed.get(family)
         if allowed is None:
             allowed = any(fnmatch.fnmatchcase(family, pattern) for pattern in self.publish)
@@ -136,6 +143,14 @@ class Registry(BaseModel):
     issued_at: datetime
     members: tuple[Member, ...]
     keys: tuple[KeyRecord, ...]
+    previous: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[0-9a-f]{64}$",
+            description="SHA-256 (hex) of the previous version's canonical JSON: the registry "
+            "chain an auditor re-checks from the genesis version; absent in a genesis",
+        ),
+    ] = None
     chair: Annotated[
         str | None,
         Field(
@@ -166,6 +181,22 @@ class Registry(BaseModel):
         """The member agencies' ids in registry order: everything provisioned or counted per
         agency (topics, Kafka principals, ACLs, projection rows) follows this."""
         return tuple(m.id for m in self.members if m.kind == "agency")
+
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 (hex) of this version's canonical JSON (RFC 8785): what the next version
+        names as ``previous`` and what a governance proposal commits to."""
+        return hashlib.sha256(canonical(self.model_dump(mode="json", exclude_none=True))).hexdigest()
+
+    @cached_property
+    def voters(self) -> tuple[str, ...]:
+        """The agencies whose approval counts: members, not suspended."""
+        return tuple(m.id for m in self.members if m.kind == "agency" and not m.suspended)
+
+    @property
+    def quorum(self) -> int:
+        """Approvals a change needs: a majority of the voting agencies (5 of 8)."""
+        return len(self.voters) // 2 + 1
 
     def member(self, member_id: str) -> Member:
         """The member ``member_id``; ``unknown_sender`` if absent."""

@@ -191,7 +191,7 @@ def test_dishonest_router_cannot_log_another_input_or_time(tamper: str) -> None:
         forged = honest.model_copy(
             update={"received_at": shifted, "decision": "rejected", "delivered_to": []}
         )
-        rederived = Ledger().rederive(forged, registry, Rules()).decision  # consistent with itself
+        rederived = Ledger(registry).rederive(forged, registry, Rules()).decision  # consistent with itself
         forged = forged.model_copy(update={"reason": rederived.reason, "detail": rederived.detail})
         assert forged.reason == "clock_skew"
         row_for_forged = row
@@ -209,7 +209,7 @@ def test_dishonest_router_cannot_log_another_input_or_time(tamper: str) -> None:
         )
         row_for_forged = row
     # make the forged record agree with itself, so only the outbox can give it away
-    d = Ledger().rederive(forged, registry, Rules()).decision
+    d = Ledger(registry).rederive(forged, registry, Rules()).decision
     forged = forged.model_copy(
         update={
             "decision": "accepted" if d.accepted else "rejected",

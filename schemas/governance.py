@@ -1,0 +1,155 @@
+"""Registry changes: what the member agencies may decide together, and how a decided change
+turns one registry version into the next.
+
+Pure code. A change is a list of operations (``Change``); :func:`next_version` applies them
+to the version in force and links the result to it (``previous`` = its digest), so the
+versions form a chain an auditor re-checks from the genesis registry. The rules of who may
+propose, approve and when a change takes effect are the governance kind's
+(``schemas/families/governance.py``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from jointbus.schemas.errors import ContractError, Reason, rejection
+from jointbus.schemas.registry import KeyRecord, Member, Registry
+
+__all__ = [
+    "Change",
+    "KeyAdded",
+    "KeyRevoked",
+    "MemberAdmitted",
+    "MemberSuspended",
+    "RightsChanged",
+    "next_version",
+    "proposal",
+]
+
+MemberRef = Annotated[str, Field(pattern=r"^[a-z]{2}-[a-z]{2,20}$")]
+
+
+class _Op(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeyAdded(_Op):
+    """A new public key for a member (a rotation when ``retire_after`` ends the member's
+    older keys of the same purpose at that moment)."""
+
+    op: Literal["key.added"] = "key.added"
+    key: KeyRecord
+    retire_after: datetime | None = None
+
+
+class KeyRevoked(_Op):
+    """A key revoked from ``at``: events arriving after it are refused."""
+
+    op: Literal["key.revoked"] = "key.revoked"
+    kid: Annotated[str, Field(max_length=40)]
+    at: datetime
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class MemberAdmitted(_Op):
+    """A new member agency, with its first keys."""
+
+    op: Literal["member.admitted"] = "member.admitted"
+    member: Member
+    keys: tuple[KeyRecord, ...] = Field(min_length=1, max_length=4)
+
+
+class MemberSuspended(_Op):
+    """A member agency suspended: it may not publish or vote until reinstated."""
+
+    op: Literal["member.suspended"] = "member.suspended"
+    member: MemberRef
+
+
+class RightsChanged(_Op):
+    """A member's publish rights replaced."""
+
+    op: Literal["rights.changed"] = "rights.changed"
+    member: MemberRef
+    publish: tuple[Annotated[str, Field(max_length=80)], ...] = Field(max_length=50)
+
+
+Change = Annotated[
+    KeyAdded | KeyRevoked | MemberAdmitted | MemberSuspended | RightsChanged, Field(discriminator="op")
+]
+
+
+def next_version(registry: Registry, changes: tuple[Change, ...] | list[Change], at: datetime) -> Registry:
+    """The version after ``registry`` with ``changes`` applied, issued at ``at`` and linked to
+    it; ``bad_transition`` when a change does not apply (an unknown key, a member twice)."""
+    members = {m.id: m for m in registry.members}
+    keys = {k.kid: k for k in registry.keys}
+    for change in changes:
+        if isinstance(change, KeyAdded):
+            _need(change.key.kid not in keys, f"key {change.key.kid} is already registered")
+            _need(change.key.owner in members, f"{change.key.owner} is not a member")
+            if change.retire_after is not None:
+                end = change.retire_after
+                for kid, older in list(keys.items()):
+                    same = older.owner == change.key.owner and older.purpose == change.key.purpose
+                    if same and (older.not_after is None or older.not_after > end):
+                        keys[kid] = older.model_copy(update={"not_after": end})
+            keys[change.key.kid] = change.key
+        elif isinstance(change, KeyRevoked):
+            old = keys.get(change.kid)
+            _need(old is not None and old.revoked_at is None, f"key {change.kid} is not a live key")
+            assert old is not None
+            keys[change.kid] = old.model_copy(
+                update={"revoked_at": change.at, "revocation_reason": change.reason}
+            )
+        elif isinstance(change, MemberAdmitted):
+            _need(change.member.id not in members, f"{change.member.id} is already a member")
+            _need(change.member.kind == "agency", "only agencies are admitted by the members")
+            _need(all(k.owner == change.member.id for k in change.keys), "the new member's keys are its own")
+            _need(all(k.kid not in keys for k in change.keys), "a new member's key is already registered")
+            members[change.member.id] = change.member
+            keys.update({k.kid: k for k in change.keys})
+        elif isinstance(change, MemberSuspended):
+            _need(registry.is_agency(change.member), f"{change.member} is not a member agency")
+            members[change.member] = members[change.member].model_copy(update={"suspended": True})
+        else:
+            _need(registry.is_agency(change.member), f"{change.member} is not a member agency")
+            members[change.member] = members[change.member].model_copy(update={"publish": change.publish})
+    agencies = [m for m in members.values() if m.kind == "agency"]
+    services = [m for m in members.values() if m.kind != "agency"]
+    try:
+        return Registry.model_validate(
+            {
+                **registry.model_dump(mode="json", exclude_none=True),
+                "version": registry.version + 1,
+                "issued_at": at.isoformat(),
+                "previous": registry.digest,
+                "members": [m.model_dump(mode="json", exclude_none=True) for m in (*agencies, *services)],
+                "keys": [k.model_dump(mode="json", exclude_none=True) for k in keys.values()],
+            }
+        )
+    except ValidationError as exc:
+        raise rejection(
+            Reason.BAD_TRANSITION, f"the changed registry is not valid: {exc.errors()[0]['msg']}"
+        ) from None
+
+
+def _need(condition: bool, detail: str) -> None:
+    if not condition:
+        raise ContractError(detail, reason=Reason.BAD_TRANSITION)
+
+
+def proposal(registry: Registry, changes: list[Change], at: datetime, reason: str) -> dict[str, object]:
+    """The payload of a ``governance.proposed`` event made at ``at`` (the event's own time:
+    the new version is issued then) on the version in force."""
+    produced = next_version(registry, changes, at)
+    return {
+        "base_version": registry.version,
+        "base_digest": registry.digest,
+        "changes": [c.model_dump(mode="json", exclude_none=True) for c in changes],
+        "new_digest": produced.digest,
+        "reason": reason,
+    }

@@ -1,0 +1,298 @@
+"""Governance without a central authority: registry changes are signed events decided by a
+majority of the member agencies, taking effect live, in log order, as a hash-linked chain of
+registry versions. Routed through a real router in memory (no Kafka); each attack test is
+named after the attack it stops."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from jointbus.agents.routing import Router
+from jointbus.audit.errors import VerificationError
+from jointbus.audit.verifier import Report, Verifier
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.governance import KeyAdded, MemberAdmitted, MemberSuspended, next_version, proposal
+from jointbus.schemas.keys import Keyring, new_federation, new_key
+from jointbus.schemas.lifecycle import Rules
+from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.registry import ROUTER, Member, Registry
+from jointbus.streams.topics import outbox
+from tests.samples import SAMPLES
+
+T0 = datetime(2026, 11, 25, 20, 18, tzinfo=UTC)
+GOV = "governance/registry"
+
+
+class Bus:
+    """A router in memory, a clock that moves a second per event, and the records written."""
+
+    def __init__(self) -> None:
+        self.genesis, self.rings = new_federation(T0 - timedelta(days=1))
+        self.router = Router(self.genesis, self.rings[ROUTER], Rules())
+        self.records: list[AuditRecord] = []
+        self.offsets: dict[str, int] = {}
+        self.now = T0
+
+    @property
+    def registry(self) -> Registry:
+        return self.router.registry
+
+    def others(self, agency: str) -> list[str]:
+        return [a for a in self.registry.voters if a != agency]
+
+    def send(
+        self,
+        agency: str,
+        family: str,
+        subject: str,
+        to: list[str],
+        payload: Any,
+        *,
+        ring: Keyring | None = None,
+        believed: Registry | None = None,
+    ) -> AuditRecord:
+        """``agency`` signs with ``ring`` the key that ``believed`` (default: the registry in
+        force) says is current, and sends through its outbox."""
+        self.now += timedelta(seconds=1)
+        env = compose(
+            keyring=ring or self.rings[agency],
+            registry=believed or self.registry,
+            event_type=family,
+            subject=subject,
+            recipients=to,
+            payload=payload,
+            now=self.now,
+        )
+        return self.send_env(agency, env)
+
+    def send_env(self, agency: str, env: dict[str, Any]) -> AuditRecord:
+        topic = outbox(agency)
+        offset = self.offsets.get(topic, 0)
+        self.offsets[topic] = offset + 1
+        routed = self.router.route(to_wire(env), topic, 0, offset, int(self.now.timestamp() * 1000))
+        assert routed.record is not None
+        self.records.append(routed.record)
+        return routed.record
+
+    def propose(self, agency: str, changes: list[Any], reason: str = "联席会议决定") -> AuditRecord:
+        payload = proposal(self.registry, changes, self.now + timedelta(seconds=1), reason)
+        return self.send(agency, "governance.proposed", GOV, self.others(agency), payload)
+
+    def approve(self, agency: str, record: AuditRecord, digest: str | None = None) -> AuditRecord:
+        assert record.event is not None
+        new_digest = digest or record.event["data"]["new_digest"]
+        payload = {"proposal_id": record.event_id, "new_digest": new_digest}
+        return self.send(agency, "governance.approved", GOV, self.others(agency), payload)
+
+    def issue(
+        self, agency: str, *, ring: Keyring | None = None, believed: Registry | None = None
+    ) -> AuditRecord:
+        """An ordinary event (a rectification to sc-zigong, or to sc-luzhou from sc-zigong)."""
+        to = ["sc-luzhou"] if agency == "sc-zigong" else ["sc-zigong"]
+        subject, payload = f"rectification/{uuid.uuid4()}", SAMPLES["rectification.issued"]
+        return self.send(agency, "rectification.issued", subject, to, payload, ring=ring, believed=believed)
+
+
+VOTERS = ["sc-luzhou", "sc-neijiang", "sc-yibin", "cq-jiangjin", "cq-yongchuan", "cq-dazu", "cq-rongchang"]
+
+
+def rotation(bus: Bus, agency: str = "sc-zigong") -> tuple[KeyAdded, Keyring]:
+    """A new signing key for ``agency`` from the next second; its old keys retire then."""
+    at = bus.now + timedelta(seconds=1)
+    record, seed = new_key(agency, "sign", 2, at - timedelta(seconds=1))
+    ring = Keyring(owner=agency, keys={**bus.rings[agency].keys, record.kid: seed})
+    return KeyAdded(key=record, retire_after=at + timedelta(minutes=10)), ring
+
+
+def test_key_rotation_takes_effect_when_a_majority_signed_it() -> None:
+    """Proposer plus three approvals (4 of 8) change nothing: the new key is unknown. The
+    fifth signature brings registry v2 into force at once, linked to v1 by its digest; the
+    new key signs from then on; every decision names the version it was made under."""
+    bus = Bus()
+    change, ring = rotation(bus)
+    proposed = bus.propose("sc-zigong", [change])
+    assert proposed.decision == "accepted"
+    for agency in VOTERS[:3]:
+        assert bus.approve(agency, proposed).decision == "accepted"
+    assert bus.registry.version == 1
+    hoped = next_version(bus.registry, [change], bus.now)  # the version the proposer hopes for
+    early = bus.issue("sc-zigong", ring=ring, believed=hoped)
+    assert (early.decision, early.reason) == ("rejected", "unknown_key")
+    deciding = bus.approve(VOTERS[3], proposed)
+    assert (deciding.decision, deciding.registry_version) == ("accepted", 1)
+    assert bus.registry.version == 2
+    assert bus.registry.previous == bus.genesis.digest
+    assert bus.registry.digest == proposed.event["data"]["new_digest"]  # type: ignore[index]
+    later = bus.issue("sc-zigong", ring=ring)
+    assert (later.decision, later.registry_version) == ("accepted", 2)
+    assert later.event["sigkeyid"] == "sc-zigong#sig-2"  # type: ignore[index]
+    assert bus.approve(VOTERS[4], proposed).reason == "bad_transition"  # decided: no longer open
+
+
+def test_one_vote_short_of_quorum_changes_nothing() -> None:
+    """A suspension signed by four agencies (one short of five) never takes effect: the
+    member still publishes, and the proposal stays open, audited."""
+    bus = Bus()
+    proposed = bus.propose("sc-zigong", [MemberSuspended(member="cq-dazu")])
+    for agency in VOTERS[:3]:
+        bus.approve(agency, proposed)
+    assert bus.registry.version == 1
+    assert bus.issue("cq-dazu").decision == "accepted"
+    assert all(r.decision == "accepted" for r in bus.records)
+
+
+def test_forged_registry_change_is_refused() -> None:
+    """A proposal whose digest is not what its changes produce (it would let signers approve
+    one thing and bring another into force), and approvals naming another digest, are refused."""
+    bus = Bus()
+    change, _ = rotation(bus)
+    payload = proposal(bus.registry, [change], bus.now + timedelta(seconds=1), "x")
+    payload["new_digest"] = "f" * 64
+    forged = bus.send("sc-zigong", "governance.proposed", GOV, bus.others("sc-zigong"), payload)
+    assert (forged.decision, forged.reason) == ("rejected", "bad_transition")
+    honest = bus.propose("sc-zigong", [change])
+    assert bus.approve("sc-luzhou", honest, digest="e" * 64).reason == "bad_transition"
+
+
+def test_replayed_approval_counts_once() -> None:
+    """The same agency approving twice (a new event each time) counts once; the same signed
+    approval sent again is a duplicate."""
+    bus = Bus()
+    proposed = bus.propose("sc-zigong", [MemberSuspended(member="cq-dazu")])
+    first = bus.approve("sc-luzhou", proposed)
+    assert bus.approve("sc-luzhou", proposed).reason == "bad_transition"
+    assert first.event is not None
+    assert bus.send_env("sc-luzhou", first.event).reason == "duplicate"
+
+
+def test_registry_rollback_and_stale_proposals_are_refused() -> None:
+    """Once v2 is in force, a proposal on v1 (replaying an old version's base) is refused, and
+    approvals of a proposal made on v1 no longer count."""
+    bus = Bus()
+    stale = bus.propose("sc-luzhou", [MemberSuspended(member="cq-dazu")])
+    winner = bus.propose("sc-zigong", [MemberSuspended(member="cq-jiangjin")])
+    for agency in ["sc-neijiang", "sc-yibin", "cq-yongchuan", "cq-rongchang"]:
+        bus.approve(agency, winner)
+    assert bus.registry.version == 2
+    assert bus.approve("sc-yibin", stale).reason == "bad_transition"
+    old = proposal(bus.genesis, [MemberSuspended(member="cq-dazu")], bus.now + timedelta(seconds=1), "x")
+    rollback = bus.send("sc-luzhou", "governance.proposed", GOV, bus.others("sc-luzhou"), old)
+    assert (rollback.decision, rollback.reason) == ("rejected", "bad_transition")
+
+
+def test_change_signed_by_a_suspended_member_is_refused() -> None:
+    """A suspended agency may neither publish nor vote."""
+    bus = Bus()
+    proposed = bus.propose("sc-zigong", [MemberSuspended(member="cq-dazu")])
+    for agency in ["sc-luzhou", "sc-neijiang", "sc-yibin", "cq-yongchuan"]:
+        bus.approve(agency, proposed)
+    assert bus.registry.member("cq-dazu").suspended
+    assert bus.registry.quorum == 4  # a majority of the seven who still vote
+    again = bus.propose("sc-zigong", [MemberSuspended(member="cq-jiangjin")])
+    vote = bus.approve("cq-dazu", again)
+    assert (vote.decision, vote.reason) == ("rejected", "not_authorized")
+    assert bus.issue("cq-dazu").reason == "not_authorized"
+
+
+def test_self_revocation_takes_effect_on_the_next_event() -> None:
+    """An agency revokes its own key with one signature; the next event with that key is
+    refused; nobody revokes another agency's key that way."""
+    bus = Bus()
+    kid = bus.registry.current_key("cq-jiangjin", "sign", bus.now).kid
+    mine = bus.send(
+        "cq-jiangjin",
+        "governance.key_revoked",
+        GOV,
+        bus.others("cq-jiangjin"),
+        {"kid": kid, "reason": "签名设备遗失"},
+    )
+    assert mine.decision == "accepted"
+    assert bus.registry.version == 2
+    assert bus.issue("cq-jiangjin", believed=bus.genesis).reason == "key_revoked"
+    kid = bus.registry.current_key("cq-dazu", "sign", bus.now).kid
+    theirs = bus.send(
+        "sc-zigong", "governance.key_revoked", GOV, bus.others("sc-zigong"), {"kid": kid, "reason": "x"}
+    )
+    assert (theirs.decision, theirs.reason) == ("rejected", "not_authorized")
+
+
+def test_an_agency_admitted_by_quorum_publishes_right_after() -> None:
+    """sc-leshan is unknown until a majority admits it; then its events are accepted."""
+    bus = Bus()
+    sign, sign_seed = new_key("sc-leshan", "sign", 1, bus.now)
+    seal, seal_seed = new_key("sc-leshan", "seal", 1, bus.now)
+    ring = Keyring(owner="sc-leshan", keys={sign.kid: sign_seed, seal.kid: seal_seed})
+    bus.rings["sc-leshan"] = ring
+    leshan = Member(
+        id="sc-leshan",
+        name_zh="乐山市纪委监委",
+        name_en="Leshan",
+        kind="agency",
+        region="sichuan",
+        publish=bus.registry.member("sc-zigong").publish,
+    )
+    admission = MemberAdmitted(member=leshan, keys=(sign, seal))
+    before = bus.send_env("sc-leshan", _signed_by_outsider(bus, ring, admission))
+    assert before.reason == "unknown_sender"
+    proposed = bus.propose("sc-zigong", [admission])
+    for agency in VOTERS[:4]:
+        bus.approve(agency, proposed)
+    assert "sc-leshan" in bus.registry.voters
+    assert bus.issue("sc-leshan").decision == "accepted"
+
+
+def _signed_by_outsider(bus: Bus, ring: Keyring, admission: MemberAdmitted) -> dict[str, Any]:
+    """An event sc-leshan signs while only it believes it is a member."""
+    believed = next_version(bus.registry, [admission], bus.now)
+    bus.now += timedelta(seconds=1)
+    return compose(
+        keyring=ring,
+        registry=believed,
+        event_type="rectification.issued",
+        subject=f"rectification/{uuid.uuid4()}",
+        recipients=["sc-zigong"],
+        payload=SAMPLES["rectification.issued"],
+        now=bus.now,
+    )
+
+
+def verify(records: list[AuditRecord], genesis: Registry) -> Report:
+    """`audit verify`'s checks over these records, from the genesis registry."""
+    verifier = Verifier(genesis, [])
+    for offset, record in enumerate(records):
+        verifier.feed(offset, record.position.encode(), record.to_bytes())
+    return verifier.finish()
+
+
+def test_audit_verify_follows_the_registry_chain() -> None:
+    """A log spanning three registry versions verifies from the genesis alone; altering the
+    registry event that made v2 is named (the decisions after it no longer re-derive)."""
+    bus = Bus()
+    first = bus.propose("sc-zigong", [MemberSuspended(member="cq-dazu")])
+    for agency in ["sc-luzhou", "sc-neijiang", "sc-yibin", "cq-yongchuan"]:
+        bus.approve(agency, first)
+    kid = bus.registry.current_key("cq-jiangjin", "sign", bus.now).kid
+    bus.send(
+        "cq-jiangjin",
+        "governance.key_revoked",
+        GOV,
+        bus.others("cq-jiangjin"),
+        {"kid": kid, "reason": "遗失"},
+    )
+    bus.issue("sc-yibin")
+    assert bus.registry.version == 3
+    assert {r.registry_version for r in bus.records} == {1, 2, 3}
+    assert verify(bus.records, bus.genesis).leaves == len(bus.records)
+    altered = list(bus.records)
+    deciding = altered[4]  # the fourth approval, which brought v2 into force
+    assert deciding.registry_version == 1
+    altered[4] = deciding.model_copy(update={"registry_version": 2})
+    with pytest.raises(VerificationError) as info:
+        verify(altered, bus.genesis)
+    assert info.value.why == "decision_mismatch"
+    assert "registry v2" in info.value.message
