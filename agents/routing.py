@@ -14,6 +14,7 @@ stop, an operator alert is logged and audited) and the scan goes on.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections import OrderedDict, deque
@@ -27,6 +28,7 @@ from jointbus.schemas.catalog import CATALOG
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, to_wire
 from jointbus.schemas.errors import ContractError, Reason
+from jointbus.schemas.families.governance import RegistryApproved
 from jointbus.schemas.families.notice import ItemOverdue, RejectionNotice
 from jointbus.schemas.ids import UUID_PATTERN, format_time, uuid7_from
 from jointbus.schemas.keys import Keyring
@@ -34,7 +36,8 @@ from jointbus.schemas.ledger import Ledger, Outcome
 from jointbus.schemas.lifecycle import Rules, due_at, overdue_items
 from jointbus.schemas.records import AuditRecord, event_fields, outbox_owner, parse_position, position_of
 from jointbus.schemas.registry import ROUTER, Registry
-from jointbus.streams.topics import AUDIT_TOPIC, inbox
+from jointbus.schemas.registry_chain import RegistryVersion
+from jointbus.streams.topics import AUDIT_TOPIC, REGISTRY_TOPIC, inbox
 
 log = structlog.get_logger("jointbus.router")
 HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
@@ -79,6 +82,12 @@ class Router:
         #: the alerts most recently logged, whose deliveries a restarted router writes again
         self.recent_alerts: deque[AuditRecord] = deque(maxlen=RECENT_ALERTS)
         self.quarantined: dict[str, str] = {}
+        #: the signed governance events of each open proposal (by its id): the evidence
+        #: written with the registry version they bring into force
+        self.evidence: dict[str, list[bytes]] = {}
+        #: the record of every registry version brought into force in this log, written to
+        #: ``jointbus.registry`` again after a restart (keyed by version: a repeat is harmless)
+        self.versions: dict[int, Output] = {}
         self.counts = {"internal_error": 0, "quarantined": 0, "history_mismatch": 0}
 
     @property
@@ -165,7 +174,8 @@ class Router:
             assert verified is not None
             key = verified.envelope.subject.encode()
             outputs = [Output(inbox(r), key, wire) for r in decision.deliver_to]
-            return Routed(record, [*outputs, _audit(record)])
+            version = self._governance(outcome, wire)
+            return Routed(record, [*version, *outputs, _audit(record)])
         notice = None
         if notify and owner is not None and self.registry.is_agency(owner):
             notice = self._notice(record, owner, received)
@@ -279,9 +289,36 @@ class Router:
             where = parse_position(record.position)
             assert where is not None
             outcome = self.ledger.refused(*where, Reason.INTERNAL, "history mismatch")
+        self._governance(outcome, record.wire() or b"")
         self.ledger.commit(outcome)
         self._remember(record)
         self._track_due(outcome)
+
+    # --------------------------------------------------------------------------- governance
+    def _governance(self, outcome: Outcome, wire: bytes) -> list[Output]:
+        """Keep the evidence of open proposals; when a decision brings a registry version
+        into force, the record of it for ``jointbus.registry`` (before the deliveries)."""
+        verified = outcome.verified
+        if (
+            verified is None
+            or not outcome.decision.accepted
+            or not verified.spec.family.startswith("governance.")
+        ):
+            return []
+        env, payload = verified.envelope, verified.payload
+        proposal = payload.proposal_id if isinstance(payload, RegistryApproved) else env.id
+        self.evidence.setdefault(proposal, []).append(wire)
+        adopted = outcome.decision.registry
+        if adopted is None:
+            return []
+        evidence = self.evidence.pop(proposal)
+        for stale in [p for p in self.evidence if p != proposal]:  # on the old version: dead
+            del self.evidence[stale]
+        version = RegistryVersion(registry=adopted, evidence=[base64.b64encode(w).decode() for w in evidence])
+        log.info("registry version in force", version=adopted.version, event_id=env.id)
+        output = Output(REGISTRY_TOPIC, str(adopted.version).encode(), version.model_dump_json().encode())
+        self.versions[adopted.version] = output
+        return [output]
 
     # ---------------------------------------------------------------------------- deadlines
     def overdue(self, now: datetime) -> list[Routed]:

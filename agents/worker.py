@@ -250,6 +250,8 @@ class OrderedWriter:
         crash between the two); recipients drop the copies they already have by id."""
         for record in self.router.recent_alerts:
             await self._send(None, None, Routed(record, outputs_of(record)[:-1]))
+        if self.router.versions:  # and every registry version: one may not have been written
+            await self._send(None, None, Routed(None, list(self.router.versions.values())))
 
 
 def _failure(future: asyncio.Future[Any]) -> BaseException | None:

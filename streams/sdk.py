@@ -21,21 +21,29 @@ from typing import Any, Literal
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from jointbus.schemas.catalog import CURRENT, Payload, parse_payload
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, MAX_ENVELOPE_BYTES, Envelope, to_wire
-from jointbus.schemas.errors import ContractError, Reason, rejection
+from jointbus.schemas.errors import ContractError, JointbusError, Reason, rejection
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.registry import Registry
 from jointbus.schemas.sealing import open_sealed
 from jointbus.schemas.verify import VerifiedEvent, verify_event
 from jointbus.streams.clients import close_client, readable_partitions, start_client
 from jointbus.streams.keystore import private_dir
+from jointbus.streams.registry_feed import follow
 from jointbus.streams.topics import inbox, outbox
 
 log = structlog.get_logger("jointbus.sdk")
 HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
+#: refusals a newer registry version may lift (a new key or member, changed rights)
+STALE_REASONS = frozenset(
+    {"unknown_key", "unknown_sender", "not_authorized", "unknown_recipient", "key_expired"}
+)
+#: how often, and how far apart, a Subscriber looks for that newer version before refusing
+STALE_TRIES, STALE_PAUSE = 4, 0.5
 
 
 class Publisher:
@@ -51,9 +59,17 @@ class Publisher:
     """
 
     def __init__(
-        self, agency: str, keyring: Keyring, registry: Registry, bootstrap: str, **kafka: Any
+        self,
+        agency: str,
+        keyring: Keyring,
+        registry: Registry,
+        bootstrap: str,
+        *,
+        follow_registry: bool = True,
+        **kafka: Any,
     ) -> None:
         self.agency = agency
+        self._follow = follow_registry
         self.keyring = keyring
         self.registry = registry
         self.topic = outbox(agency)
@@ -75,8 +91,23 @@ class Publisher:
         )
 
     async def start(self) -> None:
-        """Connect (bounded in time; a refused password or protocol is a typed error)."""
+        """Connect (bounded in time; a refused password or protocol is a typed error), then
+        follow the registry to the version in force (the key to sign with may be newer)."""
         await start_client(self._producer, self._bootstrap, self._kafka)
+        if self._follow:
+            await self.follow_registry()
+
+    async def follow_registry(self) -> bool:
+        """Move to the newest registry version the registry topic proves (True if it moved).
+        Best effort: a registry topic this principal cannot read leaves the registry as is."""
+        try:
+            followed = await follow(self.registry, self._bootstrap, **self._kafka)
+        except (KafkaError, JointbusError) as exc:
+            log.warning("registry not followed", agency=self.agency, error=type(exc).__name__)
+            return False
+        moved = followed.version != self.registry.version
+        self.registry = followed
+        return moved
 
     async def stop(self) -> None:
         await self._producer.stop()
@@ -278,6 +309,7 @@ class Subscriber:
         self.duplicates = 0
         self.rejected = 0
         self._refusal: tuple[VerifiedEvent, str] | None = None
+        self._stale = False  # the last refusal may come from a registry version not yet seen
 
     async def start(self) -> None:
         """Connect (bounded in time); without a group, assign every partition of the inbox.
@@ -314,6 +346,24 @@ class Subscriber:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def _follow_registry(self) -> bool:
+        """Move to the newest registry version the registry topic proves (True if it moved);
+        an event signed under a version this Subscriber has not seen yet waits for it."""
+        for attempt in range(STALE_TRIES):
+            try:
+                followed = await follow(self.registry, self._bootstrap, **self._kafka)
+            except (KafkaError, JointbusError) as exc:
+                log.warning("registry not followed", agency=self.agency, error=type(exc).__name__)
+                return False
+            if followed.version != self.registry.version:
+                self.registry = followed
+                if self._publisher is not None:
+                    self._publisher.registry = followed
+                return True
+            if attempt + 1 < STALE_TRIES:
+                await asyncio.sleep(STALE_PAUSE)
+        return False
 
     def _open(self, wire: bytes, timestamp_ms: int) -> VerifiedEvent:
         received = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
@@ -358,7 +408,7 @@ class Subscriber:
         """
         async for tp, records in self._batches():
             for record in records:
-                delivery = self._accept(record.value, record.timestamp, tp.partition, record.offset)
+                delivery = await self._judge(record, tp.partition)
                 if delivery is not None:
                     yield delivery  # the application handles it here
                     await self._handled(delivery)
@@ -366,9 +416,19 @@ class Subscriber:
                     await self._refuse()
             await self._commit(tp, records[-1].offset + 1)
 
+    async def _judge(self, record: Any, partition: int) -> Delivery | None:
+        """``_accept``, and once more under a newer registry version when the refusal may
+        come from a version this Subscriber has not seen yet (a new key, a new member)."""
+        delivery = self._accept(record.value, record.timestamp, partition, record.offset)
+        if delivery is None and self._stale and await self._follow_registry():
+            self.rejected -= 1  # judged again under the newer registry
+            delivery = self._accept(record.value, record.timestamp, partition, record.offset)
+        return delivery
+
     def _accept(self, wire: bytes, timestamp_ms: int, partition: int, offset: int) -> Delivery | None:
         """The delivery, or None: a duplicate, or refused (then ``_refusal`` says what to answer)."""
         self._refusal = None
+        self._stale = False
         verified: VerifiedEvent | None = None
         try:
             verified = self._open(wire, timestamp_ms)
@@ -380,6 +440,7 @@ class Subscriber:
             payload = self._payload(verified)
         except ContractError as exc:
             self.rejected += 1
+            self._stale = exc.reason in STALE_REASONS
             log.warning(
                 "inbox event refused",
                 agency=self.agency,
@@ -436,7 +497,7 @@ class Subscriber:
         """
         async for tp, records in self._batches():
             for record in records:
-                delivery = self._accept(record.value, record.timestamp, tp.partition, record.offset)
+                delivery = await self._judge(record, tp.partition)
                 if delivery is None:
                     await self._refuse()
                     continue

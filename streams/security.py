@@ -136,6 +136,7 @@ def acl_plan(agencies: Iterable[str]) -> list[Acl]:
         topic(ROUTER, inbox(agency), WRITE)
     topic(ROUTER, AUDIT_TOPIC, READ, WRITE)  # it rebuilds its memory from the log at start
     topic(ROUTER, REGISTRY_TOPIC, READ)
+    topic(ROUTER, REGISTRY_TOPIC, WRITE)  # each registry version governance brings into force
     topic(ROUTER, f"{ROUTER_APP}-", ALL, pattern=PREFIXED)  # faust changelogs
     group(ROUTER, ROUTER_APP)
     rules.append(Acl(ROUTER, CREATE, CLUSTER, "kafka-cluster"))  # faust declares its changelogs

@@ -16,6 +16,7 @@ from jointbus.audit.errors import VerificationError
 from jointbus.audit.verifier import Report, Verifier
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.errors import ContractError
 from jointbus.schemas.governance import KeyAdded, MemberAdmitted, MemberSuspended, next_version, proposal
 from jointbus.schemas.keys import Keyring, new_federation, new_key
 from jointbus.schemas.lifecycle import Rules
@@ -296,3 +297,25 @@ def test_audit_verify_follows_the_registry_chain() -> None:
         verify(altered, bus.genesis)
     assert info.value.why == "decision_mismatch"
     assert "registry v2" in info.value.message
+
+
+def test_a_restarted_router_rebuilds_the_registry_in_force_from_the_log() -> None:
+    """Folding the audit log into a fresh router (what a restart does) ends in the same
+    registry version, with every version's record ready to be written to the registry topic
+    again; that record proves itself from the genesis (what agencies' Subscribers check)."""
+    from jointbus.schemas.registry_chain import RegistryVersion, next_from_evidence
+
+    bus = Bus()
+    proposed = bus.propose("sc-zigong", [MemberSuspended(member="cq-dazu")])
+    for agency in ["sc-luzhou", "sc-neijiang", "sc-yibin", "cq-yongchuan"]:
+        bus.approve(agency, proposed)
+    restarted = Router(bus.genesis, bus.rings[ROUTER], Rules())
+    for record in bus.records:
+        restarted.fold(record)
+    assert restarted.registry.digest == bus.registry.digest
+    (written,) = restarted.versions.values()
+    version = RegistryVersion.model_validate_json(written.value)
+    assert next_from_evidence(bus.genesis, version).digest == bus.registry.digest
+    forged = version.model_copy(update={"evidence": version.evidence[:-1]})  # one signature short
+    with pytest.raises(ContractError):
+        next_from_evidence(bus.genesis, forged)

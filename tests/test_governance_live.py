@@ -1,0 +1,185 @@
+"""Governance on the running bus: a change the member agencies agree on takes effect in the
+running worker and at the agencies' own Subscribers and Publishers, with no restart; an
+agency's self-revocation stops its key on the next event; the audit log verifies across the
+registry versions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from jointbus.processes import WorkerProcess
+from jointbus.schemas.compose import compose
+from jointbus.schemas.envelope import to_wire
+from jointbus.schemas.governance import KeyAdded, next_version, proposal
+from jointbus.schemas.ids import utcnow
+from jointbus.schemas.keys import Keyring, new_key
+from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.registry import Registry
+from jointbus.streams.reader import read_topic
+from jointbus.streams.sdk import Publisher
+from jointbus.streams.topics import AUDIT_TOPIC
+from tests.conftest import Bus, _broker
+from tests.harness import collect, eventually, jointbus_cli, make_federation
+from tests.samples import SAMPLES
+
+pytestmark = pytest.mark.broker
+GOV = "governance/registry"
+
+
+@pytest.fixture(scope="module")
+def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
+    """A bus of its own: its registry changes under the tests."""
+    for broker in _broker(tmp_path_factory, "governance-kafka"):
+        home = tmp_path_factory.mktemp("governance-bus")
+        registry, rings = make_federation(home)
+        worker = WorkerProcess(home, broker.bootstrap).start()
+        yield Bus(broker.bootstrap, home, registry, rings, worker)
+        worker.stop()
+
+
+async def decided(bus: Bus, event_id: str) -> AuditRecord:
+    """The audit record of ``event_id`` (bounded wait, loud failure)."""
+
+    async def logged() -> AuditRecord | None:
+        async for _, _, value in read_topic(bus.bootstrap, AUDIT_TOPIC):
+            record = AuditRecord.model_validate_json(value)
+            if record.event_id == event_id:
+                return record
+        return None
+
+    return await eventually(logged, within=30, what=f"the decision on {event_id}")
+
+
+async def send(
+    bus: Bus,
+    agency: str,
+    ring: Keyring,
+    registry: Registry,
+    family: str,
+    subject: str,
+    to: list[str],
+    payload: Any,
+) -> str:
+    """``agency`` signs under ``registry`` (what it believes is in force) and publishes."""
+    env = compose(
+        keyring=ring,
+        registry=registry,
+        event_type=family,
+        subject=subject,
+        recipients=to,
+        payload=payload,
+        now=utcnow(),
+    )
+    async with Publisher(agency, ring, registry, bus.bootstrap, follow_registry=False) as pub:
+        await (await pub.send_wire(to_wire(env), subject))
+    return str(env["id"])
+
+
+def voters(registry: Registry, but: str) -> list[str]:
+    return [a for a in registry.voters if a != but]
+
+
+async def test_key_rotation_agreed_by_a_majority_takes_effect_without_restart(bus: Bus) -> None:
+    """sc-zigong proposes its new signing key; until five agencies signed, an event with it
+    is refused (unknown_key); then the running worker accepts it, sc-luzhou's Subscriber
+    (started with the genesis registry) follows the registry and receives it, and sc-zigong's next
+    Publisher signs with the new key by itself."""
+    v1 = bus.registry
+    now = utcnow()
+    record, seed = new_key("sc-zigong", "sign", 2, now - timedelta(seconds=5))
+    ring = Keyring(owner="sc-zigong", keys={**bus.rings["sc-zigong"].keys, record.kid: seed})
+    change = KeyAdded(key=record, retire_after=now + timedelta(hours=1))
+    hoped = next_version(v1, [change], now)
+    early = await send(
+        bus,
+        "sc-zigong",
+        ring,
+        hoped,
+        "rectification.issued",
+        f"rectification/{uuid.uuid4()}",
+        ["sc-luzhou"],
+        SAMPLES["rectification.issued"],
+    )
+    assert (await decided(bus, early)).reason == "unknown_key"
+
+    zigong = bus.rings["sc-zigong"]
+    payload = proposal(v1, [change], now, "联席会议同意自贡市更换签名密钥")
+    env = compose(
+        keyring=zigong,
+        registry=v1,
+        event_type="governance.proposed",
+        subject=GOV,
+        recipients=voters(v1, "sc-zigong"),
+        payload=payload,
+        now=now,
+    )
+    async with Publisher("sc-zigong", zigong, v1, bus.bootstrap, follow_registry=False) as pub:
+        await (await pub.send_wire(to_wire(env), GOV))
+    assert (await decided(bus, env["id"])).decision == "accepted"
+    for agency in ["sc-luzhou", "sc-neijiang", "sc-yibin", "cq-yongchuan"]:
+        approval = {"proposal_id": env["id"], "new_digest": payload["new_digest"]}
+        vote = await send(
+            bus, agency, bus.rings[agency], v1, "governance.approved", GOV, voters(v1, agency), approval
+        )
+        assert (await decided(bus, vote)).decision == "accepted"
+
+    async with Publisher("sc-zigong", ring, v1, bus.bootstrap) as pub:  # follows the registry at start
+        assert pub.registry.version == v1.version + 1
+        later = await pub.publish(
+            "rectification.issued",
+            f"rectification/{uuid.uuid4()}",
+            ["sc-luzhou"],
+            SAMPLES["rectification.issued"],
+        )
+    record_later = await decided(bus, later)
+    assert (record_later.decision, record_later.registry_version) == ("accepted", v1.version + 1)
+    assert record_later.event is not None
+    assert record_later.event["sigkeyid"] == "sc-zigong#sig-2"
+    (arrived,) = await collect(
+        "sc-luzhou", bus.rings["sc-luzhou"], v1, bus.bootstrap, lambda d: d.id == later, 1
+    )
+    assert arrived.envelope.sigkeyid == "sc-zigong#sig-2"
+
+
+async def test_self_revocation_stops_the_key_on_the_next_event(bus: Bus) -> None:
+    """cq-jiangjin revokes its own signing key with one signature; the next event signed with
+    it is refused (key_revoked) by the running worker."""
+    start = await Publisher("cq-jiangjin", bus.rings["cq-jiangjin"], bus.registry, bus.bootstrap).__aenter__()
+    registry = start.registry
+    await start.stop()
+    kid = registry.current_key("cq-jiangjin", "sign", utcnow()).kid
+    revoked = await send(
+        bus,
+        "cq-jiangjin",
+        bus.rings["cq-jiangjin"],
+        registry,
+        "governance.key_revoked",
+        GOV,
+        voters(registry, "cq-jiangjin"),
+        {"kid": kid, "reason": "签名设备遗失"},
+    )
+    assert (await decided(bus, revoked)).decision == "accepted"
+    after = await send(
+        bus,
+        "cq-jiangjin",
+        bus.rings["cq-jiangjin"],
+        registry,
+        "rectification.issued",
+        f"rectification/{uuid.uuid4()}",
+        ["sc-zigong"],
+        SAMPLES["rectification.issued"],
+    )
+    assert (await decided(bus, after)).reason == "key_revoked"
+
+
+async def test_audit_verify_spans_the_registry_versions(bus: Bus) -> None:
+    """`jointbus audit verify` re-derives every decision under the version in force then,
+    from the genesis registry on disk."""
+    done = await jointbus_cli(bus.home, bus.bootstrap, "audit", "verify", "--grace", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "audit log OK" in done.stdout
