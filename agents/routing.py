@@ -56,6 +56,9 @@ class Output:
     topic: str
     key: bytes
     value: bytes
+    #: for a delivery: the registry version it was decided under, so the recipient's
+    #: Subscriber verifies it under the same version (a later one may have revoked its key)
+    registry_version: int | None = None
 
 
 @dataclass
@@ -173,9 +176,10 @@ class Router:
             verified = outcome.verified
             assert verified is not None
             key = verified.envelope.subject.encode()
-            outputs = [Output(inbox(r), key, wire) for r in decision.deliver_to]
-            version = self._governance(outcome, wire)
-            return Routed(record, [*version, *outputs, _audit(record)])
+            version = outcome.registry_version
+            outputs = [Output(inbox(r), key, wire, version) for r in decision.deliver_to]
+            registry = self._governance(outcome, wire)
+            return Routed(record, [*registry, *outputs, _audit(record)])
         notice = None
         if notify and owner is not None and self.registry.is_agency(owner):
             notice = self._notice(record, owner, received)
@@ -397,7 +401,7 @@ def outputs_of(record: AuditRecord) -> list[Output]:
         wire = record.wire()
         assert wire is not None
         key = str(event.get("subject", "")).encode()
-        outputs = [Output(inbox(r), key, wire) for r in record.delivered_to]
+        outputs = [Output(inbox(r), key, wire, record.registry_version) for r in record.delivered_to]
     if record.notice is not None and record.sender is not None:
         outputs.append(
             Output(inbox(record.sender), str(record.notice["subject"]).encode(), to_wire(record.notice))

@@ -37,7 +37,7 @@ from jointbus.streams.faustapp import make_app
 from jointbus.streams.reader import read_topic
 from jointbus.streams.security import kafka_kwargs
 from jointbus.streams.settings import Settings
-from jointbus.streams.topics import AUDIT_TOPIC, outbox
+from jointbus.streams.topics import AUDIT_TOPIC, outbox, registry_header
 
 log = structlog.get_logger("jointbus.worker")
 APP_ID = "jointbus-router"
@@ -186,7 +186,12 @@ class OrderedWriter:
             for out in routed.outputs:
                 if self._broken is not None:  # nothing may overtake an output that failed
                     raise self._broken
-                futures.append(await self._producer.send(out.topic, out.value, key=out.key, headers=HEADERS))
+                headers = (
+                    HEADERS
+                    if out.registry_version is None
+                    else [*HEADERS, registry_header(out.registry_version)]
+                )
+                futures.append(await self._producer.send(out.topic, out.value, key=out.key, headers=headers))
         except Exception as exc:  # a send refused at once fails like a late failure
             self._broken = exc
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

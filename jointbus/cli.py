@@ -453,8 +453,10 @@ def demo(stop: bool, plaintext: bool) -> None:
 
 def _register_audit() -> None:
     from jointbus.auditcli import audit_group
+    from jointbus.govern import govern_group
 
     cli.add_command(audit_group)
+    cli.add_command(govern_group)
 
 
 _register_audit()

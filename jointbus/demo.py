@@ -163,6 +163,11 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
     print_projection(observed, as_json=False, title="demo summary")
     summary = {"agencies": observed.rows()}
     (cfg.home / "demo-summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))
+    ui.say(
+        f"registry in force: v{fed.registry.version} (chair {fed.registry.chair}; "
+        f"digest {fed.registry.digest[:16]}…, linked to v{fed.registry.version - 1}), "
+        "changed live by the agencies' joint decision"
+    )
     ui.say("[6/6] the audit log")
     verdict, replay = verify_and_replay(cfg, registry)
     ui.say(verdict)

@@ -12,7 +12,10 @@ from typing import Any
 
 from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.errors import JointbusError
+from jointbus.schemas.families.governance import GOVERNANCE_SUBJECT
 from jointbus.schemas.families.notice import ItemOverdue, RejectionNotice
+from jointbus.schemas.governance import Change, proposal
+from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.projections import Projection, apply
 from jointbus.schemas.records import AuditRecord
@@ -136,6 +139,29 @@ class Federation:
             await self.wait_for(r, lambda d: d.id == event_id)
         return event_id
 
+    async def govern(
+        self, proposer: str, changes: list[Change], approvers: list[str], reason: str
+    ) -> Registry:
+        """A registry change proposed by ``proposer`` and approved by ``approvers``, each step
+        delivered to every member; then every agency's Publisher follows the registry (no
+        restart anywhere). Returns the version in force after it."""
+        pub = self.pubs[proposer]
+        now = utcnow()
+        payload = proposal(pub.registry, changes, now, reason)
+        voters = pub.registry.voters
+        others = [a for a in voters if a != proposer]
+        proposal_id = await self.send(
+            proposer, "governance.proposed", GOVERNANCE_SUBJECT, others, payload, now=now
+        )
+        for agency in approvers:
+            approval = {"proposal_id": proposal_id, "new_digest": payload["new_digest"]}
+            to = [a for a in voters if a != agency]
+            await self.send(agency, "governance.approved", GOVERNANCE_SUBJECT, to, approval)
+        for publisher in self.pubs.values():
+            await eventually_moved(publisher)
+        self.registry = pub.registry
+        return pub.registry
+
     async def attack(self, agency: str, envelope: dict[str, Any], reason: str) -> None:
         """Send a hostile event through ``agency``'s outbox; wait for the rejection notice."""
         await (await self.pubs[agency].send_wire(to_wire(envelope), envelope["subject"]))
@@ -158,3 +184,18 @@ def overdue_of(aggregate: str) -> Callable[[Delivery], bool]:
 
 def subject(kind: str) -> str:
     return f"{kind}/{uuid.uuid4()}"
+
+
+async def eventually_moved(publisher: Publisher, within: float = 30.0) -> None:
+    """Wait (bounded) until ``publisher`` follows the registry to a newer version: the
+    router writes the version to the registry topic as it decides the last approval."""
+    try:
+        async with asyncio.timeout(within):
+            moved = await publisher.follow_registry()
+            while not moved:  # polled: the registry topic is another process's to write
+                await asyncio.sleep(0.2)
+                moved = await publisher.follow_registry()
+    except TimeoutError:
+        raise JointbusError(
+            f"{publisher.agency} saw no new registry version within {within:.0f} s", reason="demo_failed"
+        ) from None

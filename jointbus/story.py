@@ -10,6 +10,7 @@ from datetime import date, timedelta
 
 from jointbus.federation import ACK_DEADLINE, Federation, overdue_of, subject
 from jointbus.schemas.deadlines import china_date
+from jointbus.schemas.governance import ChairPassed
 from jointbus.schemas.ids import utcnow
 
 # ------------------------------------------------------------------------------ the story
@@ -289,7 +290,8 @@ def all_but(fed: Federation, agency: str) -> list[str]:
 
 
 async def play_governance(fed: Federation, progress: Callable[[str], None]) -> None:
-    """Joint meeting under the rotating chair, the chair passed on, mechanisms established."""
+    """Joint meeting under the rotating chair, the chair passed on by the members' decision
+    (a registry change, live), mechanisms established by the new chair, a bulletin."""
     today = china_today()
     await fed.send(
         "cq-rongchang",
@@ -303,17 +305,14 @@ async def play_governance(fed: Federation, progress: Callable[[str], None]) -> N
             "topics": ["川渝毗邻地区纪检监察协作", "长江十年禁渔联合监督", "跨界河流污染治理"],
         },
     )
-    await fed.send(
+    # the meeting agrees the chair passes to sc-yibin: a registry change, live, by a majority
+    passed = await fed.govern(
         "cq-rongchang",
-        "chair.rotated",
-        "chair/rotation",
-        all_but(fed, "cq-rongchang"),
-        {
-            "new_chair": "sc-yibin",
-            "term_start": today.isoformat(),
-            "term_end": (today + timedelta(days=182)).isoformat(),
-        },
+        [ChairPassed(chair="sc-yibin")],
+        ["sc-zigong", "sc-luzhou", "sc-neijiang", "cq-yongchuan"],
+        "联席会议决定：轮值主席由荣昌区交接至宜宾市",
     )
+    progress(f"registry v{passed.version} in force: the chair passed to {passed.chair} by 5 of 8 agencies")
     for title, kind, parts in (
         ("问题线索双向移送机制", "clue transfer", list(fed.registry.agencies)),
         ("交叉检查人员互派机制", "staff exchange", ["sc-yibin", "sc-zigong", "sc-neijiang"]),
@@ -347,4 +346,4 @@ async def play_governance(fed: Federation, progress: Callable[[str], None]) -> N
             "reply_by": (today + timedelta(days=7)).isoformat(),
         },
     )
-    progress("joint meeting held; chair passed to sc-yibin; 3 mechanisms established; 1 bulletin posted")
+    progress("joint meeting held; 3 mechanisms established by the new chair; 1 bulletin posted")

@@ -223,6 +223,26 @@ class Tally(Protocol):
         """A recipient refused the delivery of ``event_type`` on a followed item."""
 
 
+def current_chair(ctx: Context) -> str | None:
+    """The chair of the joint meeting now: the registry's (it passes by the members'
+    decision, a governance change, like any other registry change)."""
+    return ctx.registry.chair
+
+
+def recorded_by_chair(kind: str) -> Transition:
+    """A record made once, by the current chair, on a fresh subject (meetings, mechanisms)."""
+
+    def recorded(state: AggregateState | None, env: Envelope, _: Any, ctx: Context) -> AggregateState:
+        chair = current_chair(ctx)
+        if env.sender != chair:
+            refuse(Reason.NOT_AUTHORIZED, f"only the current chair {chair} records a {kind}")
+        if state is not None:
+            refuse(Reason.BAD_TRANSITION, f"{env.subject} is already recorded")
+        return AggregateState(kind=kind, status="recorded")
+
+    return recorded
+
+
 def item_figures(
     kind: str,
     opened: tuple[str, str],

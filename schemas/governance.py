@@ -16,9 +16,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jointbus.schemas.errors import ContractError, Reason, rejection
+from jointbus.schemas.ids import format_time, parse_time
 from jointbus.schemas.registry import KeyRecord, Member, Registry
 
 __all__ = [
+    "ChairPassed",
     "Change",
     "KeyAdded",
     "KeyRevoked",
@@ -77,8 +79,16 @@ class RightsChanged(_Op):
     publish: tuple[Annotated[str, Field(max_length=80)], ...] = Field(max_length=50)
 
 
+class ChairPassed(_Op):
+    """The rotating chair of the joint meeting passes to another member agency."""
+
+    op: Literal["chair.passed"] = "chair.passed"
+    chair: MemberRef
+
+
 Change = Annotated[
-    KeyAdded | KeyRevoked | MemberAdmitted | MemberSuspended | RightsChanged, Field(discriminator="op")
+    KeyAdded | KeyRevoked | MemberAdmitted | MemberSuspended | RightsChanged | ChairPassed,
+    Field(discriminator="op"),
 ]
 
 
@@ -87,6 +97,7 @@ def next_version(registry: Registry, changes: tuple[Change, ...] | list[Change],
     it; ``bad_transition`` when a change does not apply (an unknown key, a member twice)."""
     members = {m.id: m for m in registry.members}
     keys = {k.kid: k for k in registry.keys}
+    chair = registry.chair
     for change in changes:
         if isinstance(change, KeyAdded):
             _need(change.key.kid not in keys, f"key {change.key.kid} is already registered")
@@ -115,9 +126,13 @@ def next_version(registry: Registry, changes: tuple[Change, ...] | list[Change],
         elif isinstance(change, MemberSuspended):
             _need(registry.is_agency(change.member), f"{change.member} is not a member agency")
             members[change.member] = members[change.member].model_copy(update={"suspended": True})
-        else:
+        elif isinstance(change, RightsChanged):
             _need(registry.is_agency(change.member), f"{change.member} is not a member agency")
             members[change.member] = members[change.member].model_copy(update={"publish": change.publish})
+        else:
+            _need(change.chair in registry.voters, f"{change.chair} is not a voting member agency")
+            _need(change.chair != chair, f"{change.chair} already chairs the joint meeting")
+            chair = change.chair
     agencies = [m for m in members.values() if m.kind == "agency"]
     services = [m for m in members.values() if m.kind != "agency"]
     try:
@@ -127,6 +142,7 @@ def next_version(registry: Registry, changes: tuple[Change, ...] | list[Change],
                 "version": registry.version + 1,
                 "issued_at": at.isoformat(),
                 "previous": registry.digest,
+                "chair": chair,
                 "members": [m.model_dump(mode="json", exclude_none=True) for m in (*agencies, *services)],
                 "keys": [k.model_dump(mode="json", exclude_none=True) for k in keys.values()],
             }
@@ -145,7 +161,7 @@ def _need(condition: bool, detail: str) -> None:
 def proposal(registry: Registry, changes: list[Change], at: datetime, reason: str) -> dict[str, object]:
     """The payload of a ``governance.proposed`` event made at ``at`` (the event's own time:
     the new version is issued then) on the version in force."""
-    produced = next_version(registry, changes, at)
+    produced = next_version(registry, changes, parse_time(format_time(at)))  # as the wire has it
     return {
         "base_version": registry.version,
         "base_digest": registry.digest,

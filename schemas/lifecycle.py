@@ -20,7 +20,6 @@ from typing import Any
 from jointbus.schemas.catalog import family_of, kind_named, kind_of
 from jointbus.schemas.envelope import Envelope
 from jointbus.schemas.errors import ContractError, Reason
-from jointbus.schemas.families.chair import CHAIR_SUBJECT
 from jointbus.schemas.families.receipt import Receipt
 from jointbus.schemas.family import (
     Accepted,
@@ -34,7 +33,6 @@ from jointbus.schemas.family import (
 from jointbus.schemas.registry import Registry
 
 __all__ = [
-    "CHAIR_SUBJECT",
     "Aggregate",
     "Deadline",
     "Decision",

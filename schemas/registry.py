@@ -155,8 +155,8 @@ class Registry(BaseModel):
         str | None,
         Field(
             pattern=r"^[a-z]{2}-[a-z]{2,20}$",
-            description="the agency chairing the joint meeting when the registry was issued; "
-            "chair.rotated events pass it on from there (one chain)",
+            description="the agency chairing the joint meeting (轮值); it passes by the "
+            "members' decision, a governance change (chair.passed)",
         ),
     ] = None
 

@@ -20,8 +20,15 @@ log = structlog.get_logger("jointbus.registry")
 
 async def follow(current: Registry, bootstrap: str, **kafka: Any) -> Registry:
     """The newest registry version the feed proves, starting from ``current`` (itself when
-    the feed has nothing newer). A version that does not prove out is logged and stops the
-    walk there: nothing after a forged or forked version is believed."""
+    the feed has nothing newer)."""
+    chain = await follow_chain(current, bootstrap, **kafka)
+    return chain[-1] if chain else current
+
+
+async def follow_chain(current: Registry, bootstrap: str, **kafka: Any) -> list[Registry]:
+    """Every registry version after ``current`` that the feed proves, in order. A version
+    that does not prove out is logged and stops the walk there: nothing after a forged or
+    forked version is believed."""
     versions: dict[int, RegistryVersion] = {}
     async for _, _, value in read_topic(bootstrap, REGISTRY_TOPIC, **kafka):
         try:
@@ -30,6 +37,7 @@ async def follow(current: Registry, bootstrap: str, **kafka: Any) -> Registry:
             log.warning("not a registry version on the registry topic")
             continue
         versions.setdefault(found.registry.version, found)
+    chain: list[Registry] = []
     registry = current
     while registry.version + 1 in versions:
         try:
@@ -37,6 +45,7 @@ async def follow(current: Registry, bootstrap: str, **kafka: Any) -> Registry:
         except ContractError as exc:
             log.error("registry version refused", version=registry.version + 1, detail=exc.message)
             break
-    if registry.version != current.version:
+        chain.append(registry)
+    if chain:
         log.info("registry followed", version=registry.version, previous=current.version)
-    return registry
+    return chain

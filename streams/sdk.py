@@ -33,8 +33,8 @@ from jointbus.schemas.sealing import open_sealed
 from jointbus.schemas.verify import VerifiedEvent, verify_event
 from jointbus.streams.clients import close_client, readable_partitions, start_client
 from jointbus.streams.keystore import private_dir
-from jointbus.streams.registry_feed import follow
-from jointbus.streams.topics import inbox, outbox
+from jointbus.streams.registry_feed import follow, follow_chain
+from jointbus.streams.topics import inbox, outbox, registry_version_of
 
 log = structlog.get_logger("jointbus.sdk")
 HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
@@ -310,6 +310,8 @@ class Subscriber:
         self.rejected = 0
         self._refusal: tuple[VerifiedEvent, str] | None = None
         self._stale = False  # the last refusal may come from a registry version not yet seen
+        #: every registry version known here, by number (deliveries name theirs)
+        self.versions: dict[int, Registry] = {registry.version: registry}
 
     async def start(self) -> None:
         """Connect (bounded in time); without a group, assign every partition of the inbox.
@@ -352,22 +354,26 @@ class Subscriber:
         an event signed under a version this Subscriber has not seen yet waits for it."""
         for attempt in range(STALE_TRIES):
             try:
-                followed = await follow(self.registry, self._bootstrap, **self._kafka)
+                chain = await follow_chain(self.registry, self._bootstrap, **self._kafka)
             except (KafkaError, JointbusError) as exc:
                 log.warning("registry not followed", agency=self.agency, error=type(exc).__name__)
                 return False
-            if followed.version != self.registry.version:
-                self.registry = followed
+            if chain:
+                self.versions.update({r.version: r for r in chain})
+                self.registry = chain[-1]
                 if self._publisher is not None:
-                    self._publisher.registry = followed
+                    self._publisher.registry = chain[-1]
                 return True
             if attempt + 1 < STALE_TRIES:
                 await asyncio.sleep(STALE_PAUSE)
         return False
 
-    def _open(self, wire: bytes, timestamp_ms: int) -> VerifiedEvent:
+    def _open(self, wire: bytes, timestamp_ms: int, version: int | None) -> VerifiedEvent:
+        """Verify under the registry version the router decided the event under (a later
+        version may have revoked the key it was rightly signed with), else the newest."""
         received = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
-        return verify_event(wire, self.registry, received_at=received, check_skew=False)
+        registry = self.versions.get(version, self.registry) if version is not None else self.registry
+        return verify_event(wire, registry, received_at=received, check_skew=False)
 
     def _payload(self, verified: VerifiedEvent) -> Payload:
         if verified.payload is not None:
@@ -419,19 +425,24 @@ class Subscriber:
     async def _judge(self, record: Any, partition: int) -> Delivery | None:
         """``_accept``, and once more under a newer registry version when the refusal may
         come from a version this Subscriber has not seen yet (a new key, a new member)."""
-        delivery = self._accept(record.value, record.timestamp, partition, record.offset)
+        version = registry_version_of(record.headers)
+        if version is not None and version > self.registry.version:
+            await self._follow_registry()  # decided under a version not seen here yet
+        delivery = self._accept(record.value, record.timestamp, partition, record.offset, version)
         if delivery is None and self._stale and await self._follow_registry():
             self.rejected -= 1  # judged again under the newer registry
-            delivery = self._accept(record.value, record.timestamp, partition, record.offset)
+            delivery = self._accept(record.value, record.timestamp, partition, record.offset, version)
         return delivery
 
-    def _accept(self, wire: bytes, timestamp_ms: int, partition: int, offset: int) -> Delivery | None:
+    def _accept(
+        self, wire: bytes, timestamp_ms: int, partition: int, offset: int, version: int | None = None
+    ) -> Delivery | None:
         """The delivery, or None: a duplicate, or refused (then ``_refusal`` says what to answer)."""
         self._refusal = None
         self._stale = False
         verified: VerifiedEvent | None = None
         try:
-            verified = self._open(wire, timestamp_ms)
+            verified = self._open(wire, timestamp_ms, version)
             if self.agency not in verified.envelope.recipients:
                 raise ContractError(f"addressed to {verified.envelope.recipients}", reason="not_a_recipient")
             if verified.envelope.id in self.seen:

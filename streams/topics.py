@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -86,3 +86,20 @@ async def ensure_topics(
             [NewTopic(s.name, s.partitions, replication, topic_configs=s.configs) for s in missing]
         )
     return [s.name for s in missing]
+
+
+#: the Kafka header on each inbox delivery naming the registry version it was decided under
+REGISTRY_VERSION_HEADER = "jointbus-registry-version"
+
+
+def registry_header(version: int) -> tuple[str, bytes]:
+    """The header that tells a recipient which registry version to verify a delivery under."""
+    return (REGISTRY_VERSION_HEADER, str(version).encode())
+
+
+def registry_version_of(headers: Sequence[tuple[str, bytes]] | None) -> int | None:
+    """The registry version a delivery names (None: an older router, or none given)."""
+    for name, value in headers or ():
+        if name == REGISTRY_VERSION_HEADER and value.isdigit():
+            return int(value)
+    return None

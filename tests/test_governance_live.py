@@ -5,6 +5,7 @@ registry versions."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,6 +21,7 @@ from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import Keyring, new_key
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import Registry
+from jointbus.streams import keystore
 from jointbus.streams.reader import read_topic
 from jointbus.streams.sdk import Publisher
 from jointbus.streams.topics import AUDIT_TOPIC
@@ -93,6 +95,8 @@ async def test_key_rotation_agreed_by_a_majority_takes_effect_without_restart(bu
     now = utcnow()
     record, seed = new_key("sc-zigong", "sign", 2, now - timedelta(seconds=5))
     ring = Keyring(owner="sc-zigong", keys={**bus.rings["sc-zigong"].keys, record.kid: seed})
+    keystore.save_keyring(bus.home / "keys", ring)  # as `govern propose rotate-key` keeps it
+    bus.rings["sc-zigong"] = ring
     change = KeyAdded(key=record, retire_after=now + timedelta(hours=1))
     hoped = next_version(v1, [change], now)
     early = await send(
@@ -148,7 +152,7 @@ async def test_key_rotation_agreed_by_a_majority_takes_effect_without_restart(bu
 
 async def test_self_revocation_stops_the_key_on_the_next_event(bus: Bus) -> None:
     """cq-jiangjin revokes its own signing key with one signature; the next event signed with
-    it is refused (key_revoked) by the running worker."""
+    it is refused (key_revoked) by the running worker; the revocation reaches every member."""
     start = await Publisher("cq-jiangjin", bus.rings["cq-jiangjin"], bus.registry, bus.bootstrap).__aenter__()
     registry = start.registry
     await start.stop()
@@ -175,6 +179,11 @@ async def test_self_revocation_stops_the_key_on_the_next_event(bus: Bus) -> None
         SAMPLES["rectification.issued"],
     )
     assert (await decided(bus, after)).reason == "key_revoked"
+    # the revocation itself was rightly signed with that key, under the version before it:
+    # recipients verify it under that version (named on the delivery), not refuse it
+    ring = bus.rings["sc-zigong"]
+    (seen,) = await collect("sc-zigong", ring, bus.registry, bus.bootstrap, lambda d: d.id == revoked, 1)
+    assert seen.family == "governance.key_revoked"
 
 
 async def test_audit_verify_spans_the_registry_versions(bus: Bus) -> None:
@@ -183,3 +192,34 @@ async def test_audit_verify_spans_the_registry_versions(bus: Bus) -> None:
     done = await jointbus_cli(bus.home, bus.bootstrap, "audit", "verify", "--grace", "0")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "audit log OK" in done.stdout
+
+
+async def test_operators_pass_the_chair_with_the_govern_commands(bus: Bus) -> None:
+    """cq-rongchang's operator proposes passing the chair to sc-yibin; four other operators
+    approve it from their inboxes; `govern status` shows the new version, proven from the
+    genesis, and the running worker now takes meetings from sc-yibin only."""
+    proposed = await jointbus_cli(
+        bus.home, bus.bootstrap, "govern", "propose", "chair", "--as", "cq-rongchang", "sc-yibin"
+    )
+    assert proposed.returncode == 0, proposed.stderr
+    found = re.search(r"proposed ([0-9a-f-]{36})", proposed.stdout)
+    assert found, proposed.stdout
+    (proposal_id,) = found.groups()
+    await decided(bus, proposal_id)
+    for agency in ["sc-zigong", "sc-luzhou", "sc-neijiang", "cq-yongchuan"]:
+        approved = await jointbus_cli(
+            bus.home, bus.bootstrap, "govern", "approve", "--as", agency, proposal_id
+        )
+        assert approved.returncode == 0, approved.stderr
+        assert "chair.passed" in approved.stdout
+        vote = re.search(r"approved: ([0-9a-f-]{36})", approved.stdout)
+        assert vote, approved.stdout
+        await decided(bus, vote.group(1))
+    shown = await jointbus_cli(bus.home, bus.bootstrap, "govern", "status")
+    assert shown.returncode == 0, shown.stderr
+    assert "sc-yibin" in shown.stdout
+    async with Publisher("sc-yibin", bus.rings["sc-yibin"], bus.registry, bus.bootstrap) as pub:
+        assert pub.registry.chair == "sc-yibin"
+        meeting = {**SAMPLES["meeting.held"], "chair": "sc-yibin"}
+        held = await pub.publish("meeting.held", f"meeting/{uuid.uuid4()}", ["sc-zigong"], meeting)
+    assert (await decided(bus, held)).decision == "accepted"

@@ -20,6 +20,7 @@ from jointbus.schemas.deadlines import china_date
 from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.errors import Reason
 from jointbus.schemas.families.notice import RejectionNotice
+from jointbus.schemas.governance import ChairPassed, proposal
 from jointbus.schemas.ids import parse_time, utcnow, uuid7
 from jointbus.schemas.projections import project
 from jointbus.schemas.records import AuditRecord
@@ -173,14 +174,18 @@ async def test_spoofed_source_gets_no_reflected_notice(bus: Bus) -> None:
 
 
 async def test_agency_cannot_seize_the_chair(bus: Bus) -> None:
-    """Only the current chair (the registry's cq-rongchang, one chain on chair/rotation)
-    passes the chair or records a meeting as chair."""
-    rotate = {**SAMPLES["chair.rotated"], "new_chair": ATTACKER}
-    others = [a for a in sorted(bus.registry.agency_ids) if a != ATTACKER]
-    seize = await publish(bus, ATTACKER, "chair.rotated", "chair/rotation", others, rotate)
-    await assert_rejected(bus, ATTACKER, seize, Reason.NOT_AUTHORIZED)
-    new_chain = await publish(bus, ATTACKER, "chair.rotated", f"chair/{uuid.uuid4()}", others, rotate)
-    await assert_rejected(bus, ATTACKER, new_chain, Reason.BAD_TRANSITION)
+    """The chair is the registry's (cq-rongchang): it passes only by a majority's decision.
+    An agency that proposes itself and approves its own proposal again changes nothing, and
+    only the chair records a meeting as chair."""
+    others = [a for a in bus.registry.voters if a != ATTACKER]
+    at = utcnow()
+    seize = proposal(bus.registry, [ChairPassed(chair=ATTACKER)], at, "我来当主席")
+    proposed = await publish(
+        bus, ATTACKER, "governance.proposed", "governance/registry", others, seize, now=at
+    )
+    self_vote = {"proposal_id": proposed, "new_digest": seize["new_digest"]}
+    again = await publish(bus, ATTACKER, "governance.approved", "governance/registry", others, self_vote)
+    await assert_rejected(bus, ATTACKER, again, Reason.BAD_TRANSITION)
     meeting = {**SAMPLES["meeting.held"], "chair": "sc-yibin"}
     usurp = await publish(bus, "sc-yibin", "meeting.held", f"meeting/{uuid.uuid4()}", ["sc-luzhou"], meeting)
     await assert_rejected(bus, "sc-yibin", usurp, Reason.NOT_AUTHORIZED)

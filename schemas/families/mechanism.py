@@ -7,8 +7,7 @@ from datetime import date
 
 from pydantic import Field
 
-from jointbus.schemas.families.chair import one_shot
-from jointbus.schemas.family import AggregateState, Fact, Kind, Payload, Tally, event
+from jointbus.schemas.family import AggregateState, Fact, Kind, Payload, Tally, event, recorded_by_chair
 from jointbus.schemas.fields import AgencyId, Name
 
 
@@ -46,7 +45,7 @@ KIND = Kind(
         ),
     ),
     state=AggregateState,
-    transitions={"mechanism.established": one_shot("mechanism")},
+    transitions={"mechanism.established": recorded_by_chair("mechanism")},
     columns=("mechanisms",),
     project=project,
 )

@@ -8,8 +8,18 @@ from pydantic import Field
 
 from jointbus.schemas.envelope import Envelope
 from jointbus.schemas.errors import Reason
-from jointbus.schemas.families.chair import current_chair, one_shot
-from jointbus.schemas.family import AggregateState, Context, Fact, Kind, Payload, Tally, event, refuse
+from jointbus.schemas.family import (
+    AggregateState,
+    Context,
+    Fact,
+    Kind,
+    Payload,
+    Tally,
+    current_chair,
+    event,
+    recorded_by_chair,
+    refuse,
+)
 from jointbus.schemas.fields import AgencyId, Name
 
 
@@ -22,7 +32,7 @@ class JointMeetingHeld(Payload):
     topics: list[Name] = Field(min_length=1, max_length=50)
 
 
-_record = one_shot("meeting")
+_record = recorded_by_chair("meeting")
 
 
 def held(

@@ -1,0 +1,214 @@
+"""``jointbus govern ...``: the member agencies change their registry together.
+
+An agency's operator proposes a change (a new key, a suspension, the chair passing), other
+agencies' operators read it in their inbox and approve exactly what it produces; at a
+majority it takes effect on the running bus. An agency revokes its own key at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from jointbus import context, ui
+from jointbus.schemas.errors import JointbusError
+from jointbus.schemas.families.governance import GOVERNANCE_SUBJECT, RegistryProposed
+from jointbus.schemas.governance import ChairPassed, Change, KeyAdded, MemberSuspended, next_version, proposal
+from jointbus.schemas.ids import parse_time, utcnow
+from jointbus.schemas.keys import Keyring, new_key
+from jointbus.schemas.registry import Registry
+from jointbus.schemas.registry_chain import RegistryVersion
+from jointbus.streams import keystore
+from jointbus.streams.reader import read_topic
+from jointbus.streams.registry_feed import follow
+from jointbus.streams.sdk import Publisher, Subscriber
+from jointbus.streams.security import AUDITOR
+from jointbus.streams.settings import Settings
+from jointbus.streams.topics import REGISTRY_TOPIC
+
+as_opt = click.option("--as", "agency", required=True, help="the agency acting (its keys sign)")
+
+
+@click.group("govern")
+def govern_group() -> None:
+    """Change the registry by the member agencies' joint decision (no central authority)."""
+
+
+async def _publish(cfg: Settings, agency: str, family: str, payload: Any, ring: Keyring | None = None) -> str:
+    ring = ring or keystore.load_keyring(cfg.keystore_dir, agency)
+    genesis = keystore.load_registry(cfg.keystore_dir)
+    async with Publisher(agency, ring, genesis, cfg.bootstrap_servers, **context.kafka(cfg, agency)) as pub:
+        others = [a for a in pub.registry.voters if a != agency]
+        return await pub.publish(family, GOVERNANCE_SUBJECT, others, payload)
+
+
+async def _in_force(cfg: Settings, principal: str) -> Registry:
+    """The registry in force, followed from the keystore's (genesis) registry."""
+    genesis = keystore.load_registry(cfg.keystore_dir)
+    return await follow(genesis, cfg.bootstrap_servers, **context.kafka(cfg, principal))
+
+
+async def _propose(cfg: Settings, agency: str, changes: list[Change], reason: str) -> tuple[str, str, int]:
+    ring = keystore.load_keyring(cfg.keystore_dir, agency)
+    registry = await _in_force(cfg, agency)
+    at = utcnow()
+    payload = proposal(registry, changes, at, reason)
+    async with Publisher(
+        agency, ring, registry, cfg.bootstrap_servers, follow_registry=False, **context.kafka(cfg, agency)
+    ) as pub:
+        others = [a for a in registry.voters if a != agency]
+        event_id = await pub.publish("governance.proposed", GOVERNANCE_SUBJECT, others, payload, now=at)
+    return event_id, str(payload["new_digest"]), registry.quorum
+
+
+def _said(event_id: str, digest: str, quorum: int) -> None:
+    ui.say(
+        f"proposed {event_id} (new registry digest {digest[:16]}…): in force once {quorum} agencies signed"
+    )
+    ui.say(f"other agencies approve it with: jointbus govern approve --as <agency> {event_id}")
+
+
+@govern_group.group("propose")
+def propose_group() -> None:
+    """Propose a registry change (the proposer's signature is the first approval)."""
+
+
+@propose_group.command("rotate-key")
+@as_opt
+@click.option("--purpose", type=click.Choice(["sign", "seal"]), default="sign", show_default=True)
+@click.option("--overlap-hours", default=24.0, show_default=True, help="how long the old key stays valid")
+@click.option("--reason", default="密钥定期轮换 (scheduled key rotation)", show_default=True)
+def propose_rotate_key(agency: str, purpose: str, overlap_hours: float, reason: str) -> None:
+    """A new key for AGENCY: made here, its private half kept in the agency's keyring."""
+    cfg = context.settings()
+
+    async def go() -> tuple[str, str, int]:
+        registry = await _in_force(cfg, agency)
+        ring = keystore.load_keyring(cfg.keystore_dir, agency)
+        mine = [k for k in registry.keys if k.owner == agency and k.purpose == purpose]
+        serial = max((int(k.kid.rsplit("-", 1)[1]) for k in mine), default=0) + 1
+        now = utcnow()
+        record, seed = new_key(agency, "seal" if purpose == "seal" else "sign", serial, now)
+        keystore.save_keyring(cfg.keystore_dir, Keyring(owner=agency, keys={**ring.keys, record.kid: seed}))
+        change = KeyAdded(key=record, retire_after=now + timedelta(hours=overlap_hours))
+        ui.say(f"new key {record.kid} saved to the keyring of {agency}; proposing it")
+        return await _propose(cfg, agency, [change], reason)
+
+    _said(*asyncio.run(go()))
+
+
+@propose_group.command("suspend")
+@as_opt
+@click.argument("member")
+@click.option("--reason", required=True, help="why (kept in the log)")
+def propose_suspend(agency: str, member: str, reason: str) -> None:
+    """Suspend MEMBER: it may no longer publish or vote."""
+    cfg = context.settings()
+    _said(*asyncio.run(_propose(cfg, agency, [MemberSuspended(member=member)], reason)))
+
+
+@propose_group.command("chair")
+@as_opt
+@click.argument("new_chair")
+@click.option("--reason", default="轮值主席交接 (the chair rotates)", show_default=True)
+def propose_chair(agency: str, new_chair: str, reason: str) -> None:
+    """Pass the chair of the joint meeting to NEW_CHAIR."""
+    cfg = context.settings()
+    _said(*asyncio.run(_propose(cfg, agency, [ChairPassed(chair=new_chair)], reason)))
+
+
+@govern_group.command("approve")
+@as_opt
+@click.argument("proposal_id")
+def approve(agency: str, proposal_id: str) -> None:
+    """Approve PROPOSAL_ID, found in AGENCY's inbox: its changes are shown and the version
+    they produce is computed here, so AGENCY signs exactly what it read."""
+    cfg = context.settings()
+
+    async def go() -> str:
+        registry = await _in_force(cfg, agency)
+        ring = keystore.load_keyring(cfg.keystore_dir, agency)
+        found: RegistryProposed | None = None
+        at = None
+        sub = Subscriber(
+            agency,
+            ring,
+            registry,
+            cfg.bootstrap_servers,
+            group_id=False,
+            receipts=False,
+            until_end=True,
+            **context.kafka(cfg, agency),
+        )
+        async with sub:
+            async for delivery in sub:
+                if delivery.id == proposal_id and isinstance(delivery.payload, RegistryProposed):
+                    found, at = delivery.payload, delivery.envelope.time
+        if found is None or at is None:
+            raise JointbusError(f"no proposal {proposal_id} in the inbox of {agency}", reason="not_found")
+        produced = next_version(registry, found.changes, parse_time(at))
+        if produced.digest != found.new_digest:
+            raise JointbusError(
+                "the proposal does not produce the version it names; not approved", reason="bad_transition"
+            )
+        for change in found.changes:
+            ui.say(f"  {change.op}: {change.model_dump_json(exclude={'op'})[:160]}")
+        payload = {"proposal_id": proposal_id, "new_digest": found.new_digest}
+        return await _publish(cfg, agency, "governance.approved", payload, ring)
+
+    ui.say(f"approved: {asyncio.run(go())}")
+
+
+@govern_group.command("revoke-own")
+@as_opt
+@click.argument("kid")
+@click.option("--reason", required=True, help="what happened (lost, stolen, leaked)")
+def revoke_own(agency: str, kid: str, reason: str) -> None:
+    """Revoke AGENCY's own key KID at once (one signature, no quorum)."""
+    cfg = context.settings()
+    event_id = asyncio.run(_publish(cfg, agency, "governance.key_revoked", {"kid": kid, "reason": reason}))
+    ui.say(f"revoked {kid}: {event_id}; the next event signed with it is refused")
+
+
+@govern_group.command("status")
+@click.option("--as", "principal", default=AUDITOR, show_default=True, help="who reads the registry topic")
+def status(principal: str) -> None:
+    """The registry in force and its chain of versions, each proven from the genesis."""
+    cfg = context.settings()
+
+    async def go() -> tuple[Registry, list[RegistryVersion]]:
+        registry = await _in_force(cfg, principal)
+        versions = []
+        async for _, _, value in read_topic(
+            cfg.bootstrap_servers, REGISTRY_TOPIC, **context.kafka(cfg, principal)
+        ):
+            versions.append(RegistryVersion.model_validate_json(value))
+        return registry, versions
+
+    registry, versions = asyncio.run(go())
+    genesis = keystore.load_registry(cfg.keystore_dir)
+    rows = [
+        [genesis.version, genesis.issued_at.isoformat()[:19], genesis.digest[:16], "genesis (keystore)", ""]
+    ]
+    seen = {genesis.version}
+    for v in sorted(versions, key=lambda v: v.registry.version):
+        if v.registry.version in seen or v.registry.version > registry.version:
+            continue
+        seen.add(v.registry.version)
+        rows.append(
+            [
+                v.registry.version,
+                v.registry.issued_at.isoformat()[:19],
+                v.registry.digest[:16],
+                f"{len(v.evidence)} signed events",
+                v.registry.chair or "",
+            ]
+        )
+    ui.table(
+        f"registry in force: v{registry.version}, {len(registry.voters)} voters, quorum {registry.quorum}",
+        ["version", "issued", "digest", "brought into force by", "chair"],
+        rows,
+    )
