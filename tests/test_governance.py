@@ -319,3 +319,41 @@ def test_a_restarted_router_rebuilds_the_registry_in_force_from_the_log() -> Non
     forged = version.model_copy(update={"evidence": version.evidence[:-1]})  # one signature short
     with pytest.raises(ContractError):
         next_from_evidence(bus.genesis, forged)
+
+
+def test_a_forked_registry_version_is_refused() -> None:
+    """A v2 that is not what its evidence brings into force (the operator swapped a key or
+    the chair in it), or that does not follow v1, is refused by every reader."""
+    from jointbus.schemas.registry_chain import RegistryVersion, next_from_evidence
+
+    bus = Bus()
+    proposed = bus.propose("sc-zigong", [MemberSuspended(member="cq-dazu")])
+    for agency in ["sc-luzhou", "sc-neijiang", "sc-yibin", "cq-yongchuan"]:
+        bus.approve(agency, proposed)
+    (written,) = bus.router.versions.values()
+    honest = RegistryVersion.model_validate_json(written.value)
+    swapped = honest.registry.model_copy(update={"chair": "sc-zigong"})
+    fork = honest.model_copy(update={"registry": Registry.model_validate(swapped.model_dump())})
+    with pytest.raises(ContractError, match="does not bring"):
+        next_from_evidence(bus.genesis, fork)
+    unlinked = Registry.model_validate({**honest.registry.model_dump(), "previous": "0" * 64})
+    with pytest.raises(ContractError, match="does not follow"):
+        next_from_evidence(bus.genesis, honest.model_copy(update={"registry": unlinked}))
+
+
+def test_the_old_key_stops_when_its_retirement_comes() -> None:
+    """Until the rotation is in force the old key signs; after it, it signs until the
+    agreed retirement, and an event with it after that is refused (key_expired)."""
+    bus = Bus()
+    change, ring = rotation(bus)
+    old = bus.rings["sc-zigong"]
+    assert bus.issue("sc-zigong", ring=old).decision == "accepted"
+    proposed = bus.propose("sc-zigong", [change])
+    for agency in VOTERS[:4]:
+        bus.approve(agency, proposed)
+    assert change.retire_after is not None
+    assert bus.issue("sc-zigong", ring=old, believed=bus.genesis).decision == "accepted"  # overlap
+    bus.now = change.retire_after + timedelta(seconds=1)
+    late = bus.issue("sc-zigong", ring=old, believed=bus.genesis)
+    assert (late.decision, late.reason) == ("rejected", "key_expired")
+    assert bus.issue("sc-zigong", ring=ring).decision == "accepted"
