@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from jointbus.schemas.b64 import b64e
 from jointbus.schemas.compose import compose
+from jointbus.schemas.governance import ChairPassed, MemberSuspended, next_version, proposal
 from jointbus.schemas.keys import Keyring, members
 from jointbus.schemas.registry import KeyRecord, Registry
 from jointbus.schemas.signing import signing_input
@@ -127,4 +128,44 @@ def build() -> dict[str, Any]:
                 "opener": "cq-yongchuan#seal-1",
             },
         ],
+        "governance": governance_vectors(registry, rings),
+    }
+
+
+def governance_vectors(registry: Registry, rings: dict[str, Keyring]) -> dict[str, Any]:
+    """The registry chain (docs/wire-format.md §5.1): the genesis digest, a change signed by
+    a majority (in force: its new version and digest) and one signed by one agency too few
+    (nothing changes). Deterministic: fixed ids and times, Ed25519 signatures."""
+    voters = list(registry.voters)
+
+    def signed(agency: str, family: str, payload: dict[str, Any], n: int) -> dict[str, Any]:
+        return compose(
+            keyring=rings[agency],
+            registry=registry,
+            event_type=family,
+            subject="governance/registry",
+            recipients=[a for a in voters if a != agency],
+            payload=payload,
+            now=VECTOR_TIME,
+            event_id=f"019ca884-c740-7000-8000-{n:012d}",
+        )
+
+    def decided(proposer: str, changes: list[Any], approvers: list[str], n: int) -> list[dict[str, Any]]:
+        payload = proposal(registry, changes, VECTOR_TIME, "联席会议决定 (decided by the joint meeting)")
+        first = signed(proposer, "governance.proposed", payload, n)
+        vote = {"proposal_id": first["id"], "new_digest": payload["new_digest"]}
+        return [first, *(signed(a, "governance.approved", vote, n + 1 + i) for i, a in enumerate(approvers))]
+
+    majority = decided("cq-rongchang", [ChairPassed(chair="sc-yibin")], voters[:4], 101)
+    too_few = decided("sc-zigong", [MemberSuspended(member="cq-dazu")], voters[1:4], 201)
+    in_force = next_version(registry, [ChairPassed(chair="sc-yibin")], VECTOR_TIME)
+    return {
+        "genesis_digest": registry.digest,
+        "quorum": registry.quorum,
+        "majority": {
+            "events": majority,
+            "registry": in_force.model_dump(mode="json"),
+            "digest": in_force.digest,
+        },
+        "one_too_few": {"events": too_few, "version_after": registry.version},
     }

@@ -67,3 +67,32 @@ def test_json_schema_files_are_in_sync_with_the_models() -> None:
     assert not stale, f"stale schema files: {stale}; run `jointbus schemas write`"
     catalog = (directory / CATALOG_FILE).read_text(encoding="utf-8")
     assert catalog == catalog_markdown(), "schemas/json/CATALOG.md is stale; run `jointbus schemas write`"
+
+
+def test_governance_vectors_replay_to_the_published_registry() -> None:
+    """The majority's events, replayed under the vector registry by the rules, bring exactly
+    the published version into force (its digest, linked to the genesis); the events one
+    agency short change nothing; both regenerate byte for byte."""
+    from jointbus.schemas.ledger import Ledger
+    from jointbus.schemas.lifecycle import Rules
+
+    registry = Registry.model_validate(VECTORS["registry"])
+    gov = VECTORS["governance"]
+    assert registry.digest == gov["genesis_digest"]
+    assert registry.quorum == gov["quorum"] == 5
+
+    def replay(events: list[dict[str, object]]) -> Registry:
+        ledger, rules = Ledger(registry), Rules()
+        for offset, env in enumerate(events):
+            topic = f"jointbus.outbox.{env['source'].removeprefix('urn:jointbus:')}"  # type: ignore[union-attr]
+            outcome = ledger.decide(to_wire(env), topic, 0, offset, VECTOR_TIME, ledger.registry, rules)
+            assert outcome.decision.accepted, outcome.decision
+            ledger.commit(outcome)
+        return ledger.registry
+
+    in_force = replay(gov["majority"]["events"])
+    assert in_force.digest == gov["majority"]["digest"]
+    assert in_force.model_dump(mode="json") == gov["majority"]["registry"]
+    assert in_force.previous == registry.digest
+    assert replay(gov["one_too_few"]["events"]).version == gov["one_too_few"]["version_after"]
+    assert build()["governance"] == gov
