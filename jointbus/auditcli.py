@@ -24,6 +24,7 @@ from jointbus.audit.verifier import Report, Verifier
 from jointbus.schemas.projections import Projection
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import AUDIT, Registry
+from jointbus.schemas.registry_chain import check_genesis
 from jointbus.streams import keystore
 from jointbus.streams.reader import end_offset, read_topic
 from jointbus.streams.security import AUDITOR
@@ -42,7 +43,13 @@ def trusted_registry(cfg: Settings, given: Path | None, bundle: Path | None = No
     if given is not None:
         return Registry.model_validate_json(given.read_text(encoding="utf-8"))
     if (cfg.keystore_dir / keystore.REGISTRY_FILE).exists():
-        return keystore.load_registry(cfg.keystore_dir)
+        registry = keystore.load_registry(cfg.keystore_dir)
+        signed = keystore.load_genesis(cfg.keystore_dir)
+        if signed is not None and signed.digest == registry.digest:
+            check_genesis(registry, signed)  # the chain's anchor: agreed by every founding agency
+        elif signed is not None:
+            ui.say("[yellow]warning:[/] the keystore's registry is not the signed genesis (changed offline)")
+        return registry
     if bundle is not None:
         ui.say("[yellow]warning:[/] no local registry; trusting the one inside the bundle")
         return read_registry(bundle)

@@ -18,6 +18,7 @@ from jointbus.schemas.errors import JointbusError
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import new_federation
 from jointbus.schemas.registry import Registry
+from jointbus.schemas.registry_chain import sign_genesis
 from jointbus.streams import keystore
 from jointbus.streams.broker import KAFKA_VERSION, LocalBroker, fetch_jars
 from jointbus.streams.clients import classify
@@ -185,6 +186,7 @@ def keys_init(directory: Path | None, force: bool) -> None:
     for ring in rings.values():
         keystore.save_keyring(directory, ring)
     path = keystore.save_registry(directory, registry)
+    keystore.save_genesis(directory, sign_genesis(registry, rings))  # every founding agency signs v1
     ensure_credentials(directory / "kafka", principals(registry.agencies))  # keeps existing ones
     ui.table(
         f"registry v{registry.version} written to {path}",
@@ -193,6 +195,9 @@ def keys_init(directory: Path | None, force: bool) -> None:
             (m.id, m.name_zh, m.region, ", ".join(k.kid for k in registry.keys if k.owner == m.id))
             for m in registry.members
         ],
+    )
+    ui.say(
+        f"genesis registry signed by all {len(registry.agencies)} founding agencies ({keystore.GENESIS_FILE})"
     )
     ui.say("next: `jointbus broker start` (or `jointbus topics create`) provisions topics, users and ACLs")
 

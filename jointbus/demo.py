@@ -26,6 +26,7 @@ from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import Keyring, new_federation
 from jointbus.schemas.projections import Projection
 from jointbus.schemas.registry import Registry
+from jointbus.schemas.registry_chain import sign_genesis
 from jointbus.story import play_clues, play_governance, play_joint_check, play_rectifications
 from jointbus.streams import keystore
 from jointbus.streams.broker import LocalBroker
@@ -128,6 +129,7 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
     for ring in rings.values():
         keystore.save_keyring(cfg.keystore_dir, ring)
     keystore.save_registry(cfg.keystore_dir, registry)
+    keystore.save_genesis(cfg.keystore_dir, sign_genesis(registry, rings))
     if cfg.uses_local_broker:
         mode = "SASL/SCRAM-SHA-512 + ACLs" if cfg.secure else "PLAINTEXT (asked for)"
         ui.say(f"[2/6] fresh embedded Kafka in {cfg.home}, {mode} (previous demo state removed)")

@@ -20,7 +20,7 @@ from jointbus.schemas.governance import ChairPassed, Change, KeyAdded, MemberSus
 from jointbus.schemas.ids import parse_time, utcnow
 from jointbus.schemas.keys import Keyring, new_key
 from jointbus.schemas.registry import Registry
-from jointbus.schemas.registry_chain import RegistryVersion
+from jointbus.schemas.registry_chain import RegistryVersion, check_genesis
 from jointbus.streams import keystore
 from jointbus.streams.reader import read_topic
 from jointbus.streams.registry_feed import follow
@@ -190,6 +190,12 @@ def status(principal: str) -> None:
 
     registry, versions = asyncio.run(go())
     genesis = keystore.load_registry(cfg.keystore_dir)
+    signed = keystore.load_genesis(cfg.keystore_dir)
+    if signed is None:
+        ui.say("[yellow]genesis registry: no founding signatures in the keystore[/]")
+    else:
+        check_genesis(genesis, signed)
+        ui.say(f"genesis registry v{genesis.version} signed by all {len(genesis.agencies)} founding agencies")
     rows = [
         [genesis.version, genesis.issued_at.isoformat()[:19], genesis.digest[:16], "genesis (keystore)", ""]
     ]

@@ -10,18 +10,22 @@ only if its evidence, verified under the version before, brings exactly it into 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 
+from cryptography.exceptions import InvalidSignature
 from pydantic import BaseModel, ConfigDict, Field
 
+from jointbus.schemas.b64 import b64d, b64e
 from jointbus.schemas.envelope import parse_envelope
 from jointbus.schemas.errors import ContractError, Reason
 from jointbus.schemas.ids import parse_time
+from jointbus.schemas.keys import Keyring
 from jointbus.schemas.ledger import Ledger
 from jointbus.schemas.lifecycle import Rules
 from jointbus.schemas.records import OUTBOX_PREFIX
 from jointbus.schemas.registry import Registry
 
-__all__ = ["RegistryVersion", "next_from_evidence"]
+__all__ = ["GenesisSignatures", "RegistryVersion", "check_genesis", "next_from_evidence", "sign_genesis"]
 
 
 class RegistryVersion(BaseModel):
@@ -62,3 +66,46 @@ def next_from_evidence(current: Registry, version: RegistryVersion) -> Registry:
             reason=Reason.BAD_TRANSITION,
         )
     return ledger.registry
+
+
+GENESIS_CONTEXT = b"jointbus registry genesis\n"
+
+
+class GenesisSignatures(BaseModel):
+    """The founding agencies' signatures over the genesis registry's digest: the chain's
+    anchor is agreed by all of them, not written by whoever ran ``keys init``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    signatures: dict[str, str] = Field(description="agency → {kid, signature} as 'kid sig' (base64url)")
+
+
+def sign_genesis(registry: Registry, rings: Mapping[str, Keyring]) -> GenesisSignatures:
+    """Every founding agency signs the genesis digest with its signing key valid then."""
+    signatures = {}
+    for agency in registry.agencies:
+        kid, key = rings[agency].signer(registry, registry.issued_at)
+        signatures[agency] = f"{kid} {b64e(key.sign(GENESIS_CONTEXT + registry.digest.encode()))}"
+    return GenesisSignatures(digest=registry.digest, signatures=signatures)
+
+
+def check_genesis(registry: Registry, signed: GenesisSignatures) -> None:
+    """Raise ``bad_signature`` unless every agency of the genesis registry signed its digest."""
+    if signed.digest != registry.digest:
+        raise ContractError("the genesis signatures are over another registry", reason=Reason.BAD_SIGNATURE)
+    for agency in registry.agencies:
+        entry = signed.signatures.get(agency)
+        if entry is None or " " not in entry:
+            raise ContractError(f"{agency} did not sign the genesis registry", reason=Reason.BAD_SIGNATURE)
+        kid, signature = entry.split(" ", 1)
+        key = registry.key(kid)
+        if key.owner != agency or key.purpose != "sign":
+            raise ContractError(f"{kid} is not a signing key of {agency}", reason=Reason.BAD_SIGNATURE)
+        try:
+            registry.verifier(kid).verify(
+                b64d(signature, what="signature"), GENESIS_CONTEXT + signed.digest.encode()
+            )
+        except InvalidSignature:
+            raise ContractError(
+                f"{agency}'s genesis signature does not verify", reason=Reason.BAD_SIGNATURE
+            ) from None

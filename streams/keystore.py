@@ -11,9 +11,12 @@ from pathlib import Path
 
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.registry import Registry
+from jointbus.schemas.registry_chain import GenesisSignatures
 from jointbus.streams.errors import ConfigError
 
 REGISTRY_FILE = "registry.json"
+#: the founding agencies' signatures over the genesis registry (``keys init`` writes it)
+GENESIS_FILE = "genesis-signatures.json"
 
 
 def private_dir(path: Path) -> Path:
@@ -58,6 +61,21 @@ def load_registry(directory: Path) -> Registry:
     if not path.exists():
         raise ConfigError(f"no registry at {path}; create one with 'jointbus keys init --dir {directory}'")
     return Registry.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def save_genesis(directory: Path, signed: GenesisSignatures) -> Path:
+    """Write the founding agencies' signatures over the genesis registry."""
+    path = directory / GENESIS_FILE
+    path.write_text(signed.model_dump_json(indent=2), encoding="utf-8")
+    return path
+
+
+def load_genesis(directory: Path) -> GenesisSignatures | None:
+    """The founding agencies' signatures over the genesis registry, if the keystore has them."""
+    path = directory / GENESIS_FILE
+    if not path.exists():
+        return None
+    return GenesisSignatures.model_validate_json(path.read_text(encoding="utf-8"))
 
 
 def load_keyring(directory: Path, owner: str) -> Keyring:

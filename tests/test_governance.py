@@ -357,3 +357,29 @@ def test_the_old_key_stops_when_its_retirement_comes() -> None:
     late = bus.issue("sc-zigong", ring=old, believed=bus.genesis)
     assert (late.decision, late.reason) == ("rejected", "key_expired")
     assert bus.issue("sc-zigong", ring=ring).decision == "accepted"
+
+
+def test_genesis_is_signed_by_every_founding_agency() -> None:
+    """`keys init` has all eight founding agencies sign the genesis digest; a missing or
+    forged signature, or signatures over another registry, are refused."""
+    from jointbus.schemas.registry_chain import check_genesis, sign_genesis
+
+    bus = Bus()
+    signed = sign_genesis(bus.genesis, bus.rings)
+    check_genesis(bus.genesis, signed)
+    missing = signed.model_copy(
+        update={"signatures": {k: v for k, v in signed.signatures.items() if k != "cq-dazu"}}
+    )
+    with pytest.raises(ContractError, match="cq-dazu did not sign"):
+        check_genesis(bus.genesis, missing)
+    kid, _ = signed.signatures["sc-zigong"].split(" ")
+    forged = {
+        **signed.signatures,
+        "sc-zigong": signed.signatures["sc-luzhou"].replace("sc-luzhou#", "sc-zigong#"),
+    }
+    with pytest.raises(ContractError, match="sc-zigong"):
+        check_genesis(bus.genesis, signed.model_copy(update={"signatures": forged}))
+    other = next_version(bus.genesis, [MemberSuspended(member="cq-dazu")], bus.now)
+    with pytest.raises(ContractError, match="another registry"):
+        check_genesis(other, signed)
+    assert kid.startswith("sc-zigong#sig-")

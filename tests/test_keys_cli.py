@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from jointbus.schemas.registry_chain import check_genesis
+from jointbus.streams import keystore
+
 
 def jb(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "JOINTBUS_HOME": str(home)}
@@ -24,6 +27,11 @@ def test_init_rotate_revoke(tmp_path: Path) -> None:
     keys = home / "keys"
     assert (keys / "private" / "sc-zigong.json").stat().st_mode & 0o077 == 0
     assert (keys / "kafka" / "sc-zigong.json").stat().st_mode & 0o077 == 0
+    genesis = keystore.load_registry(keys)
+    signed = keystore.load_genesis(keys)
+    assert signed is not None
+    check_genesis(genesis, signed)  # every founding agency signed the genesis registry
+    assert set(signed.signatures) == set(genesis.agencies)
     assert jb(home, "keys", "init").returncode == 2  # refuses to overwrite
     rotated = jb(home, "keys", "rotate", "sc-zigong", "--overlap-days", "2")
     assert rotated.returncode == 0, rotated.stderr
