@@ -35,6 +35,7 @@ from jointbus.streams.broker import probe
 from jointbus.streams.errors import KafkaAuthenticationError, KafkaAuthorizationError, KafkaProtocolError
 from jointbus.streams.faustapp import make_app
 from jointbus.streams.reader import read_topic
+from jointbus.streams.registry_feed import follow
 from jointbus.streams.security import kafka_kwargs
 from jointbus.streams.settings import Settings
 from jointbus.streams.topics import AUDIT_TOPIC, outbox, registry_header
@@ -282,7 +283,7 @@ class TableManager(faust.tables.TableManager):
 
 def build_worker(settings: Settings) -> faust.App:
     """The faust app with the router agent and the deadline timer, ready to run."""
-    registry = keystore.load_registry(settings.keystore_dir)
+    registry = keystore.load_registry(settings.keystore_dir)  # the genesis: the log derives the rest
     writer = OrderedWriter(settings, registry)
     app = make_app(settings, APP_ID, ROUTER)
     app.conf.TableManager = TableManager  # type: ignore[assignment]  # before app.tables exists
@@ -292,7 +293,8 @@ def build_worker(settings: Settings) -> faust.App:
         "key_serializer": "raw",
         "value_serializer": "raw",
     }
-    outboxes = app.topic(*[outbox(a) for a in sorted(registry.agency_ids)], **raw)
+    members = in_force(settings, registry).agency_ids  # members admitted since the genesis too
+    outboxes = app.topic(*[outbox(a) for a in sorted(members)], **raw)
 
     @app.task  # type: ignore[untyped-decorator]
     async def start_writer() -> None:
@@ -352,6 +354,12 @@ def wait_for_kafka(settings: Settings) -> None:
             )
         time.sleep(1.0)
         waited += 1
+
+
+def in_force(settings: Settings, genesis: Registry) -> Registry:
+    """The registry version in force, followed from ``genesis`` through ``jointbus.registry``:
+    whose outboxes a starting worker reads (a member admitted by the agencies included)."""
+    return asyncio.run(follow(genesis, settings.bootstrap_servers, **kafka_kwargs(settings, ROUTER)))
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:

@@ -327,8 +327,11 @@ def topics_create() -> None:
     """Provision the registry's members on the configured cluster: the missing topics and,
     secured, the missing Kafka users (credentials in <keystore>/kafka) and the ACLs. Run it
     again whenever the registry gains a member."""
+    from jointbus.streams.registry_feed import follow
+
     cfg = context.settings()
-    registry = keystore.load_registry(cfg.keystore_dir)
+    genesis = keystore.load_registry(cfg.keystore_dir)
+    registry = asyncio.run(follow(genesis, cfg.bootstrap_servers, **context.kafka(cfg, ADMIN)))
     done = asyncio.run(provision(cfg, registry))
     ui.say(f"{_provisioned(done, cfg.secure)} on {cfg.bootstrap_servers} (registry v{registry.version})")
 

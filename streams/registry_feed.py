@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from jointbus.schemas.errors import ContractError
 from jointbus.schemas.registry import Registry
 from jointbus.schemas.registry_chain import RegistryVersion, next_from_evidence
+from jointbus.streams.errors import StreamsError
 from jointbus.streams.reader import read_topic
 from jointbus.streams.topics import REGISTRY_TOPIC
 
@@ -30,13 +31,18 @@ async def follow_chain(current: Registry, bootstrap: str, **kafka: Any) -> list[
     that does not prove out is logged and stops the walk there: nothing after a forged or
     forked version is believed."""
     versions: dict[int, RegistryVersion] = {}
-    async for _, _, value in read_topic(bootstrap, REGISTRY_TOPIC, **kafka):
-        try:
-            found = RegistryVersion.model_validate_json(value)
-        except ValidationError:
-            log.warning("not a registry version on the registry topic")
-            continue
-        versions.setdefault(found.registry.version, found)
+    try:
+        async for _, _, value in read_topic(bootstrap, REGISTRY_TOPIC, **kafka):
+            try:
+                found = RegistryVersion.model_validate_json(value)
+            except ValidationError:
+                log.warning("not a registry version on the registry topic")
+                continue
+            versions.setdefault(found.registry.version, found)
+    except StreamsError as exc:  # no registry topic yet (a cluster not provisioned): no change
+        if exc.reason != "unknown_topic":
+            raise
+        return []
     chain: list[Registry] = []
     registry = current
     while registry.version + 1 in versions:
