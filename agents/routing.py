@@ -36,7 +36,7 @@ from jointbus.schemas.ledger import Ledger, Outcome
 from jointbus.schemas.lifecycle import Rules, due_at, overdue_items
 from jointbus.schemas.records import AuditRecord, event_fields, outbox_owner, parse_position, position_of
 from jointbus.schemas.registry import ROUTER, Registry
-from jointbus.schemas.registry_chain import RegistryVersion
+from jointbus.schemas.registry_chain import Evidence, RegistryVersion
 from jointbus.streams.topics import AUDIT_TOPIC, REGISTRY_TOPIC, inbox
 
 log = structlog.get_logger("jointbus.router")
@@ -87,7 +87,7 @@ class Router:
         self.quarantined: dict[str, str] = {}
         #: the signed governance events of each open proposal (by its id): the evidence
         #: written with the registry version they bring into force
-        self.evidence: dict[str, list[bytes]] = {}
+        self.evidence: dict[str, list[Evidence]] = {}
         #: the record of every registry version brought into force in this log, written to
         #: ``jointbus.registry`` again after a restart (keyed by version: a repeat is harmless)
         self.versions: dict[int, Output] = {}
@@ -178,7 +178,7 @@ class Router:
             key = verified.envelope.subject.encode()
             version = outcome.registry_version
             outputs = [Output(inbox(r), key, wire, version) for r in decision.deliver_to]
-            registry = self._governance(outcome, wire)
+            registry = self._governance(outcome, wire, format_time(received))
             return Routed(record, [*registry, *outputs, _audit(record)])
         notice = None
         if notify and owner is not None and self.registry.is_agency(owner):
@@ -293,13 +293,13 @@ class Router:
             where = parse_position(record.position)
             assert where is not None
             outcome = self.ledger.refused(*where, Reason.INTERNAL, "history mismatch")
-        self._governance(outcome, record.wire() or b"")
+        self._governance(outcome, record.wire() or b"", record.received_at)
         self.ledger.commit(outcome)
         self._remember(record)
         self._track_due(outcome)
 
     # --------------------------------------------------------------------------- governance
-    def _governance(self, outcome: Outcome, wire: bytes) -> list[Output]:
+    def _governance(self, outcome: Outcome, wire: bytes, received: str) -> list[Output]:
         """Keep the evidence of open proposals; when a decision brings a registry version
         into force, the record of it for ``jointbus.registry`` (before the deliveries)."""
         verified = outcome.verified
@@ -311,14 +311,15 @@ class Router:
             return []
         env, payload = verified.envelope, verified.payload
         proposal = payload.proposal_id if isinstance(payload, RegistryApproved) else env.id
-        self.evidence.setdefault(proposal, []).append(wire)
+        item = Evidence(event=base64.b64encode(wire).decode(), received_at=received)
+        self.evidence.setdefault(proposal, []).append(item)
         adopted = outcome.decision.registry
         if adopted is None:
             return []
         evidence = self.evidence.pop(proposal)
         for stale in [p for p in self.evidence if p != proposal]:  # on the old version: dead
             del self.evidence[stale]
-        version = RegistryVersion(registry=adopted, evidence=[base64.b64encode(w).decode() for w in evidence])
+        version = RegistryVersion(registry=adopted, evidence=evidence)
         log.info("registry version in force", version=adopted.version, event_id=env.id)
         output = Output(REGISTRY_TOPIC, str(adopted.version).encode(), version.model_dump_json().encode())
         self.versions[adopted.version] = output

@@ -163,6 +163,8 @@ class Context:
     registry: Registry
     lookup: Callable[[str], Aggregate | None]
     ack_within: timedelta
+    #: when the event arrived (the broker's append time), for rules that take effect then
+    received: datetime | None = None
 
     def state_of(self, subject: str, model: type[S]) -> S | None:
         """Another aggregate's state if it is of ``model``'s kind."""

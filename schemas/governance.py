@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from jointbus.schemas.errors import ContractError, Reason, rejection
 from jointbus.schemas.ids import format_time, parse_time
@@ -25,6 +25,7 @@ __all__ = [
     "KeyAdded",
     "KeyRevoked",
     "MemberAdmitted",
+    "MemberReinstated",
     "MemberSuspended",
     "RightsChanged",
     "next_version",
@@ -44,7 +45,7 @@ class KeyAdded(_Op):
 
     op: Literal["key.added"] = "key.added"
     key: KeyRecord
-    retire_after: datetime | None = None
+    retire_after: AwareDatetime | None = None
 
 
 class KeyRevoked(_Op):
@@ -52,7 +53,7 @@ class KeyRevoked(_Op):
 
     op: Literal["key.revoked"] = "key.revoked"
     kid: Annotated[str, Field(max_length=40)]
-    at: datetime
+    at: AwareDatetime
     reason: Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -79,6 +80,13 @@ class RightsChanged(_Op):
     publish: tuple[Annotated[str, Field(max_length=80)], ...] = Field(max_length=50)
 
 
+class MemberReinstated(_Op):
+    """A suspended member agency may publish and vote again."""
+
+    op: Literal["member.reinstated"] = "member.reinstated"
+    member: MemberRef
+
+
 class ChairPassed(_Op):
     """The rotating chair of the joint meeting passes to another member agency."""
 
@@ -87,7 +95,7 @@ class ChairPassed(_Op):
 
 
 Change = Annotated[
-    KeyAdded | KeyRevoked | MemberAdmitted | MemberSuspended | RightsChanged | ChairPassed,
+    KeyAdded | KeyRevoked | MemberAdmitted | MemberSuspended | MemberReinstated | RightsChanged | ChairPassed,
     Field(discriminator="op"),
 ]
 
@@ -102,6 +110,10 @@ def next_version(registry: Registry, changes: tuple[Change, ...] | list[Change],
         if isinstance(change, KeyAdded):
             _need(change.key.kid not in keys, f"key {change.key.kid} is already registered")
             _need(change.key.owner in members, f"{change.key.owner} is not a member")
+            _need(
+                members[change.key.owner].kind == "agency",
+                "the services' keys are not the agencies' to change",
+            )
             if change.retire_after is not None:
                 end = change.retire_after
                 for kid, older in list(keys.items()):
@@ -123,16 +135,19 @@ def next_version(registry: Registry, changes: tuple[Change, ...] | list[Change],
             _need(all(k.kid not in keys for k in change.keys), "a new member's key is already registered")
             members[change.member.id] = change.member
             keys.update({k.kid: k for k in change.keys})
-        elif isinstance(change, MemberSuspended):
+        elif isinstance(change, MemberSuspended | MemberReinstated):
             _need(registry.is_agency(change.member), f"{change.member} is not a member agency")
-            members[change.member] = members[change.member].model_copy(update={"suspended": True})
+            suspended = isinstance(change, MemberSuspended)
+            members[change.member] = members[change.member].model_copy(update={"suspended": suspended})
         elif isinstance(change, RightsChanged):
             _need(registry.is_agency(change.member), f"{change.member} is not a member agency")
             members[change.member] = members[change.member].model_copy(update={"publish": change.publish})
         else:
-            _need(change.chair in registry.voters, f"{change.chair} is not a voting member agency")
             _need(change.chair != chair, f"{change.chair} already chairs the joint meeting")
             chair = change.chair
+    voting = [m.id for m in members.values() if m.kind == "agency" and not m.suspended]
+    _need(len(voting) >= 3, "a registry keeps at least three voting agencies")
+    _need(chair is None or chair in voting, f"the chair {chair} must be a voting member agency")
     agencies = [m for m in members.values() if m.kind == "agency"]
     services = [m for m in members.values() if m.kind != "agency"]
     try:

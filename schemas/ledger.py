@@ -112,6 +112,7 @@ class Ledger:
             verified.payload,
             registry=registry,
             lookup=self.aggregate,
+            received=received,
         )
         return outcome
 

@@ -71,6 +71,7 @@ class Rules:
         *,
         registry: Registry,
         lookup: Callable[[str], Aggregate | None],
+        received: datetime | None = None,
     ) -> tuple[Aggregate | None, Decision]:
         """Apply one verified event to its aggregate.
 
@@ -85,7 +86,7 @@ class Rules:
                     refuse(Reason.SCHEMA, "a receipt's payload is not readable")
                 after = _receipt(current, env, payload)
             else:
-                ctx = Context(registry, lookup, self.ack_within)
+                ctx = Context(registry, lookup, self.ack_within, received)
                 after = self._transition(current, env, family, payload, ctx)
                 kind = kind_of(family)
                 changed = kind.registry_change if kind is not None else None

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from jointbus.schemas.b64 import b64d
 from jointbus.schemas.canonical import canonical
@@ -118,9 +118,9 @@ class KeyRecord(BaseModel):
     purpose: Literal["sign", "seal"]
     algorithm: Literal["Ed25519", "X25519"]
     public_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$", description="raw, base64url")]
-    not_before: datetime
-    not_after: datetime | None = None
-    revoked_at: datetime | None = None
+    not_before: AwareDatetime
+    not_after: AwareDatetime | None = None
+    revoked_at: AwareDatetime | None = None
     revocation_reason: str | None = None
 
     def valid_at(self, moment: datetime) -> bool:
@@ -140,7 +140,7 @@ class Registry(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     version: Annotated[int, Field(ge=1)]
-    issued_at: datetime
+    issued_at: AwareDatetime
     members: tuple[Member, ...]
     keys: tuple[KeyRecord, ...]
     previous: Annotated[

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from datetime import datetime
 
 from cryptography.exceptions import InvalidSignature
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,14 +19,30 @@ from pydantic import BaseModel, ConfigDict, Field
 from jointbus.schemas.b64 import b64d, b64e
 from jointbus.schemas.envelope import parse_envelope
 from jointbus.schemas.errors import ContractError, Reason
-from jointbus.schemas.ids import parse_time
+from jointbus.schemas.ids import TIME_PATTERN, parse_time
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.ledger import Ledger
 from jointbus.schemas.lifecycle import Rules
 from jointbus.schemas.records import OUTBOX_PREFIX
 from jointbus.schemas.registry import Registry
 
-__all__ = ["GenesisSignatures", "RegistryVersion", "check_genesis", "next_from_evidence", "sign_genesis"]
+__all__ = [
+    "Evidence",
+    "GenesisSignatures",
+    "RegistryVersion",
+    "check_genesis",
+    "next_from_evidence",
+    "sign_genesis",
+]
+
+
+class Evidence(BaseModel):
+    """One signed governance event and the moment it arrived (the broker's append time of
+    its outbox record, as the audit log holds it): rules such as revocation judge by it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    event: str = Field(max_length=400_000, description="the envelope's wire bytes, base64")
+    received_at: str = Field(pattern=TIME_PATTERN)
 
 
 class RegistryVersion(BaseModel):
@@ -33,27 +50,33 @@ class RegistryVersion(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     registry: Registry
-    evidence: list[str] = Field(min_length=1, max_length=64, description="envelopes, base64")
+    evidence: list[Evidence] = Field(min_length=1, max_length=64)
 
-    def wires(self) -> list[bytes]:
-        return [base64.b64decode(e) for e in self.evidence]
+    @property
+    def in_force_from(self) -> datetime:
+        """When the deciding event arrived: the version decides what arrives after it."""
+        return parse_time(self.evidence[-1].received_at)
 
 
 def next_from_evidence(current: Registry, version: RegistryVersion) -> Registry:
     """``version.registry`` if its evidence, replayed under ``current`` by the governance
-    rules, brings exactly that version into force; ``bad_transition`` otherwise (a forged
-    version, a fork, a rollback, too few signatures)."""
+    rules at the times it arrived, brings exactly that version into force; ``bad_transition``
+    otherwise (a forged version, a fork, a rollback, too few signatures, unreadable bytes)."""
     if version.registry.version != current.version + 1 or version.registry.previous != current.digest:
         raise ContractError(
             f"registry v{version.registry.version} does not follow v{current.version}",
             reason=Reason.BAD_TRANSITION,
         )
     ledger, rules = Ledger(current), Rules()
-    for offset, wire in enumerate(version.wires()):
-        env = parse_envelope(wire).envelope
-        outcome = ledger.decide(
-            wire, f"{OUTBOX_PREFIX}{env.sender}", 0, offset, parse_time(env.time), ledger.registry, rules
-        )
+    for offset, item in enumerate(version.evidence):
+        try:
+            wire = base64.b64decode(item.event, validate=True)
+            env = parse_envelope(wire).envelope
+        except (ValueError, ContractError):
+            raise ContractError("unreadable evidence", reason=Reason.BAD_TRANSITION) from None
+        topic = f"{OUTBOX_PREFIX}{env.sender}"
+        arrived = parse_time(item.received_at)
+        outcome = ledger.decide(wire, topic, 0, offset, arrived, ledger.registry, rules)
         if not outcome.decision.accepted:
             raise ContractError(
                 f"evidence of registry v{version.registry.version}: {outcome.decision.detail}",

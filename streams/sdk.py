@@ -27,10 +27,11 @@ from jointbus.schemas.catalog import CURRENT, Payload, parse_payload
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, MAX_ENVELOPE_BYTES, Envelope, to_wire
 from jointbus.schemas.errors import ContractError, JointbusError, Reason, rejection
+from jointbus.schemas.ids import parse_time
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.registry import Registry
 from jointbus.schemas.sealing import open_sealed
-from jointbus.schemas.verify import VerifiedEvent, verify_event
+from jointbus.schemas.verify import MAX_CLOCK_SKEW, VerifiedEvent, verify_event
 from jointbus.streams.clients import close_client, readable_partitions, start_client
 from jointbus.streams.keystore import private_dir
 from jointbus.streams.registry_feed import follow, follow_chain
@@ -312,6 +313,8 @@ class Subscriber:
         self._stale = False  # the last refusal may come from a registry version not yet seen
         #: every registry version known here, by number (deliveries name theirs)
         self.versions: dict[int, Registry] = {registry.version: registry}
+        #: when each followed version came into force
+        self.in_force_from: dict[int, datetime] = {}
 
     async def start(self) -> None:
         """Connect (bounded in time); without a group, assign every partition of the inbox.
@@ -359,10 +362,11 @@ class Subscriber:
                 log.warning("registry not followed", agency=self.agency, error=type(exc).__name__)
                 return False
             if chain:
-                self.versions.update({r.version: r for r in chain})
-                self.registry = chain[-1]
+                self.versions.update({r.version: r for r, _ in chain})
+                self.in_force_from.update({r.version: since for r, since in chain})
+                self.registry = chain[-1][0]
                 if self._publisher is not None:
-                    self._publisher.registry = chain[-1]
+                    self._publisher.registry = self.registry
                 return True
             if attempt + 1 < STALE_TRIES:
                 await asyncio.sleep(STALE_PAUSE)
@@ -373,7 +377,15 @@ class Subscriber:
         version may have revoked the key it was rightly signed with), else the newest."""
         received = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
         registry = self.versions.get(version, self.registry) if version is not None else self.registry
-        return verify_event(wire, registry, received_at=received, check_skew=False)
+        verified = verify_event(wire, registry, received_at=received, check_skew=False)
+        superseded = self.in_force_from.get(registry.version + 1)
+        if superseded is not None and parse_time(verified.envelope.time) > superseded + MAX_CLOCK_SKEW:
+            # named an older version than the one in force when it was signed: a relabelled
+            # delivery (a key revoked or a member suspended since) is judged by the newer one
+            raise ContractError(
+                f"signed after registry v{registry.version} was superseded", reason=Reason.KEY_REVOKED
+            )
+        return verified
 
     def _payload(self, verified: VerifiedEvent) -> Payload:
         if verified.payload is not None:

@@ -100,6 +100,6 @@ def registry_header(version: int) -> tuple[str, bytes]:
 def registry_version_of(headers: Sequence[tuple[str, bytes]] | None) -> int | None:
     """The registry version a delivery names (None: an older router, or none given)."""
     for name, value in headers or ():
-        if name == REGISTRY_VERSION_HEADER and value.isdigit():
+        if name == REGISTRY_VERSION_HEADER and value.isdigit() and len(value) <= 9:
             return int(value)
     return None

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pydantic
 import pytest
 
 from jointbus.agents.routing import Router
@@ -17,7 +18,14 @@ from jointbus.audit.verifier import Report, Verifier
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.errors import ContractError
-from jointbus.schemas.governance import KeyAdded, MemberAdmitted, MemberSuspended, next_version, proposal
+from jointbus.schemas.governance import (
+    ChairPassed,
+    KeyAdded,
+    MemberAdmitted,
+    MemberSuspended,
+    next_version,
+    proposal,
+)
 from jointbus.schemas.keys import Keyring, new_federation, new_key
 from jointbus.schemas.lifecycle import Rules
 from jointbus.schemas.records import AuditRecord
@@ -383,3 +391,102 @@ def test_genesis_is_signed_by_every_founding_agency() -> None:
     with pytest.raises(ContractError, match="another registry"):
         check_genesis(other, signed)
     assert kid.startswith("sc-zigong#sig-")
+
+
+def test_one_agency_cannot_back_two_proposals_on_one_version() -> None:
+    """Fork and flood: an agency backs one proposal per registry version (proposing counts),
+    so it can neither fill the open slots nor help two majorities form on one version."""
+    bus = Bus()
+    first = bus.propose("sc-zigong", [MemberSuspended(member="cq-dazu")])
+    second = bus.propose("sc-zigong", [MemberSuspended(member="cq-jiangjin")])
+    assert (second.decision, second.reason) == ("rejected", "bad_transition")
+    rival = bus.propose("sc-luzhou", [MemberSuspended(member="cq-jiangjin")])
+    assert rival.decision == "accepted"
+    assert bus.approve("sc-neijiang", first).decision == "accepted"
+    switched = bus.approve("sc-neijiang", rival)  # already backs the first
+    assert (switched.decision, switched.reason) == ("rejected", "bad_transition")
+
+
+def test_a_key_change_needs_its_owners_own_signature() -> None:
+    """Identity takeover: a majority adding a key for sc-luzhou (and retiring its own) does
+    nothing until sc-luzhou itself signs; the services' keys are not the agencies' to change."""
+    bus = Bus()
+    record, _ = new_key("sc-luzhou", "sign", 2, bus.now)
+    takeover = bus.propose("sc-zigong", [KeyAdded(key=record, retire_after=bus.now + timedelta(seconds=5))])
+    for agency in ["sc-neijiang", "sc-yibin", "cq-yongchuan", "cq-rongchang", "cq-jiangjin"]:
+        bus.approve(agency, takeover)
+    assert bus.registry.version == 1  # six signatures, but not the owner's
+    assert bus.approve("sc-luzhou", takeover).decision == "accepted"
+    assert bus.registry.version == 2
+    router_key, _ = new_key("svc-router", "sign", 9, bus.now)
+    with pytest.raises(ContractError, match="services"):
+        next_version(bus.registry, [KeyAdded(key=router_key)], bus.now)
+
+
+def test_a_stolen_old_key_cannot_revoke_the_new_one() -> None:
+    """During a rotation's overlap, whoever holds the old key cannot revoke the new one."""
+    bus = Bus()
+    change, _ = rotation(bus)
+    proposed = bus.propose("sc-zigong", [change])
+    for agency in VOTERS[:4]:
+        bus.approve(agency, proposed)
+    old = bus.rings["sc-zigong"]
+    theft = bus.send(
+        "sc-zigong",
+        "governance.key_revoked",
+        GOV,
+        bus.others("sc-zigong"),
+        {"kid": change.key.kid, "reason": "x"},
+        ring=old,
+        believed=bus.genesis,
+    )
+    assert (theft.decision, theft.reason) == ("rejected", "not_authorized")
+
+
+def test_a_revocation_dated_ahead_takes_effect_when_it_arrives() -> None:
+    """A self-revocation signed four minutes in the future cannot keep the key alive until
+    then: it takes effect when it arrives, and it must reach every member."""
+    bus = Bus()
+    kid = bus.registry.current_key("cq-jiangjin", "sign", bus.now).kid
+    partial = bus.send(
+        "cq-jiangjin", "governance.key_revoked", GOV, ["sc-luzhou"], {"kid": kid, "reason": "x"}
+    )
+    assert (partial.decision, partial.reason) == ("rejected", "not_authorized")
+    bus.now += timedelta(seconds=1)
+    ahead = compose(
+        keyring=bus.rings["cq-jiangjin"],
+        registry=bus.registry,
+        event_type="governance.key_revoked",
+        subject=GOV,
+        recipients=bus.others("cq-jiangjin"),
+        payload={"kid": kid, "reason": "签名设备遗失"},
+        now=bus.now + timedelta(minutes=4),
+    )
+    assert bus.send_env("cq-jiangjin", ahead).decision == "accepted"
+    assert bus.registry.key(kid).revoked_at == bus.now
+    assert bus.issue("cq-jiangjin", believed=bus.genesis).reason == "key_revoked"
+
+
+def test_registry_changes_that_would_break_governance_are_refused() -> None:
+    """Times without a zone, a chair who is suspended in the same change, and a registry
+    left with fewer than three voters are refused before anyone signs them."""
+    bus = Bus()
+    record, _ = new_key("sc-zigong", "sign", 2, bus.now)
+    with pytest.raises(pydantic.ValidationError):
+        KeyAdded.model_validate(
+            {"key": record.model_dump(mode="json"), "retire_after": "2026-11-25T20:18:00"}
+        )
+    both = [MemberSuspended(member="sc-yibin"), ChairPassed(chair="sc-yibin")]
+    with pytest.raises(ContractError, match="chair"):
+        next_version(bus.registry, both, bus.now)
+    everyone = [MemberSuspended(member=a) for a in bus.registry.voters[:6]]
+    with pytest.raises(ContractError, match="three voting"):
+        next_version(bus.registry, everyone, bus.now)
+
+
+def test_an_oversized_version_header_is_ignored() -> None:
+    """A relabelled delivery with a 5,000-digit version header cannot crash a Subscriber."""
+    from jointbus.streams.topics import REGISTRY_VERSION_HEADER, registry_version_of
+
+    assert registry_version_of([(REGISTRY_VERSION_HEADER, b"9" * 5000)]) is None
+    assert registry_version_of([(REGISTRY_VERSION_HEADER, b"7")]) == 7

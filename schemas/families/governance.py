@@ -23,7 +23,7 @@ from jointbus.schemas.envelope import Envelope
 from jointbus.schemas.errors import Reason
 from jointbus.schemas.family import AggregateState, Context, Fact, Kind, Payload, Tally, event, evolve, refuse
 from jointbus.schemas.fields import Text
-from jointbus.schemas.governance import Change, KeyRevoked, next_version
+from jointbus.schemas.governance import Change, KeyAdded, KeyRevoked, next_version
 from jointbus.schemas.ids import parse_time
 from jointbus.schemas.registry import Registry
 
@@ -85,13 +85,45 @@ class GovernanceState(AggregateState):
 
 
 def _voter(env: Envelope, ctx: Context) -> None:
-    if env.subject != GOVERNANCE_SUBJECT:
-        refuse(Reason.BAD_TRANSITION, f"the registry is governed on {GOVERNANCE_SUBJECT} only")
     if env.sender not in ctx.registry.voters:
         refuse(Reason.NOT_AUTHORIZED, f"{env.sender} has no vote in registry v{ctx.registry.version}")
+    _reaches_all(env, ctx)
+
+
+def _reaches_all(env: Envelope, ctx: Context) -> None:
+    if env.subject != GOVERNANCE_SUBJECT:
+        refuse(Reason.BAD_TRANSITION, f"the registry is governed on {GOVERNANCE_SUBJECT} only")
     missing = set(ctx.registry.voters) - {env.sender} - set(env.recipients)
     if missing:
         refuse(Reason.NOT_AUTHORIZED, f"a governance event reaches every member; missing {min(missing)}")
+
+
+def _one_backing(now: GovernanceState, env: Envelope, ctx: Context) -> None:
+    """A voter backs one proposal per registry version (proposing counts): two majorities
+    on one version would need someone to sign twice, which is then on record."""
+    backed = next((p.id for p in now.open if env.sender in p.approvals), None)
+    if backed is not None:
+        refuse(Reason.BAD_TRANSITION, f"{env.sender} already backs {backed} on v{ctx.registry.version}")
+
+
+def _consenting(proposal: Proposal, ctx: Context) -> set[str]:
+    """The agencies whose own keys a proposal adds or revokes: none loses or gains a key
+    without its own signature among the approvals."""
+    owners = set()
+    for change in _CHANGES.validate_python(json.loads(proposal.changes)):
+        if isinstance(change, KeyAdded):
+            owners.add(change.key.owner)
+        elif isinstance(change, KeyRevoked):
+            revoked = next((k for k in ctx.registry.keys if k.kid == change.kid), None)
+            if revoked is not None:
+                owners.add(revoked.owner)
+    return owners & set(ctx.registry.agencies)
+
+
+def _passes(proposal: Proposal, ctx: Context) -> bool:
+    return len(proposal.approvals) >= ctx.registry.quorum and _consenting(proposal, ctx) <= set(
+        proposal.approvals
+    )
 
 
 def _current(state: GovernanceState | None, ctx: Context) -> GovernanceState:
@@ -125,6 +157,7 @@ def proposed(
             Reason.BAD_TRANSITION,
             f"the proposal is not on registry v{ctx.registry.version} (the one in force)",
         )
+    _one_backing(now, env, ctx)
     if len(now.open) >= MAX_OPEN:
         refuse(Reason.BAD_TRANSITION, f"{MAX_OPEN} proposals are open; decide some first")
     produced = next_version(ctx.registry, payload.changes, parse_time(env.time))
@@ -143,7 +176,7 @@ def proposed(
         approvals=(env.sender,),
     )
     after = evolve(now, status="open", open=(*now.open, proposal))
-    return _adopt(after, env, proposal, ctx) if ctx.registry.quorum <= 1 else after
+    return _adopt(after, env, proposal, ctx) if _passes(proposal, ctx) else after
 
 
 def approved(
@@ -159,27 +192,28 @@ def approved(
         )
     if payload.new_digest != proposal.new_digest:
         refuse(Reason.BAD_TRANSITION, "the approval names another version than the proposal produces")
-    if env.sender in proposal.approvals:
-        refuse(Reason.BAD_TRANSITION, f"{env.sender} already approved {proposal.id}")
+    _one_backing(now, env, ctx)
     counted = evolve(proposal, approvals=(*proposal.approvals, env.sender))
     after = evolve(now, open=tuple(counted if p.id == proposal.id else p for p in now.open))
-    if len(counted.approvals) >= ctx.registry.quorum:
-        return _adopt(after, env, counted, ctx)
-    return after
+    return _adopt(after, env, counted, ctx) if _passes(counted, ctx) else after
 
 
 def key_revoked(
     state: GovernanceState | None, env: Envelope, payload: KeyRevokedByOwner, ctx: Context
 ) -> GovernanceState:
-    if env.subject != GOVERNANCE_SUBJECT:
-        refuse(Reason.BAD_TRANSITION, f"the registry is governed on {GOVERNANCE_SUBJECT} only")
+    _reaches_all(env, ctx)
     key = next((k for k in ctx.registry.keys if k.kid == payload.kid), None)
     if key is None or key.owner != env.sender:
         refuse(Reason.NOT_AUTHORIZED, f"{env.sender} revokes only its own keys")
-    if key.revoked_at is not None:
-        refuse(Reason.BAD_TRANSITION, f"{payload.kid} is already revoked")
+    signing = ctx.registry.key(env.sigkeyid)
+    if key.not_before > signing.not_before:  # a stolen old key must not revoke the new one
+        refuse(Reason.NOT_AUTHORIZED, f"{env.sigkeyid} may not revoke the newer key {payload.kid}")
+    # in force from the earlier of the signed time and the arrival: not later than it arrived
+    at = min(parse_time(env.time), ctx.received) if ctx.received is not None else parse_time(env.time)
+    if key.revoked_at is not None or not key.valid_at(at):
+        refuse(Reason.BAD_TRANSITION, f"{payload.kid} is not a live key")
     now = _current(state, ctx)
-    change = KeyRevoked(kid=payload.kid, at=parse_time(env.time), reason=payload.reason)
+    change = KeyRevoked(kid=payload.kid, at=at, reason=payload.reason)
     changes = json.dumps(_CHANGES.dump_python([change], mode="json"), sort_keys=True, ensure_ascii=False)
     self_revocation = Proposal(
         id=env.id,
