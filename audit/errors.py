@@ -23,6 +23,7 @@ class AuditFailure(StrEnum):
     FORK = "fork"
     CHECKPOINT_MISMATCH = "checkpoint_mismatch"
     TRUNCATED = "truncated"
+    REGISTRY_FORK = "registry_fork"
 
 
 class AuditError(JointbusError):

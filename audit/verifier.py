@@ -36,6 +36,7 @@ from jointbus.schemas.lifecycle import Rules
 from jointbus.schemas.projections import Projection, apply
 from jointbus.schemas.records import AuditRecord, parse_position
 from jointbus.schemas.registry import AUDIT, ROUTER, Registry
+from jointbus.schemas.registry_chain import RegistryVersion
 from jointbus.schemas.verify import verify_event
 
 #: how many recent leaves' verdicts a repeated record is compared with
@@ -56,6 +57,10 @@ class Report:
     )
     checkpoints: int = 0
     root: bytes = b""
+    #: the registry version in force at the end of the log, and the registry-topic records
+    #: checked against the versions the log brought into force (online only)
+    registry_version: int = 0
+    registry_records: int = 0
 
 
 def check_checkpoints(notes: list[str], registry: Registry) -> list[Checkpoint]:
@@ -289,5 +294,26 @@ class Verifier:
                 why=AuditFailure.TRUNCATED,
             )
         self.report.leaves = self.frontier.size
+        self.report.registry_version = self.registry.version
         self.report.root = self.frontier.root()
         return self.report
+
+
+def check_registry_feed(derived: Mapping[int, str], offered: list[bytes]) -> int:
+    """Every record on ``jointbus.registry`` is a version the log itself brought into force,
+    with the same digest: the operator cannot show agencies' Subscribers a registry the log
+    never had (a fork). Returns how many records were checked."""
+    for value in offered:
+        try:
+            version = RegistryVersion.model_validate_json(value).registry
+        except ValidationError:
+            raise VerificationError(
+                "an unreadable record on the registry topic", index=None, why=AuditFailure.REGISTRY_FORK
+            ) from None
+        if derived.get(version.version) != version.digest:
+            raise VerificationError(
+                f"registry v{version.version} on the registry topic is not the log's",
+                index=None,
+                why=AuditFailure.REGISTRY_FORK,
+            )
+    return len(offered)

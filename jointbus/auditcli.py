@@ -20,7 +20,7 @@ from jointbus.audit.errors import AuditError, VerificationError
 from jointbus.audit.export import export, read_checkpoints, read_records, read_registry
 from jointbus.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from jointbus.audit.notes import open_checkpoint, parse_proof, proof_text
-from jointbus.audit.verifier import Report, Verifier
+from jointbus.audit.verifier import Report, Verifier, check_registry_feed
 from jointbus.schemas.projections import Projection
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import AUDIT, Registry
@@ -29,7 +29,7 @@ from jointbus.streams import keystore
 from jointbus.streams.reader import end_offset, read_topic
 from jointbus.streams.security import AUDITOR
 from jointbus.streams.settings import Settings
-from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, outbox
+from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, REGISTRY_TOPIC, outbox
 from jointbus.views import print_projection
 
 
@@ -156,7 +156,7 @@ def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float) 
         else:
             verifier, report, complete = asyncio.run(_verify_complete(cfg, registry, grace))
     except VerificationError as exc:
-        where = f"at index {exc.index}" if exc.index is not None else "(completeness)"
+        where = f"at index {exc.index}" if exc.index is not None else "(outboxes, registry topic)"
         ui.fail(f"audit log FAILED {where}: {exc.message} [{exc.why}]")
         raise SystemExit(1) from None
     seconds = time.monotonic() - began
@@ -166,6 +166,10 @@ def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float) 
         f"{d['emitted']} alerts; {report.repeats} repeated records skipped), "
         f"{report.checkpoints} signed checkpoints match, root {report.root.hex()[:16]}…, "
         f"{report.records / max(seconds, 1e-9):,.0f} records/s"
+    )
+    ui.say(
+        f"registry chain: v{report.registry_version} in force, re-derived from the genesis"
+        + (f"; {report.registry_records} versions on jointbus.registry match it" if complete else "")
     )
     if complete is None:
         ui.say("completeness against the outboxes: not checked (offline bundle; chains checked)")
@@ -191,6 +195,8 @@ async def _verify_complete(
     )
     verifier, _ = await _verify_live(cfg, registry, replay, outboxes)
     report = verifier.finish()
+    feed = [v async for _, _, v in read_topic(cfg.bootstrap_servers, REGISTRY_TOPIC, **kw)]
+    report.registry_records = check_registry_feed(verifier.ledger.versions, feed)
     complete = check_complete(verifier.decided, outboxes, now_ms=now_ms, grace_ms=int(grace * 1000))
     return verifier, report, complete
 

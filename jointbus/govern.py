@@ -155,7 +155,7 @@ def approve(agency: str, proposal_id: str) -> None:
                 "the proposal does not produce the version it names; not approved", reason="bad_transition"
             )
         for change in found.changes:
-            ui.say(f"  {change.op}: {change.model_dump_json(exclude={'op'})[:160]}")
+            ui.say(f"  {change.op}: {change.model_dump_json(exclude={'op'})}")  # in full: it is signed
         payload = {"proposal_id": proposal_id, "new_digest": found.new_digest}
         return await _publish(cfg, agency, "governance.approved", payload, ring)
 

@@ -59,6 +59,8 @@ class Ledger:
         #: the registry version in force: the one the log started with, then each version
         #: an accepted governance change brought into force, in log order
         self.registry = registry
+        #: the digest of every registry version this ledger has had in force
+        self.versions: dict[int, str] = {registry.version: registry.digest}
         self.aggregates: MutableMapping[str, Aggregate] = aggregates if aggregates is not None else {}
         self.ids: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
         self.heads: dict[str, int] = {}
@@ -128,6 +130,7 @@ class Ledger:
             self.aggregates[env.subject] = outcome.state
         if outcome.decision.registry is not None:
             self.registry = outcome.decision.registry
+            self.versions[self.registry.version] = self.registry.digest
 
     def remember_id(self, event_id: str, position: str, moment: datetime) -> None:
         """Take ``event_id``; ids older than ``ID_MEMORY`` before ``moment`` are forgotten

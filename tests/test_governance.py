@@ -490,3 +490,21 @@ def test_an_oversized_version_header_is_ignored() -> None:
 
     assert registry_version_of([(REGISTRY_VERSION_HEADER, b"9" * 5000)]) is None
     assert registry_version_of([(REGISTRY_VERSION_HEADER, b"7")]) == 7
+
+
+def test_auditors_name_a_registry_topic_the_log_never_had() -> None:
+    """The operator writes to jointbus.registry a version the log never brought into force
+    (a fork shown to agencies' Subscribers): `audit verify` names it (registry_fork)."""
+    from jointbus.audit.verifier import check_registry_feed
+
+    bus = Bus()
+    proposed = bus.propose("sc-zigong", [MemberSuspended(member="cq-dazu")])
+    for agency in ["sc-luzhou", "sc-neijiang", "sc-yibin", "cq-yongchuan"]:
+        bus.approve(agency, proposed)
+    (written,) = bus.router.versions.values()
+    assert check_registry_feed(bus.router.ledger.versions, [written.value]) == 1
+    fork = written.value.replace(b'"chair":"cq-rongchang"', b'"chair":"sc-zigong"')
+    assert fork != written.value
+    with pytest.raises(VerificationError) as info:
+        check_registry_feed(bus.router.ledger.versions, [written.value, fork])
+    assert info.value.why == "registry_fork"
