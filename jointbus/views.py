@@ -39,6 +39,8 @@ SHORT = {
     "overdue": "overdue",
     "mechanisms": "mech",
     "meetings_chaired": "chair",
+    "bulletins_posted": "bulletins",
+    "registry_proposals": "reg. prop.",
     "rejected": "rejected",
 }
 

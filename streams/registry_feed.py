@@ -65,5 +65,5 @@ async def follow_chain(current: Registry, bootstrap: str, **kafka: Any) -> list[
         ((registry, since),) = proven.values()
         chain.append((registry, since))
     if chain:
-        log.info("registry followed", version=registry.version, previous=current.version)
+        log.debug("registry followed", version=registry.version, previous=current.version)
     return chain
