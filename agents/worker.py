@@ -13,7 +13,9 @@ really holds, and every unacknowledged input is routed again, in order, until wr
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -285,6 +287,13 @@ def build_worker(settings: Settings) -> faust.App:
     """The faust app with the router agent and the deadline timer, ready to run."""
     registry = keystore.load_registry(settings.keystore_dir)  # the genesis: the log derives the rest
     writer = OrderedWriter(settings, registry)
+    members = in_force(settings, registry).agency_ids  # members admitted since the genesis too
+    if settings.worker_instance_id is None:
+        # static membership gives a restarted worker its old partitions back without a new
+        # assignment; a worker that reads a new outbox (an admitted member) must be assigned anew
+        reads = hashlib.sha256(",".join(sorted(members)).encode()).hexdigest()[:8]
+        instance = f"{socket.gethostname()}-{APP_ID}-{reads}"
+        settings = settings.model_copy(update={"worker_instance_id": instance})
     app = make_app(settings, APP_ID, ROUTER)
     app.conf.TableManager = TableManager  # type: ignore[assignment]  # before app.tables exists
     raw: dict[str, Any] = {
@@ -293,7 +302,6 @@ def build_worker(settings: Settings) -> faust.App:
         "key_serializer": "raw",
         "value_serializer": "raw",
     }
-    members = in_force(settings, registry).agency_ids  # members admitted since the genesis too
     outboxes = app.topic(*[outbox(a) for a in sorted(members)], **raw)
 
     @app.task  # type: ignore[untyped-decorator]

@@ -16,7 +16,7 @@ import pytest
 from jointbus.processes import WorkerProcess
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import to_wire
-from jointbus.schemas.governance import KeyAdded, next_version, proposal
+from jointbus.schemas.governance import KeyAdded, MemberAdmitted, next_version, proposal
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import Keyring, new_key
 from jointbus.schemas.records import AuditRecord
@@ -224,3 +224,55 @@ async def test_operators_pass_the_chair_with_the_govern_commands(bus: Bus) -> No
         meeting = {**SAMPLES["meeting.held"], "chair": "sc-yibin"}
         held = await pub.publish("meeting.held", f"meeting/{uuid.uuid4()}", ["sc-zigong"], meeting)
     assert (await decided(bus, held)).decision == "accepted"
+
+
+async def test_an_agency_admitted_by_a_majority_publishes_after_provisioning(bus: Bus) -> None:
+    """sc-leshan is admitted by five agencies; `topics create` provisions it from the registry
+    in force (not the keystore's genesis); a restarted worker reads its outbox, and its
+    first event reaches sc-zigong, whose Subscriber learns the new member from the registry."""
+    now = utcnow()
+    sign, sign_seed = new_key("sc-leshan", "sign", 1, now - timedelta(seconds=5))
+    seal, seal_seed = new_key("sc-leshan", "seal", 1, now - timedelta(seconds=5))
+    ring = Keyring(owner="sc-leshan", keys={sign.kid: sign_seed, seal.kid: seal_seed})
+    async with Publisher("sc-zigong", bus.rings["sc-zigong"], bus.registry, bus.bootstrap) as pub:
+        registry = pub.registry  # the version in force
+        template = registry.member("sc-zigong")
+        leshan = template.model_copy(
+            update={"id": "sc-leshan", "name_zh": "乐山市纪委监委", "name_en": "Leshan"}
+        )
+        admission = MemberAdmitted(member=leshan, keys=(sign, seal))
+        payload = proposal(registry, [admission], now, "联席会议同意乐山市加入")
+        others = [a for a in registry.voters if a != "sc-zigong"]
+        proposal_id = await pub.publish("governance.proposed", GOV, others, payload, now=now)
+    assert (await decided(bus, proposal_id)).decision == "accepted"
+    for agency in ["sc-luzhou", "sc-neijiang", "cq-yongchuan", "cq-rongchang"]:
+        approval = {"proposal_id": proposal_id, "new_digest": payload["new_digest"]}
+        vote = await send(
+            bus,
+            agency,
+            bus.rings[agency],
+            registry,
+            "governance.approved",
+            GOV,
+            voters(registry, agency),
+            approval,
+        )
+        assert (await decided(bus, vote)).decision == "accepted"
+
+    provisioned = await jointbus_cli(bus.home, bus.bootstrap, "topics", "create")
+    assert provisioned.returncode == 0, provisioned.stderr
+    assert "9 member agencies: 2 topics created" in provisioned.stdout, provisioned.stdout
+    bus.worker.stop()
+    bus.worker.start()  # reads the registry in force: the new member's outbox too
+    async with Publisher("sc-leshan", ring, bus.registry, bus.bootstrap) as pub:
+        first = await pub.publish(
+            "rectification.issued",
+            f"rectification/{uuid.uuid4()}",
+            ["sc-zigong"],
+            SAMPLES["rectification.issued"],
+        )
+    assert (await decided(bus, first)).decision == "accepted"
+    (arrived,) = await collect(
+        "sc-zigong", bus.rings["sc-zigong"], bus.registry, bus.bootstrap, lambda d: d.id == first, 1
+    )
+    assert arrived.envelope.sender == "sc-leshan"
