@@ -16,7 +16,15 @@ import click
 from jointbus import context, ui
 from jointbus.schemas.errors import JointbusError
 from jointbus.schemas.families.governance import GOVERNANCE_SUBJECT, RegistryProposed
-from jointbus.schemas.governance import ChairPassed, Change, KeyAdded, MemberSuspended, next_version, proposal
+from jointbus.schemas.governance import (
+    ChairPassed,
+    Change,
+    KeyAdded,
+    MemberSuspended,
+    PolicyChanged,
+    next_version,
+    proposal,
+)
 from jointbus.schemas.ids import parse_time, utcnow
 from jointbus.schemas.keys import Keyring, new_key
 from jointbus.schemas.registry import Registry
@@ -118,6 +126,22 @@ def propose_chair(agency: str, new_chair: str, reason: str) -> None:
     """Pass the chair of the joint meeting to NEW_CHAIR."""
     cfg = context.settings()
     _said(*asyncio.run(_propose(cfg, agency, [ChairPassed(chair=new_chair)], reason)))
+
+
+@propose_group.command("policy")
+@as_opt
+@click.option(
+    "--quorum-percent", type=click.IntRange(50, 90), default=None, help="more than this %% must sign"
+)
+@click.option("--ack-hours", type=click.IntRange(1, 720), default=None, help="clue acknowledgement deadline")
+@click.option("--reason", required=True, help="why (kept in the log)")
+def propose_policy(agency: str, quorum_percent: int | None, ack_hours: int | None, reason: str) -> None:
+    """Change how the agencies decide: the quorum, the acknowledgement deadline."""
+    if quorum_percent is None and ack_hours is None:
+        raise JointbusError("give --quorum-percent, --ack-hours or both", reason="usage")
+    cfg = context.settings()
+    change = PolicyChanged(quorum_percent=quorum_percent, ack_within_hours=ack_hours)
+    _said(*asyncio.run(_propose(cfg, agency, [change], reason)))
 
 
 @govern_group.command("approve")

@@ -27,6 +27,7 @@ __all__ = [
     "MemberAdmitted",
     "MemberReinstated",
     "MemberSuspended",
+    "PolicyChanged",
     "RightsChanged",
     "next_version",
     "proposal",
@@ -87,6 +88,15 @@ class MemberReinstated(_Op):
     member: MemberRef
 
 
+class PolicyChanged(_Op):
+    """How the agencies decide: the quorum (more than this percent of the voting agencies)
+    and the clue acknowledgement deadline; an absent field stays as it is."""
+
+    op: Literal["policy.changed"] = "policy.changed"
+    quorum_percent: Annotated[int, Field(ge=50, le=90)] | None = None
+    ack_within_hours: Annotated[int, Field(ge=1, le=720)] | None = None
+
+
 class ChairPassed(_Op):
     """The rotating chair of the joint meeting passes to another member agency."""
 
@@ -95,7 +105,14 @@ class ChairPassed(_Op):
 
 
 Change = Annotated[
-    KeyAdded | KeyRevoked | MemberAdmitted | MemberSuspended | MemberReinstated | RightsChanged | ChairPassed,
+    KeyAdded
+    | KeyRevoked
+    | MemberAdmitted
+    | MemberSuspended
+    | MemberReinstated
+    | RightsChanged
+    | ChairPassed
+    | PolicyChanged,
     Field(discriminator="op"),
 ]
 
@@ -106,6 +123,7 @@ def next_version(registry: Registry, changes: tuple[Change, ...] | list[Change],
     members = {m.id: m for m in registry.members}
     keys = {k.kid: k for k in registry.keys}
     chair = registry.chair
+    policy = registry.policy
     for change in changes:
         if isinstance(change, KeyAdded):
             _need(change.key.kid not in keys, f"key {change.key.kid} is already registered")
@@ -139,6 +157,10 @@ def next_version(registry: Registry, changes: tuple[Change, ...] | list[Change],
             _need(registry.is_agency(change.member), f"{change.member} is not a member agency")
             suspended = isinstance(change, MemberSuspended)
             members[change.member] = members[change.member].model_copy(update={"suspended": suspended})
+        elif isinstance(change, PolicyChanged):
+            changed = change.model_dump(exclude={"op"}, exclude_none=True)
+            _need(bool(changed), "a policy change changes something")
+            policy = policy.model_copy(update=changed)
         elif isinstance(change, RightsChanged):
             _need(registry.is_agency(change.member), f"{change.member} is not a member agency")
             members[change.member] = members[change.member].model_copy(update={"publish": change.publish})
@@ -158,6 +180,7 @@ def next_version(registry: Registry, changes: tuple[Change, ...] | list[Change],
                 "issued_at": at.isoformat(),
                 "previous": registry.digest,
                 "chair": chair,
+                "policy": policy.model_dump(mode="json", exclude_none=True),
                 "members": [m.model_dump(mode="json", exclude_none=True) for m in (*agencies, *services)],
                 "keys": [k.model_dump(mode="json", exclude_none=True) for k in keys.values()],
             }

@@ -86,7 +86,9 @@ class Rules:
                     refuse(Reason.SCHEMA, "a receipt's payload is not readable")
                 after = _receipt(current, env, payload)
             else:
-                ctx = Context(registry, lookup, self.ack_within, received)
+                hours = registry.policy.ack_within_hours  # the agencies' policy, else the bus's
+                ack_within = timedelta(hours=hours) if hours is not None else self.ack_within
+                ctx = Context(registry, lookup, ack_within, received)
                 after = self._transition(current, env, family, payload, ctx)
                 kind = kind_of(family)
                 changed = kind.registry_change if kind is not None else None

@@ -135,6 +135,18 @@ class KeyRecord(BaseModel):
         return b64d(self.public_key, what="public_key")
 
 
+class Policy(BaseModel):
+    """How the member agencies decide, itself changed only by their decision."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    quorum_percent: Annotated[int, Field(ge=50, le=90)] = Field(
+        default=50, description="a change needs more than this share of the voting agencies"
+    )
+    ack_within_hours: Annotated[int, Field(ge=1, le=720)] | None = Field(
+        default=None, description="the clue acknowledgement deadline (absent: the bus's setting)"
+    )
+
+
 class Registry(BaseModel):
     """The versioned public registry every party verifies against."""
 
@@ -143,6 +155,7 @@ class Registry(BaseModel):
     issued_at: AwareDatetime
     members: tuple[Member, ...]
     keys: tuple[KeyRecord, ...]
+    policy: Policy = Policy()
     previous: Annotated[
         str | None,
         Field(
@@ -195,8 +208,9 @@ class Registry(BaseModel):
 
     @property
     def quorum(self) -> int:
-        """Approvals a change needs: a majority of the voting agencies (5 of 8)."""
-        return len(self.voters) // 2 + 1
+        """Approvals a change needs: more than the policy's share of the voting agencies
+        (by default a majority: 5 of 8)."""
+        return len(self.voters) * self.policy.quorum_percent // 100 + 1
 
     def member(self, member_id: str) -> Member:
         """The member ``member_id``; ``unknown_sender`` if absent."""

@@ -23,6 +23,7 @@ from jointbus.schemas.governance import (
     KeyAdded,
     MemberAdmitted,
     MemberSuspended,
+    PolicyChanged,
     next_version,
     proposal,
 )
@@ -508,3 +509,28 @@ def test_auditors_name_a_registry_topic_the_log_never_had() -> None:
     with pytest.raises(VerificationError) as info:
         check_registry_feed(bus.router.ledger.versions, [written.value, fork])
     assert info.value.why == "registry_fork"
+
+
+def test_the_agencies_change_how_they_decide() -> None:
+    """A majority raises the quorum to more than two thirds (6 of 8) and sets the clue
+    acknowledgement deadline to 48 hours: the next change needs six signatures, and a clue
+    transferred after it is due in 48 hours."""
+    bus = Bus()
+    proposed = bus.propose("sc-zigong", [PolicyChanged(quorum_percent=66, ack_within_hours=48)])
+    for agency in VOTERS[:4]:
+        bus.approve(agency, proposed)
+    assert (bus.registry.quorum, bus.registry.policy.ack_within_hours) == (6, 48)
+    nothing = [PolicyChanged()]
+    with pytest.raises(ContractError, match="changes something"):
+        next_version(bus.registry, nothing, bus.now)
+    suspend = bus.propose("sc-luzhou", [MemberSuspended(member="cq-dazu")])
+    for agency in ["sc-neijiang", "sc-yibin", "cq-yongchuan", "cq-rongchang"]:
+        bus.approve(agency, suspend)
+    assert bus.registry.version == 2  # five of eight no longer suffice
+    bus.approve("cq-jiangjin", suspend)
+    assert bus.registry.version == 3
+    clue = f"clue/{uuid.uuid4()}"
+    sent = bus.send("sc-zigong", "clue.transferred", clue, ["cq-yongchuan"], SAMPLES["clue.transferred"])
+    assert sent.decision == "accepted"
+    due = bus.router.dues[clue]
+    assert due == bus.now + timedelta(hours=48)
