@@ -206,10 +206,23 @@ def keys_init(directory: Path | None, force: bool) -> None:
 @click.argument("member")
 @click.option("--purpose", type=click.Choice(["sign", "seal"]), default="sign", show_default=True)
 @click.option("--overlap-days", default=7.0, show_default=True, help="how long the old key stays valid")
-def keys_rotate(member: str, purpose: str, overlap_days: float) -> None:
-    """Give MEMBER a new key; the old one expires after the overlap (old events still verify)."""
+@click.option("--offline", is_flag=True, help="edit the keystore's registry file (a bus not yet running)")
+@click.pass_context
+def keys_rotate(ctx: click.Context, member: str, purpose: str, overlap_days: float, offline: bool) -> None:
+    """Give MEMBER a new key; the old one expires after the overlap (old events still verify).
+
+    On a running bus this is a governance proposal (`govern propose rotate-key`): it takes
+    effect when a majority of the agencies signed it. ``--offline`` edits the registry file."""
     from jointbus.schemas.keys import Purpose, rotate
 
+    if not offline:
+        from jointbus.govern import propose_rotate_key
+
+        reason = "密钥轮换 (key rotation)"
+        ctx.invoke(
+            propose_rotate_key, agency=member, purpose=purpose, overlap_hours=overlap_days * 24, reason=reason
+        )
+        return
     cfg = context.settings()
     registry = keystore.load_registry(cfg.keystore_dir)
     ring = keystore.load_keyring(cfg.keystore_dir, member)
@@ -226,10 +239,20 @@ def keys_rotate(member: str, purpose: str, overlap_days: float) -> None:
 @keys.command("revoke")
 @click.argument("kid")
 @click.option("--reason", required=True, help="why (kept in the registry)")
-def keys_revoke(kid: str, reason: str) -> None:
-    """Revoke key KID now: events arriving from now on with it are rejected (key_revoked)."""
+@click.option("--offline", is_flag=True, help="edit the keystore's registry file (a bus not yet running)")
+@click.pass_context
+def keys_revoke(ctx: click.Context, kid: str, reason: str, offline: bool) -> None:
+    """Revoke key KID now: events arriving from now on with it are rejected (key_revoked).
+
+    On a running bus its owner revokes it at once (`govern revoke-own`, one signature);
+    ``--offline`` edits the registry file."""
     from jointbus.schemas.keys import revoke
 
+    if not offline:
+        from jointbus.govern import revoke_own
+
+        ctx.invoke(revoke_own, agency=kid.split("#", 1)[0], kid=kid, reason=reason)
+        return
     cfg = context.settings()
     registry = revoke(keystore.load_registry(cfg.keystore_dir), kid, utcnow(), reason)
     keystore.save_registry(cfg.keystore_dir, registry)

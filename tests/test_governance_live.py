@@ -276,3 +276,15 @@ async def test_an_agency_admitted_by_a_majority_publishes_after_provisioning(bus
         "sc-zigong", bus.rings["sc-zigong"], bus.registry, bus.bootstrap, lambda d: d.id == first, 1
     )
     assert arrived.envelope.sender == "sc-leshan"
+
+
+async def test_keys_revoke_on_a_running_bus_is_the_owners_self_revocation(bus: Bus) -> None:
+    """`jointbus keys revoke` (no --offline) publishes cq-dazu's own revocation: in force on
+    the running worker at once, the keystore's registry file untouched."""
+    before = (bus.home / "keys" / "registry.json").read_text()
+    kid = "cq-dazu#sig-2"
+    done = await jointbus_cli(bus.home, bus.bootstrap, "keys", "revoke", kid, "--reason", "笔记本电脑遗失")
+    assert done.returncode == 0, done.stderr
+    assert (bus.home / "keys" / "registry.json").read_text() == before
+    async with Publisher("sc-zigong", bus.rings["sc-zigong"], bus.registry, bus.bootstrap) as pub:
+        assert pub.registry.key(kid).revoked_at is not None

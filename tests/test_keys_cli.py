@@ -33,19 +33,21 @@ def test_init_rotate_revoke(tmp_path: Path) -> None:
     check_genesis(genesis, signed)  # every founding agency signed the genesis registry
     assert set(signed.signatures) == set(genesis.agencies)
     assert jb(home, "keys", "init").returncode == 2  # refuses to overwrite
-    rotated = jb(home, "keys", "rotate", "sc-zigong", "--overlap-days", "2")
+    rotated = jb(home, "keys", "rotate", "sc-zigong", "--overlap-days", "2", "--offline")
     assert rotated.returncode == 0, rotated.stderr
     registry = json.loads((keys / "registry.json").read_text())
     mine = {k["kid"]: k for k in registry["keys"] if k["owner"] == "sc-zigong" and k["purpose"] == "sign"}
     assert set(mine) == {"sc-zigong#sig-1", "sc-zigong#sig-2"}
     assert mine["sc-zigong#sig-1"]["not_after"] is not None
     assert "sc-zigong#sig-2" in json.loads((keys / "private" / "sc-zigong.json").read_text())["keys"]
-    assert jb(home, "keys", "revoke", "sc-zigong#sig-1", "--reason", "laptop lost").returncode == 0
+    assert (
+        jb(home, "keys", "revoke", "sc-zigong#sig-1", "--reason", "laptop lost", "--offline").returncode == 0
+    )
     registry = json.loads((keys / "registry.json").read_text())
     revoked = next(k for k in registry["keys"] if k["kid"] == "sc-zigong#sig-1")
     assert revoked["revocation_reason"] == "laptop lost"
     assert registry["version"] == 3
-    unknown = jb(home, "keys", "revoke", "nope#sig-1", "--reason", "x")
+    unknown = jb(home, "keys", "revoke", "nope#sig-1", "--reason", "x", "--offline")
     assert unknown.returncode == 2
     assert "[unknown_key]" in unknown.stderr
     assert "Traceback" not in unknown.stderr
