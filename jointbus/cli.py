@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 from aiokafka.errors import KafkaError
-from pydantic import BaseModel, ValidationError
 
 from jointbus import context, ui
 from jointbus.schemas.errors import JointbusError
@@ -322,23 +321,6 @@ def schemas_vectors(out: Path) -> None:
     ui.say(f"test vectors written to {out}")
 
 
-def payload_problems(model: type[BaseModel], payload: object) -> list[str]:
-    """Every problem of ``payload`` as ``model`` at once (not one per try)."""
-    try:
-        model.model_validate(payload)
-    except ValidationError as exc:
-        return [
-            f"{'.'.join(str(p) for p in e['loc']) or '(payload)'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        ]
-    return []
-
-
-def field_list(model: type[BaseModel]) -> str:
-    """The payload fields of ``model``: required ones bare, optional ones with a ``?``."""
-    return ", ".join(f"{name}{'' if f.is_required() else '?'}" for name, f in model.model_fields.items())
-
-
 # ------------------------------------------------------------------------------ the bus
 @cli.group()
 def topics() -> None:
@@ -377,8 +359,8 @@ def worker(ack_deadline: float | None, scan_every: float | None) -> None:
 
 @cli.command()
 @click.option("--as", "agency", required=True, help="the publishing agency (its keys sign)")
-@click.option("--type", "family", required=True, help="event family, e.g. clue.transferred")
-@click.option("--to", "recipients", required=True, help="comma-separated recipient agencies")
+@click.option("--type", "family", default=None, help="event family, e.g. clue.transferred (one event)")
+@click.option("--to", "recipients", default=None, help="comma-separated recipient agencies (one event)")
 @click.option("--subject", default=None, help="aggregate subject (default: a new one)")
 @click.option("--data", "data_text", default=None, help="payload JSON (or use --file)")
 @click.option(
@@ -386,45 +368,43 @@ def worker(ack_deadline: float | None, scan_every: float | None) -> None:
     "data_file",
     type=click.File("r", encoding="utf-8"),
     default=None,
-    help="payload JSON file ('-' for standard input)",
+    help="with --type: the payload JSON; without: many events, one JSON object per line "
+    '({"type", "to", "data", "subject"?, "causation"?, "correlation"?}); "-" reads standard input',
 )
 @click.option("--causation", default=None, help="id of the event this one answers")
 @click.option("--correlation", default=None, help="conversation id (default: this event's id)")
 def publish(
     agency: str,
-    family: str,
-    recipients: str,
+    family: str | None,
+    recipients: str | None,
     subject: str | None,
     data_text: str | None,
     data_file: click.utils.LazyFile | None,
     causation: str | None,
     correlation: str | None,
 ) -> None:
-    """Sign (and seal) one event as AGENCY and publish it to its outbox."""
+    """Sign (and seal) events as AGENCY and publish them to its outbox: one (--type, --to,
+    --data), or many from a JSON-lines --file over one connection."""
     import json
 
-    from jointbus.schemas.catalog import CURRENT
+    from jointbus.publishing import checked
     from jointbus.streams.sdk import Publisher, new_subject
     from jointbus.streams.topics import outbox
 
+    if family is None:
+        if data_file is None or data_text is not None:
+            raise JointbusError("give --type, --to and the payload, or a JSON-lines --file", reason="usage")
+        _publish_many(agency, data_file)
+        return
+    if recipients is None:
+        raise JointbusError("give the recipients with --to", reason="usage")
     if (data_text is None) == (data_file is None):
         raise JointbusError("give the payload with exactly one of --data or --file", reason="usage")
     try:
         payload = json.loads(data_text if data_text is not None else data_file.read())  # type: ignore[union-attr]
     except json.JSONDecodeError as exc:
         raise JointbusError(f"the payload is not JSON: {exc}", reason="schema") from None
-    spec = CURRENT.get(family)
-    if spec is None or "agency" not in spec.publishers:
-        agencies_send = sorted(f for f, s in CURRENT.items() if "agency" in s.publishers)
-        raise JointbusError(
-            f"{family!r} is not a family agencies publish; they publish: {', '.join(agencies_send)}",
-            reason="unknown_type",
-        )
-    problems = payload_problems(spec.model, payload)
-    if problems:
-        raise JointbusError(
-            f"{family} payload: {'; '.join(problems)} (fields: {field_list(spec.model)})", reason="schema"
-        )
+    spec = checked(family, payload)
     cfg = context.settings()
     registry = keystore.load_registry(cfg.keystore_dir)
     ring = keystore.load_keyring(cfg.keystore_dir, agency)
@@ -444,6 +424,25 @@ def publish(
             )
 
     ui.say(f"published {asyncio.run(go())} on {subject} to {outbox(agency)}")
+
+
+def _publish_many(agency: str, source: click.utils.LazyFile) -> None:
+    """Many events from JSON lines: bad lines reported by number, the rest published."""
+    from jointbus.publishing import Outcome, parse_lines, publish_lines
+    from jointbus.streams.topics import outbox
+
+    outcome = Outcome()
+    lines = parse_lines(source, outcome)
+    cfg = context.settings()
+    asyncio.run(publish_lines(cfg, agency, lines, outcome))
+    ui.table(
+        f"{len(outcome.published)} events published to {outbox(agency)}, "
+        f"{len(outcome.refused)} refused before sending",
+        ["line", "reason", "detail"],
+        [[n, reason, detail[:160]] for n, reason, detail in sorted(outcome.refused)[:50]],
+    )
+    if outcome.refused:
+        raise JointbusError(f"{len(outcome.refused)} lines not published (see the table)", reason="partial")
 
 
 @cli.command("inbox")

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from jointbus.schemas.records import AuditRecord
+from jointbus.streams.reader import read_topic
 from jointbus.streams.sdk import Publisher
+from jointbus.streams.topics import AUDIT_TOPIC
 from tests.conftest import Bus
-from tests.harness import collect
+from tests.harness import collect, eventually, jointbus_cli
 from tests.samples import SAMPLES
 
 
@@ -81,3 +84,41 @@ async def test_inbox_json_is_one_object_per_line_and_port_is_a_flag(bus: Bus) ->
     (mine,) = [e for e in events if e["id"] == event_id]
     assert (mine["family"], mine["from"], mine["subject"]) == ("rectification.issued", "sc-yibin", subject)
     assert mine["payload"]["problem"] == SAMPLES["rectification.issued"]["problem"]
+
+
+async def test_publish_many_events_from_one_file_reports_bad_lines(bus: Bus, tmp_path: Path) -> None:
+    """1,000 events from one JSON-lines file in one command: the line missing a field and
+    the line that is not JSON are reported by number with their reason, the 998 others are
+    published, and the router decides every one of them."""
+    marker = f"bulk-{uuid.uuid4()}"
+    lines = []
+    for n in range(1, 1001):
+        data = {**SAMPLES["rectification.issued"], "problem": f"{marker} #{n}"}
+        if n == 500:
+            del data["responsible_unit"]
+        lines.append(
+            json.dumps(
+                {"type": "rectification.issued", "to": ["cq-jiangjin"], "data": data}, ensure_ascii=False
+            )
+        )
+    lines[699] = "{not json"
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    done = await jointbus_cli(bus.home, bus.bootstrap, "publish", "--as", "sc-yibin", "--file", str(events))
+    assert done.returncode == 2, done.stdout + done.stderr  # partial: said in one line
+    assert "998 events published" in done.stdout, done.stdout
+    assert "Traceback" not in done.stderr
+    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if line.count("│") >= 3}
+    assert "responsible_unit" in rows.get("500", "")
+    assert "not JSON" in rows.get("700", "")
+
+    async def all_decided() -> int | None:
+        count = 0
+        async for _, _, value in read_topic(bus.bootstrap, AUDIT_TOPIC):
+            record = AuditRecord.model_validate_json(value)
+            problem = ((record.event or {}).get("data") or {}).get("problem", "")
+            if isinstance(problem, str) and problem.startswith(marker) and record.decision == "accepted":
+                count += 1
+        return count if count == 998 else None
+
+    assert await eventually(all_decided, within=90, what="998 decisions on the bulk events") == 998

@@ -1,0 +1,150 @@
+"""``jointbus publish``: one event, or many from a JSON-lines file over one connection.
+
+Each event is checked before anything is signed: a family the agency may publish, every
+payload problem at once with the type's fields. In bulk, a bad line is reported by its line
+number and reason and the others are published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from jointbus import context, ui
+from jointbus.schemas.catalog import CURRENT, EventSpec
+from jointbus.schemas.errors import JointbusError
+from jointbus.streams import keystore
+from jointbus.streams.sdk import Publisher, new_subject
+from jointbus.streams.settings import Settings
+
+
+def payload_problems(model: type[BaseModel], payload: object) -> list[str]:
+    """Every problem of ``payload`` as ``model`` at once (not one per try)."""
+    try:
+        model.model_validate(payload)
+    except ValidationError as exc:
+        return [
+            f"{'.'.join(str(p) for p in e['loc']) or '(payload)'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        ]
+    return []
+
+
+def field_list(model: type[BaseModel]) -> str:
+    """The payload fields of ``model``: required ones bare, optional ones with a ``?``."""
+    return ", ".join(f"{name}{'' if f.is_required() else '?'}" for name, f in model.model_fields.items())
+
+
+def checked(family: str, payload: object) -> EventSpec:
+    """The catalog entry of ``family`` if agencies publish it and ``payload`` fits it;
+    otherwise a ``JointbusError`` naming every problem (``unknown_type`` or ``schema``)."""
+    spec = CURRENT.get(family)
+    if spec is None or "agency" not in spec.publishers:
+        agencies_send = sorted(f for f, s in CURRENT.items() if "agency" in s.publishers)
+        raise JointbusError(
+            f"{family!r} is not a family agencies publish; they publish: {', '.join(agencies_send)}",
+            reason="unknown_type",
+        )
+    problems = payload_problems(spec.model, payload)
+    if problems:
+        raise JointbusError(
+            f"{family} payload: {'; '.join(problems)} (fields: {field_list(spec.model)})", reason="schema"
+        )
+    return spec
+
+
+@dataclass
+class Line:
+    """One event of a JSON-lines file, checked."""
+
+    number: int
+    family: str
+    subject: str
+    to: list[str]
+    data: dict[str, Any]
+    causation: str | None = None
+    correlation: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What a bulk publish did."""
+
+    published: list[tuple[int, str]] = field(default_factory=list)  # (line, event id)
+    refused: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, detail)
+
+
+def parse_lines(lines: Iterable[str], outcome: Outcome) -> list[Line]:
+    """The events of a JSON-lines file (``{"type", "to", "data", "subject"?, "causation"?,
+    "correlation"?}`` per line); a line that is not one goes to ``outcome.refused``."""
+    good: list[Line] = []
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            item = json.loads(text)
+            if not isinstance(item, dict):
+                raise JointbusError("a line is one JSON object", reason="schema")
+            family, data = str(item.get("type", "")), item.get("data")
+            if not isinstance(data, dict):
+                raise JointbusError("`data` is the payload, a JSON object", reason="schema")
+            to = item.get("to", [])
+            to = [r.strip() for r in to.split(",")] if isinstance(to, str) else [str(r) for r in to]
+            spec = checked(family, data)
+            subject = str(item.get("subject") or new_subject(spec.aggregate))
+            good.append(
+                Line(number, family, subject, to, data, item.get("causation"), item.get("correlation"))
+            )
+        except json.JSONDecodeError as exc:
+            outcome.refused.append((number, "schema", f"not JSON: {exc.msg}"))
+        except JointbusError as exc:
+            outcome.refused.append((number, str(exc.reason), exc.message))
+    return good
+
+
+async def publish_lines(cfg: Settings, agency: str, lines: list[Line], outcome: Outcome) -> None:
+    """Publish ``lines`` over one connection, many in flight, with a progress bar; each is
+    acknowledged by the broker before it counts as published."""
+    registry = keystore.load_registry(cfg.keystore_dir)
+    ring = keystore.load_keyring(cfg.keystore_dir, agency)
+    progress = Progress(
+        TextColumn("publishing"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=ui.err,
+        transient=True,
+    )
+    async with Publisher(agency, ring, registry, cfg.bootstrap_servers, **context.kafka(cfg, agency)) as pub:
+        with progress:
+            task = progress.add_task("publish", total=len(lines))
+            pending: list[tuple[Line, str, asyncio.Future[Any]]] = []
+            for line in lines:
+                try:
+                    event_id, future = await pub.submit(
+                        line.family,
+                        line.subject,
+                        line.to,
+                        line.data,
+                        causationid=line.causation,
+                        correlationid=line.correlation,
+                    )
+                    pending.append((line, event_id, future))
+                except JointbusError as exc:
+                    outcome.refused.append((line.number, str(exc.reason), exc.message))
+                    progress.advance(task)
+            for line, event_id, future in pending:
+                try:
+                    await future
+                    outcome.published.append((line.number, event_id))
+                except Exception as exc:  # the broker refused this one: reported, the rest go on
+                    outcome.refused.append(
+                        (line.number, "not_published", f"{type(exc).__name__}: {exc}"[:200])
+                    )
+                progress.advance(task)
