@@ -29,7 +29,8 @@ from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, to_wire
 from jointbus.schemas.errors import ContractError, Reason
 from jointbus.schemas.families.governance import RegistryApproved
-from jointbus.schemas.families.notice import ItemOverdue, RejectionNotice
+from jointbus.schemas.families.notice import AcceptanceNotice, ItemOverdue, RejectionNotice
+from jointbus.schemas.family import Payload
 from jointbus.schemas.ids import UUID_PATTERN, format_time, uuid7_from
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.ledger import Ledger, Outcome
@@ -179,6 +180,10 @@ class Router:
             version = outcome.registry_version
             outputs = [Output(inbox(r), key, wire, version) for r in decision.deliver_to]
             registry = self._governance(outcome, wire, format_time(received))
+            answer = self._acceptance(record, owner, received) if notify and owner else None
+            if answer is not None:  # the sender learns the decision and who has the event
+                record = record.model_copy(update={"notice": answer})
+                outputs.append(Output(inbox(str(owner)), answer["subject"].encode(), to_wire(answer)))
             return Routed(record, [*registry, *outputs, _audit(record)])
         notice = None
         if notify and owner is not None and self.registry.is_agency(owner):
@@ -220,30 +225,48 @@ class Router:
     def _notice(self, record: AuditRecord, owner: str, received: datetime) -> dict[str, Any] | None:
         """The signed rejection notice to the outbox's owner: only text the router chose
         or validated (a catalog type, a UUID, a reason code, an escaped bounded detail)."""
-        event = record.event or {}
-        event_type = event.get("type")
+        event_type = (record.event or {}).get("type")
+        payload = RejectionNotice(
+            rejected_event_id=record.event_id or "",
+            rejected_type=event_type if event_type in CATALOG else "",
+            reason=str(record.reason),
+            detail=record.detail,
+        )
+        return self._signed_notice(record, owner, received, "rejection", payload)
+
+    def _acceptance(self, record: AuditRecord, owner: str, received: datetime) -> dict[str, Any] | None:
+        """The signed acceptance notice to the outbox's owner: which event, delivered to whom."""
+        if not self.registry.is_agency(owner):
+            return None
+        event_type = (record.event or {}).get("type")
+        payload = AcceptanceNotice(
+            accepted_event_id=record.event_id or "",
+            accepted_type=event_type if event_type in CATALOG else "",
+            delivered_to=record.delivered_to,
+        )
+        return self._signed_notice(record, owner, received, "acceptance", payload)
+
+    def _signed_notice(
+        self, record: AuditRecord, owner: str, received: datetime, family: str, payload: Payload
+    ) -> dict[str, Any] | None:
+        """A notice to the outbox's owner about the decision on ``record``, signed now."""
         notice_id = uuid7_from(received, f"notice|{record.position}".encode())
-        correlation = event.get("correlationid")
+        correlation = (record.event or {}).get("correlationid")
         try:
             return compose(
                 keyring=self.keys,
                 registry=self.registry,
-                event_type="rejection",
+                event_type=family,
                 subject=f"notice/{notice_id}",
                 recipients=[owner],
-                payload=RejectionNotice(
-                    rejected_event_id=record.event_id or "",
-                    rejected_type=event_type if event_type in CATALOG else "",
-                    reason=str(record.reason),
-                    detail=record.detail,
-                ),
+                payload=payload,
                 correlationid=correlation if _is_uuid(correlation) else notice_id,
                 causationid=record.event_id,
                 now=received,
                 event_id=notice_id,
             )
         except ContractError as exc:  # e.g. no router key valid at that moment: logged, not fatal
-            log.error("rejection notice not signed", position=record.position, reason=exc.reason)
+            log.error("notice not signed", position=record.position, family=family, reason=exc.reason)
             return None
 
     def _again(self, position: str) -> Routed:

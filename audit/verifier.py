@@ -206,7 +206,8 @@ class Verifier:
         self.ledger.commit(outcome)
         self.decided.setdefault(outcome.stream, OffsetRuns()).add(outcome.offset)
         if record.notice is not None:
-            self._check_router_event(to_wire(record.notice), received, "rejection", "rejection notice")
+            family = "acceptance" if record.decision == "accepted" else "rejection"
+            self._check_router_event(to_wire(record.notice), received, family, f"{family} notice")
 
     def _check_input(self, record: AuditRecord) -> None:
         """A decision is about what the outbox holds at its position: the same input, the

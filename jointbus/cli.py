@@ -8,6 +8,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 from aiokafka.errors import KafkaError
@@ -373,6 +374,13 @@ def worker(ack_deadline: float | None, scan_every: float | None) -> None:
 )
 @click.option("--causation", default=None, help="id of the event this one answers")
 @click.option("--correlation", default=None, help="conversation id (default: this event's id)")
+@click.option(
+    "--wait",
+    type=click.Choice(["broker", "routed"]),
+    default="broker",
+    show_default=True,
+    help="return when the broker has the event, or when the router decided it (exit 1 if rejected)",
+)
 def publish(
     agency: str,
     family: str | None,
@@ -382,13 +390,14 @@ def publish(
     data_file: click.utils.LazyFile | None,
     causation: str | None,
     correlation: str | None,
+    wait: str,
 ) -> None:
     """Sign (and seal) events as AGENCY and publish them to its outbox: one (--type, --to,
     --data), or many from a JSON-lines --file over one connection."""
     import json
 
     from jointbus.publishing import checked
-    from jointbus.streams.sdk import Publisher, new_subject
+    from jointbus.streams.sdk import Publisher, RouteResult, new_subject
     from jointbus.streams.topics import outbox
 
     if family is None:
@@ -410,20 +419,25 @@ def publish(
     ring = keystore.load_keyring(cfg.keystore_dir, agency)
     subject = subject or new_subject(spec.aggregate)
 
-    async def go() -> str:
+    to = [r.strip() for r in recipients.split(",") if r.strip()]
+    links: dict[str, Any] = {"causationid": causation, "correlationid": correlation}
+
+    async def go() -> tuple[str, RouteResult | None]:
         async with Publisher(
             agency, ring, registry, cfg.bootstrap_servers, **context.kafka(cfg, agency)
         ) as pub:
-            return await pub.publish(
-                family,
-                subject,
-                [r.strip() for r in recipients.split(",") if r.strip()],
-                payload,
-                causationid=causation,
-                correlationid=correlation,
-            )
+            if wait == "routed":
+                result = await pub.publish_routed(family, subject, to, payload, **links)
+                return result.event_id, result
+            return await pub.publish(family, subject, to, payload, **links), None
 
-    ui.say(f"published {asyncio.run(go())} on {subject} to {outbox(agency)}")
+    event_id, result = asyncio.run(go())
+    ui.say(f"published {event_id} on {subject} to {outbox(agency)}")
+    if result is not None and result.accepted:
+        ui.say(f"accepted by the router, delivered to {', '.join(result.delivered_to)}")
+    elif result is not None:
+        ui.fail(f"rejected by the router: {result.reason}: {result.detail}")
+        raise SystemExit(1)
 
 
 def _publish_many(agency: str, source: click.utils.LazyFile) -> None:

@@ -27,9 +27,10 @@ from jointbus.schemas.catalog import CURRENT, Payload, parse_payload
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, MAX_ENVELOPE_BYTES, Envelope, to_wire
 from jointbus.schemas.errors import ContractError, JointbusError, Reason, rejection
+from jointbus.schemas.families.notice import AcceptanceNotice, RejectionNotice
 from jointbus.schemas.ids import parse_time
 from jointbus.schemas.keys import Keyring
-from jointbus.schemas.registry import Registry
+from jointbus.schemas.registry import ROUTER, Registry
 from jointbus.schemas.sealing import open_sealed
 from jointbus.schemas.verify import MAX_CLOCK_SKEW, VerifiedEvent, verify_event
 from jointbus.streams.clients import close_client, readable_partitions, start_client
@@ -45,6 +46,17 @@ STALE_REASONS = frozenset(
 )
 #: how often, and how far apart, a Subscriber looks for that newer version before refusing
 STALE_TRIES, STALE_PAUSE = 4, 0.5
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    """The router's decision on a published event, from its signed notice to the sender."""
+
+    event_id: str
+    accepted: bool
+    reason: str | None = None
+    detail: str = ""
+    delivered_to: tuple[str, ...] = ()
 
 
 class Publisher:
@@ -71,6 +83,8 @@ class Publisher:
     ) -> None:
         self.agency = agency
         self._follow = follow_registry
+        self._watch: AIOKafkaConsumer | None = None
+        self._answers: dict[str, RouteResult] = {}
         self.keyring = keyring
         self.registry = registry
         self.topic = outbox(agency)
@@ -112,6 +126,73 @@ class Publisher:
 
     async def stop(self) -> None:
         await self._producer.stop()
+        if self._watch is not None:
+            await close_client(self._watch)
+            self._watch = None
+
+    async def publish_routed(
+        self,
+        family: str,
+        subject: str,
+        recipients: Sequence[str],
+        payload: Payload | dict[str, Any],
+        *,
+        within: float = 30.0,
+        **kw: Any,
+    ) -> RouteResult:
+        """Publish one event and wait (at most ``within`` seconds) for the router's decision:
+        accepted, with the agencies it was delivered to, or rejected, with the reason code
+        and detail. Read from the sender's own inbox, where the router signs its answer."""
+        watch = await self._watcher()
+        event_id = await self.publish(family, subject, recipients, payload, **kw)
+        try:
+            async with asyncio.timeout(within):
+                while event_id not in self._answers:
+                    batch = await watch.getmany(timeout_ms=200, max_records=500)
+                    for records in batch.values():
+                        for record in records:
+                            self._note_answer(record.value, record.timestamp)
+        except TimeoutError:
+            raise JointbusError(
+                f"no decision on {event_id} within {within:g} s (is the worker running?)", reason="not_routed"
+            ) from None
+        return self._answers.pop(event_id)
+
+    async def _watcher(self) -> AIOKafkaConsumer:
+        """A reader of this agency's inbox positioned at its end (before the send)."""
+        if self._watch is None:
+            watch = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, **self._kafka)
+            await start_client(watch, self._bootstrap, self._kafka)
+            tps = [
+                TopicPartition(inbox(self.agency), p)
+                for p in await readable_partitions(watch, inbox(self.agency))
+            ]
+            watch.assign(tps)
+            await watch.seek_to_end(*tps)
+            for tp in tps:
+                await watch.position(tp)  # resolve now: nothing sent after this is missed
+            self._watch = watch
+        return self._watch
+
+    def _note_answer(self, wire: bytes, timestamp_ms: int) -> None:
+        """Remember the router's answer carried by ``wire``, if it is one (verified)."""
+        try:
+            received = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+            verified = verify_event(wire, self.registry, received_at=received, check_skew=False)
+        except ContractError:
+            return
+        env, payload = verified.envelope, verified.payload
+        if env.sender != ROUTER or env.causationid is None:
+            return
+        if isinstance(payload, AcceptanceNotice):
+            answer = RouteResult(env.causationid, True, delivered_to=tuple(payload.delivered_to))
+        elif isinstance(payload, RejectionNotice):
+            answer = RouteResult(env.causationid, False, payload.reason, payload.detail)
+        else:
+            return
+        self._answers[env.causationid] = answer
+        while len(self._answers) > 10_000:  # answers nobody waits for any more
+            self._answers.pop(next(iter(self._answers)))
 
     async def __aenter__(self) -> Publisher:
         await self.start()

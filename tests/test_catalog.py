@@ -49,7 +49,7 @@ def test_agencies_may_send_what_the_rules_decide() -> None:
             if spec.family == "receipt" or not spec.is_current:
                 continue
             assert (spec.family in kind.transitions) == ("agency" in spec.publishers), spec.family
-    assert rights_of("router") == ("rejection", "deadline.overdue", "receipt")
+    assert rights_of("router") == ("rejection", "acceptance", "deadline.overdue", "receipt")
     assert {"clue.*", "rectification.*", "receipt"} <= set(rights_of("agency"))
 
 

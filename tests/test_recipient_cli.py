@@ -122,3 +122,39 @@ async def test_publish_many_events_from_one_file_reports_bad_lines(bus: Bus, tmp
         return count if count == 998 else None
 
     assert await eventually(all_decided, within=90, what="998 decisions on the bulk events") == 998
+
+
+async def test_publisher_learns_the_routers_decision(bus: Bus) -> None:
+    """`publish_routed` returns `accepted` with the agencies the event went to, and for a
+    bad transition the rejection's reason code, each within a bound."""
+    async with Publisher("sc-yibin", bus.rings["sc-yibin"], bus.registry, bus.bootstrap) as pub:
+        subject = f"rectification/{uuid.uuid4()}"
+        good = await pub.publish_routed(
+            "rectification.issued", subject, ["cq-jiangjin"], SAMPLES["rectification.issued"], within=30
+        )
+        assert (good.accepted, good.delivered_to) == (True, ("cq-jiangjin",))
+        bad = await pub.publish_routed(
+            "rectification.verified",
+            f"rectification/{uuid.uuid4()}",
+            ["cq-jiangjin"],
+            SAMPLES["rectification.verified"],
+            within=30,
+        )  # nothing issued there: nothing to verify
+    assert (bad.accepted, bad.reason) == (False, "bad_transition")
+    assert "not an issued rectification" in bad.detail
+
+
+async def test_publish_wait_routed_says_the_decision(bus: Bus) -> None:
+    """`publish --wait routed` prints the router's verdict: delivered to whom, or the
+    rejection's reason (exit 1), in one readable line."""
+    data = json.dumps(SAMPLES["rectification.verified"], ensure_ascii=False)
+    args = ["publish", "--as", "sc-yibin", "--type", "rectification.verified", "--to", "cq-jiangjin"]
+    refused = await jointbus_cli(bus.home, bus.bootstrap, *args, "--data", data, "--wait", "routed")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "rejected by the router: bad_transition" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    data = json.dumps(SAMPLES["rectification.issued"], ensure_ascii=False)
+    args = ["publish", "--as", "sc-yibin", "--type", "rectification.issued", "--to", "cq-jiangjin"]
+    accepted = await jointbus_cli(bus.home, bus.bootstrap, *args, "--data", data, "--wait", "routed")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "accepted by the router, delivered to cq-jiangjin" in accepted.stdout

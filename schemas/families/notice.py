@@ -21,6 +21,14 @@ class RejectionNotice(Payload):
     detail: Annotated[str, Field(max_length=1000)]
 
 
+class AcceptanceNotice(Payload):
+    """The router's signed answer to a sender whose event it accepted, and to whom it went."""
+
+    accepted_event_id: Annotated[str, Field(max_length=64)]
+    accepted_type: Annotated[str, Field(max_length=200)]
+    delivered_to: list[AgencyId] = Field(max_length=64)
+
+
 class ItemOverdue(Payload):
     """A deadline passed: a clue not acknowledged, or a rectification not completed."""
 
@@ -51,6 +59,18 @@ KIND = Kind(
                 "rejected_type": "org.jointbus.clue.transferred.v2",
                 "reason": "bad_signature",
                 "detail": "signature does not verify",
+            },
+            publishers=("router",),
+            answered=False,
+        ),
+        event(
+            "acceptance",
+            1,
+            AcceptanceNotice,
+            {
+                "accepted_event_id": "01950c2a-0000-7000-8000-000000000009",
+                "accepted_type": "org.jointbus.rectification.issued.v1",
+                "delivered_to": ["cq-yongchuan"],
             },
             publishers=("router",),
             answered=False,
