@@ -58,10 +58,17 @@ class JointbusGroup(click.Group):
     default=None,
     help="the local broker's client port for every command (same as JOINTBUS_BROKER_PORT)",
 )
-def cli(log_level: str | None, broker_port: int | None) -> None:
+@click.option(
+    "--bootstrap",
+    default=None,
+    help="Kafka bootstrap servers host:port[,...] for every command (same as JOINTBUS_BOOTSTRAP)",
+)
+def cli(log_level: str | None, broker_port: int | None, bootstrap: str | None) -> None:
     """jointbus: the signed event bus of the Sichuan–Chongqing supervision agencies."""
     if broker_port is not None:  # also for the processes a command starts (worker, demo)
         os.environ["JOINTBUS_BROKER_PORT"] = str(broker_port)
+    if bootstrap is not None:
+        os.environ["JOINTBUS_BOOTSTRAP"] = bootstrap
     cfg = context.settings()
     configure_logging(log_level or cfg.log_level)
     context.protect_home(cfg)
@@ -457,6 +464,38 @@ def _publish_many(agency: str, source: click.utils.LazyFile) -> None:
     )
     if outcome.refused:
         raise JointbusError(f"{len(outcome.refused)} lines not published (see the table)", reason="partial")
+
+
+@cli.command("catalog")
+@click.argument("family", required=False)
+@click.option("--as", "agency", default=None, help="only what this agency may publish (its registry rights)")
+def catalog(family: str | None, agency: str | None) -> None:
+    """The event families agencies publish, or FAMILY's payload fields, from the models."""
+    from jointbus.publishing import checked, field_rows
+    from jointbus.schemas.catalog import CURRENT
+
+    if family is not None:
+        spec = CURRENT.get(family)
+        if spec is None or "agency" not in spec.publishers:
+            checked(family, {})  # the readable error naming what agencies publish
+            return
+        doc = (spec.model.__doc__ or "").strip().splitlines()[0]
+        sealed = " (sealed to its recipients)" if spec.sensitive else ""
+        ui.table(
+            f"{spec.type}: {doc}{sealed}", ["field", "type", "required", "description"], field_rows(spec)
+        )
+        return
+    may = None
+    if agency is not None:
+        member = keystore.load_registry(context.settings().keystore_dir).member(agency)
+        may = member.may_publish
+    rows = [
+        [f, s.aggregate, "yes" if s.sensitive else "", (s.model.__doc__ or "").strip().splitlines()[0][:70]]
+        for f, s in CURRENT.items()
+        if "agency" in s.publishers and (may is None or may(f))
+    ]
+    title = "event families agencies publish" + (f" (as {agency})" if agency else "")
+    ui.table(f"{title}: `jointbus catalog FAMILY` for the fields", ["family", "kind", "sealed", "what"], rows)
 
 
 @cli.command("inbox")

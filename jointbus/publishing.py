@@ -148,3 +148,30 @@ async def publish_lines(cfg: Settings, agency: str, lines: list[Line], outcome: 
                         (line.number, "not_published", f"{type(exc).__name__}: {exc}"[:200])
                     )
                 progress.advance(task)
+
+
+def field_rows(spec: EventSpec) -> list[list[str]]:
+    """One row per payload field of ``spec``: name, JSON type, required, description."""
+    schema = spec.model.model_json_schema()
+    required = set(schema.get("required", []))
+    rows = []
+    for name, prop in schema.get("properties", {}).items():
+        rows.append(
+            [name, _json_type(prop), "yes" if name in required else "", str(prop.get("description", ""))[:80]]
+        )
+    return rows
+
+
+def _json_type(prop: dict[str, Any]) -> str:
+    if "$ref" in prop:
+        return str(prop["$ref"]).rsplit("/", 1)[-1]
+    if "anyOf" in prop:
+        return " | ".join(_json_type(p) for p in prop["anyOf"])
+    kind = str(prop.get("type", "any"))
+    if kind == "array":
+        return f"list[{_json_type(prop.get('items', {}))}]"
+    if "format" in prop:
+        return f"{kind} ({prop['format']})"
+    if "enum" in prop:
+        return " | ".join(str(v) for v in prop["enum"])
+    return kind

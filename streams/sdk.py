@@ -130,6 +130,26 @@ class Publisher:
             await close_client(self._watch)
             self._watch = None
 
+    async def reply(
+        self,
+        to: Envelope,
+        family: str,
+        payload: Payload | dict[str, Any],
+        recipients: Sequence[str] | None = None,
+        **kw: Any,
+    ) -> str:
+        """Continue ``to``'s aggregate: same subject, ``to`` as the cause, its conversation
+        (correlation) carried on; by default back to its sender. Returns the new event's id."""
+        return await self.publish(
+            family,
+            to.subject,
+            list(recipients) if recipients is not None else [to.sender],
+            payload,
+            causationid=to.id,
+            correlationid=to.correlationid or to.id,
+            **kw,
+        )
+
     async def publish_routed(
         self,
         family: str,

@@ -158,3 +158,53 @@ async def test_publish_wait_routed_says_the_decision(bus: Bus) -> None:
     accepted = await jointbus_cli(bus.home, bus.bootstrap, *args, "--data", data, "--wait", "routed")
     assert accepted.returncode == 0, accepted.stderr
     assert "accepted by the router, delivered to cq-jiangjin" in accepted.stdout
+
+
+def test_catalog_lists_what_an_agency_publishes_and_each_family_fields(tmp_path: Path) -> None:
+    """`jointbus catalog` offers only the families agencies publish (not the router's);
+    `catalog FAMILY` lists every field with its type and whether it is required."""
+    env = {**os.environ, "JOINTBUS_HOME": str(tmp_path)}
+    listed = subprocess.run(
+        [sys.executable, "-m", "jointbus", "catalog"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "rectification.issued" in listed.stdout
+    assert "deadline.overdue" not in listed.stdout
+    assert "acceptance" not in listed.stdout
+    fields = subprocess.run(
+        [sys.executable, "-m", "jointbus", "catalog", "jointcheck.invited"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert fields.returncode == 0, fields.stderr
+    rows = {line.split("│")[1].strip(): line for line in fields.stdout.splitlines() if line.count("│") >= 4}
+    assert "string (date)" in rows["start_date"]
+    assert "yes" in rows["respond_by"]
+    assert "Project" in rows["project"]
+
+
+async def test_a_reply_continues_the_aggregate_and_the_conversation(bus: Bus) -> None:
+    """`Publisher.reply` answers a received event on its subject, caused by it, in its
+    conversation, to its sender: the receiver acknowledges a transferred clue in one call."""
+    async with Publisher("sc-luzhou", bus.rings["sc-luzhou"], bus.registry, bus.bootstrap) as pub:
+        sent = await pub.publish_routed(
+            "clue.transferred", f"clue/{uuid.uuid4()}", ["cq-rongchang"], SAMPLES["clue.transferred"]
+        )
+    assert sent.accepted
+    ring = bus.rings["cq-rongchang"]
+    (clue,) = await collect(
+        "cq-rongchang", ring, bus.registry, bus.bootstrap, lambda d: d.id == sent.event_id, 1
+    )
+    async with Publisher("cq-rongchang", ring, bus.registry, bus.bootstrap) as pub:
+        ack_id = await pub.reply(clue.envelope, "clue.acknowledged", SAMPLES["clue.acknowledged"])
+    (ack,) = await collect(
+        "sc-luzhou", bus.rings["sc-luzhou"], bus.registry, bus.bootstrap, lambda d: d.id == ack_id, 1
+    )
+    env = ack.envelope
+    assert (env.subject, env.causationid, env.correlationid) == (
+        clue.envelope.subject,
+        sent.event_id,
+        clue.envelope.correlationid or sent.event_id,
+    )
