@@ -21,6 +21,7 @@ from jointbus.audit.export import export, read_checkpoints, read_records, read_r
 from jointbus.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from jointbus.audit.notes import open_checkpoint, parse_proof, proof_text
 from jointbus.audit.verifier import Report, Verifier, check_registry_feed
+from jointbus.options import period_options
 from jointbus.schemas.projections import Projection
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import AUDIT, Registry
@@ -368,8 +369,7 @@ def audit_consistency(old_size: int, new_size: int, registry_file: Path | None) 
 
 
 @audit_group.command("replay")
-@click.option("--until", default=None, help="only decisions received up to this time (RFC 3339, Z)")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@period_options
 @click.option(
     "--from-export",
     "bundle",
@@ -384,29 +384,37 @@ def audit_consistency(old_size: int, new_size: int, registry_file: Path | None) 
     help="registry.json whose member agencies are the rows (default: the local keystore's, "
     "else the bundle's)",
 )
-def audit_replay(until: str | None, as_json: bool, bundle: Path | None, registry_file: Path | None) -> None:
+def audit_replay(
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+    as_csv: bool,
+    bundle: Path | None,
+    registry_file: Path | None,
+) -> None:
     """Rebuild the per-agency figures from the audit history alone (one row per member
     agency of the registry)."""
     from jointbus.schemas.ids import parse_time
     from jointbus.schemas.projections import apply
-    from jointbus.views import load_projection
+    from jointbus.views import in_period, load_projection
 
     cfg = context.settings()
     given = None if registry_file is None else Registry.model_validate_json(registry_file.read_text("utf-8"))
     if bundle is None:
-        projection = asyncio.run(load_projection(cfg, until, given))
+        projection = asyncio.run(load_projection(cfg, until, given, since=since))
     else:
         local = cfg.keystore_dir / keystore.REGISTRY_FILE
         members = given or (
             keystore.load_registry(cfg.keystore_dir) if local.exists() else read_registry(bundle)
         )
-        projection = Projection(members.agencies, until=until)
-        limit = parse_time(until) if until else None
+        projection = Projection(members.agencies, until=until, since=since)
+        start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
         for _, _, value in read_records(bundle):
             record = AuditRecord.model_validate_json(value)
-            if limit is None or parse_time(record.received_at) <= limit:
+            if in_period(record, start, end):
                 apply(projection, record)
-    print_projection(projection, as_json=as_json, title="replay" + (f" until {until}" if until else ""))
+    title = "replay" + (f" from {since}" if since else "") + (f" until {until}" if until else "")
+    print_projection(projection, as_json=as_json, as_csv=as_csv, title=title)
 
 
 @audit_group.command("export")

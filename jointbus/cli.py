@@ -14,6 +14,7 @@ import click
 from aiokafka.errors import KafkaError
 
 from jointbus import context, ui
+from jointbus.options import period_options
 from jointbus.schemas.errors import JointbusError
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import new_federation
@@ -512,13 +513,14 @@ def inbox_cmd(agency: str, follow: bool, no_receipts: bool, as_json: bool) -> No
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def status(as_json: bool) -> None:
-    """Per agency: clues, checks, rectifications, open and overdue items (from the audit log)."""
+@period_options
+def status(since: str | None, until: str | None, as_json: bool, as_csv: bool) -> None:
+    """The figures from the audit log: per agency, and the collaboration's (each event once)."""
     from jointbus.views import load_projection, print_projection
 
     cfg = context.settings()
-    print_projection(asyncio.run(load_projection(cfg)), as_json=as_json, title="jointbus status")
+    projection = asyncio.run(load_projection(cfg, until, since=since))
+    print_projection(projection, as_json=as_json, as_csv=as_csv, title="jointbus status")
 
 
 @cli.command()

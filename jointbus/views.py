@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import csv
+import io
+import sys
+from datetime import datetime
 
 from jointbus import ui
 from jointbus.schemas.errors import ContractError
+from jointbus.schemas.ids import parse_time
 from jointbus.schemas.projections import COLUMNS, Projection, apply
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import Registry
@@ -45,19 +49,27 @@ SHORT = {
 }
 
 
+def in_period(record: AuditRecord, since: datetime | None, until: datetime | None) -> bool:
+    """True when the record was received within [since, until] (either end open)."""
+    moment = parse_time(record.received_at)
+    return (since is None or moment >= since) and (until is None or moment <= until)
+
+
 async def load_projection(
-    settings: Settings, until: str | None = None, registry: Registry | None = None
+    settings: Settings,
+    until: str | None = None,
+    registry: Registry | None = None,
+    since: str | None = None,
 ) -> Projection:
-    """Fold the whole audit topic into a projection with a row per agency of ``registry``
-    (default: the local keystore's, read once Kafka has answered, so that a refused
-    connection is what an operator hears first)."""
-    from jointbus.schemas.ids import parse_time
+    """Fold the audit topic (records received between ``since`` and ``until``) into a
+    projection with a row per agency of ``registry`` (default: the local keystore's, read
+    once Kafka has answered, so that a refused connection is what an operator hears first)."""
 
     def empty() -> Projection:
         members = registry or keystore.load_registry(settings.keystore_dir)
-        return Projection(members.agencies, until=until)
+        return Projection(members.agencies, until=until, since=since)
 
-    limit = parse_time(until) if until else None
+    start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
     auditor = kafka_kwargs(settings, AUDITOR)
     projection: Projection | None = None
     async for _, _, value in read_topic(settings.bootstrap_servers, AUDIT_TOPIC, **auditor):
@@ -66,20 +78,40 @@ async def load_projection(
             record = AuditRecord.model_validate_json(value)
         except (ValueError, ContractError):
             continue
-        if limit is None or parse_time(record.received_at) <= limit:
+        if in_period(record, start, end):
             apply(projection, record)
     return projection or empty()
 
 
-def print_projection(projection: Projection, *, as_json: bool, title: str) -> None:
-    """A per-agency table (or JSON) of the projection."""
+def print_projection(projection: Projection, *, as_json: bool, title: str, as_csv: bool = False) -> None:
+    """Per-agency tables and the collaboration's totals; ``as_json``: JSON lines, one per
+    agency (``"kind": "agency"``) then one of the whole collaboration; ``as_csv``: a sheet."""
     rows = projection.rows()
+    totals = projection.collaboration()
+    period = {"since": projection.since, "until": projection.until}
     if as_json:
-        ui.out.print_json(json.dumps({"records": projection.records, "agencies": rows}))
+        for row in rows:
+            ui.json_line({"kind": "agency", **row})
+        ui.json_line({"kind": "collaboration", "records": projection.records, **period, **totals})
+        return
+    if as_csv:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["agency", *COLUMNS])
+        writer.writerows([[r["agency"], *(r[c] for c in COLUMNS)] for r in rows])
+        writer.writerow(["(collaboration)", *(totals[c] for c in COLUMNS)])
+        sys.stdout.write(out.getvalue())
         return
     for part, columns in GROUPS.items():
         ui.table(
             f"{title}: {part} ({projection.records} {projection.unit})",
             ["agency", *(SHORT.get(c, c.replace("_", " ")) for c in columns)],
-            [[r["agency"], *(r[c] for c in columns)] for r in rows],
+            [
+                *([r["agency"], *(r[c] for c in columns)] for r in rows),
+                ["(collaboration)", *(totals[c] for c in columns)],
+            ],
         )
+    ui.say(
+        "the (collaboration) row counts each event once: a mechanism of three agencies is one "
+        "mechanism, while the agency rows show each agency's part"
+    )

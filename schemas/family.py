@@ -215,6 +215,9 @@ class Tally(Protocol):
     def count(self, agency: str, column: str, n: int = 1) -> None:
         """Add ``n`` to ``agency``'s ``column`` (non-members are not counted)."""
 
+    def total(self, figure: str, n: int = 1) -> None:
+        """Add ``n`` to a collaboration-level figure (counted once, not per agency)."""
+
     def track(self, subject: str, kind: str, holders: tuple[str, ...], status: str) -> None:
         """Start following an item (its holders own it while it is open)."""
 
@@ -260,6 +263,7 @@ def item_figures(
         column = sender_counts.get(fact.family)
         if column is not None:
             tally.count(fact.sender, column)
+            tally.total(column)
         if fact.family == opening:
             tally.track(fact.subject, kind, fact.recipients, first_status)
         elif fact.family in status_after:

@@ -43,6 +43,9 @@ class Projection:
     agencies: tuple[str, ...]
     counts: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     items: dict[str, Item] = field(default_factory=dict)  # subject -> item
+    #: collaboration-level figures: each event once (a mechanism of three agencies is one)
+    totals: Counter[str] = field(default_factory=Counter)
+    since: str | None = None
     seen: set[str] = field(default_factory=set)
     records: int = 0
     until: str | None = None
@@ -61,6 +64,9 @@ class Projection:
         if self.member(agency):
             self.counts[agency][column] += n
 
+    def total(self, figure: str, n: int = 1) -> None:
+        self.totals[figure] += n
+
     def track(self, subject: str, kind: str, holders: tuple[str, ...], status: str) -> None:
         self.items[subject] = Item(kind, list(holders), status)
 
@@ -76,6 +82,20 @@ class Projection:
         moved = kind.after_refusal(family_of(event_type), item.status) if item and kind else None
         if item is not None and moved is not None:
             item.status = moved
+
+    def collaboration(self) -> dict[str, int]:
+        """The figures of the collaboration as a whole: every column counted once per event
+        (not summed over agencies), open items counted once."""
+        figures = {col: self.totals[col] for col in COLUMNS}
+        for kind in KINDS:
+            if kind.open_column:
+                figures[kind.open_column] = sum(
+                    1
+                    for item in self.items.values()
+                    if item.kind == kind.name and item.status in kind.open_statuses
+                )
+        figures["clues_received"] = figures["clues_transferred"]
+        return figures
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per agency with every column (open items computed from the items)."""
@@ -104,6 +124,7 @@ def apply(p: Projection, record: AuditRecord) -> None:
     sender = record.sender or ""
     if record.decision == "rejected":
         p.count(sender, "rejected")
+        p.total("rejected")
         return
     event = record.event or {}
     family = family_of(str(event.get("type", "")))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -181,3 +182,13 @@ async def jointbus_cli(home: Path, bootstrap: str, *args: str) -> subprocess.Com
         timeout=180,  # bounded: subprocess.TimeoutExpired fails the test
         env=env,
     )
+
+
+def figures_of(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The agency rows and the collaboration line of `status`/`audit replay --json` (JSON lines)."""
+    lines = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    rows = [{k: v for k, v in line.items() if k != "kind"} for line in lines if line["kind"] == "agency"]
+    (whole,) = [
+        {k: v for k, v in line.items() if k != "kind"} for line in lines if line["kind"] == "collaboration"
+    ]
+    return rows, whole

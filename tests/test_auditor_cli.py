@@ -29,7 +29,7 @@ from jointbus.streams.sdk import Publisher
 from jointbus.streams.security import AUDITOR, Credentials
 from jointbus.streams.topics import AUDIT_TOPIC
 from tests.conftest import secured_broker
-from tests.harness import eventually, make_federation
+from tests.harness import eventually, figures_of, make_federation
 from tests.samples import SAMPLES
 
 pytestmark = pytest.mark.broker
@@ -149,9 +149,9 @@ async def test_auditor_runs_every_read_only_command_on_a_secured_broker(
 
     assert "audit log OK" in jointbus("audit", "verify").stdout
 
-    replay = json.loads(jointbus("audit", "replay", "--json").stdout)
-    assert replay["records"] == size
-    rows = {row["agency"]: row for row in replay["agencies"]}
+    agencies, whole = figures_of(jointbus("audit", "replay", "--json").stdout)
+    assert whole["records"] == size
+    rows = {row["agency"]: row for row in agencies}
     assert rows["sc-zigong"]["rect_issued"] >= 1
     assert rows["sc-zigong"]["rejected"] >= 1
 

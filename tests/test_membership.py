@@ -8,7 +8,6 @@ would; the ninth is admitted the way README tells operators to (`jointbus keys a
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import stat
 import subprocess
@@ -55,6 +54,7 @@ from jointbus.streams.security import (
 )
 from jointbus.streams.topics import AUDIT_TOPIC, REGISTRY_TOPIC, inbox, outbox
 from tests.conftest import secured_broker, secured_settings
+from tests.harness import figures_of
 from tests.samples import SAMPLES
 
 LESHAN = "sc-leshan"
@@ -318,7 +318,7 @@ async def test_ninth_agencys_events_are_routed_and_counted(bus: Admitted) -> Non
         worker.stop()
     status = await asyncio.to_thread(jointbus, bus.home, bus.broker.bootstrap, "status", "--json")
     assert status.returncode == 0, status.stderr
-    rows = json.loads(status.stdout)["agencies"]
+    rows, _ = figures_of(status.stdout)
     assert [r["agency"] for r in rows] == list(bus.registry.agencies)
     mine = rows[-1]
     assert (mine["agency"], mine["clues_transferred"]) == (LESHAN, 1)

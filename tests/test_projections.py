@@ -187,3 +187,30 @@ def test_a_record_counts_once_however_often_it_is_read() -> None:
     bus = Bus()
     bus.send(f"clue/{uuid.uuid4()}", TRANSFER, [])
     assert figures(bus.records * 2) == {**SENT, ("cq-yongchuan", "clues_open"): 1}
+
+
+def test_figures_as_a_sheet_and_as_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--csv` is a sheet with a row per agency and the collaboration's row; `--json` is one
+    JSON object per line; a mechanism of two agencies is one mechanism of the collaboration."""
+    import csv
+    import io
+    import json
+
+    from jointbus.views import print_projection
+
+    bus = Bus()
+    bus.send(f"mechanism/{uuid.uuid4()}", ("cq-rongchang", "mechanism.established", ["sc-zigong"], None), [])
+    p = Projection(REGISTRY.agencies)
+    for record in bus.records:
+        apply(p, record)
+    print_projection(p, as_json=False, as_csv=True, title="t")
+    sheet = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert sheet[0][0] == "agency"
+    assert [row[0] for row in sheet[1:]] == [*REGISTRY.agencies, "(collaboration)"]
+    mechanisms = sheet[0].index("mechanisms")
+    assert sum(int(row[mechanisms]) for row in sheet[1:-1]) == 2  # two participants
+    assert sheet[-1][mechanisms] == "1"  # one mechanism
+    print_projection(p, as_json=True, title="t")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["kind"] for line in lines] == ["agency"] * len(REGISTRY.agencies) + ["collaboration"]
+    assert lines[-1]["mechanisms"] == 1

@@ -62,6 +62,7 @@ def project(tally: Tally, fact: Fact) -> None:
     """Bulletins posted, per author (a withdrawal takes nothing back: it was sent)."""
     if fact.family == "bulletin.posted":
         tally.count(fact.sender, "bulletins_posted")
+        tally.total("bulletins_posted")
 
 
 KIND = Kind(

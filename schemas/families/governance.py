@@ -240,6 +240,7 @@ def project(tally: Tally, fact: Fact) -> None:
     """Registry changes proposed and approved, per agency."""
     if fact.family == "governance.proposed":
         tally.count(fact.sender, "registry_proposals")
+        tally.total("registry_proposals")
 
 
 KIND = Kind(

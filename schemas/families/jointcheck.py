@@ -124,12 +124,15 @@ def project(tally: Tally, fact: Fact) -> None:
     """Checks convened, joined (acceptances), findings reported."""
     if fact.family == "jointcheck.invited":
         tally.count(fact.sender, "checks_convened")
+        tally.total("checks_convened")
     elif fact.family == "jointcheck.findings_reported":
         tally.count(fact.sender, "findings_reported")
+        tally.total("findings_reported")
     elif fact.family == "jointcheck.responded":
         payload = fact.payload()
         if isinstance(payload, JointCheckResponded) and payload.accepted:
             tally.count(fact.sender, "checks_joined")
+            tally.total("checks_joined")
 
 
 KIND = Kind(

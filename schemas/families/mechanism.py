@@ -24,7 +24,8 @@ def project(tally: Tally, fact: Fact) -> None:
     """Mechanisms, per participating agency."""
     payload = fact.payload()
     if isinstance(payload, MechanismEstablished):
-        for agency in payload.participants:
+        tally.total("mechanisms")  # the collaboration's figure: each mechanism once
+        for agency in payload.participants:  # participation, per agency
             tally.count(agency, "mechanisms")
 
 

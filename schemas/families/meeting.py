@@ -49,6 +49,7 @@ def project(tally: Tally, fact: Fact) -> None:
     payload = fact.payload()
     if isinstance(payload, JointMeetingHeld):
         tally.count(payload.chair, "meetings_chaired")
+        tally.total("meetings_chaired")
 
 
 KIND = Kind(

@@ -44,6 +44,7 @@ def project(tally: Tally, fact: Fact) -> None:
         payload = fact.payload()
         if isinstance(payload, ItemOverdue):
             tally.count(payload.responsible, "overdue")
+            tally.total("overdue")
 
 
 KIND = Kind(

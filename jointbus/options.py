@@ -1,0 +1,21 @@
+"""Command-line options shared by several commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+PERIOD = (
+    click.option("--since", default=None, help="only decisions received from this time (RFC 3339)"),
+    click.option("--until", default=None, help="only decisions received up to this time (RFC 3339)"),
+    click.option("--json", "as_json", is_flag=True, help="JSON lines: one per agency, then the totals"),
+    click.option("--csv", "as_csv", is_flag=True, help="a CSV sheet: agencies, then the totals"),
+)
+
+
+def period_options(command: Any) -> Any:
+    """The period and output options of the figures' commands (status, audit replay)."""
+    for option in reversed(PERIOD):
+        command = option(command)
+    return command
