@@ -19,7 +19,6 @@ from jointbus.schemas.errors import JointbusError
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import new_federation
 from jointbus.schemas.registry import Registry
-from jointbus.schemas.registry_chain import sign_genesis
 from jointbus.streams import keystore
 from jointbus.streams.broker import KAFKA_VERSION, LocalBroker, fetch_jars
 from jointbus.streams.clients import classify
@@ -194,6 +193,8 @@ def keys_init(directory: Path | None, force: bool) -> None:
     for ring in rings.values():
         keystore.save_keyring(directory, ring)
     path = keystore.save_registry(directory, registry)
+    from jointbus.schemas.registry_chain import sign_genesis
+
     keystore.save_genesis(directory, sign_genesis(registry, rings))  # every founding agency signs v1
     ensure_credentials(directory / "kafka", principals(registry.agencies))  # keeps existing ones
     ui.table(

@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.serialization import (
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from jointbus.schemas.b64 import b64d, b64e
-from jointbus.schemas.catalog import rights_of
 from jointbus.schemas.errors import JointbusError, Reason, rejection
 from jointbus.schemas.registry import (
     AUDIT,
@@ -92,6 +91,8 @@ def new_key(owner: str, purpose: Purpose, serial: int, not_before: datetime) -> 
 
 def members() -> tuple[Member, ...]:
     """The development federation's agencies and the bus services, with their default rights."""
+    from jointbus.schemas.catalog import rights_of  # the catalog is heavy; most callers never need it
+
     agencies = tuple(
         Member(
             id=a.id,
@@ -166,6 +167,8 @@ def admit(
             f"{agency[:60]!r} is not an agency id (two letters, a dash, 2-20 letters)",
             reason="invalid_member",
         )
+    from jointbus.schemas.catalog import rights_of
+
     member = Member(
         id=agency, name_zh=name_zh, name_en=name_en, kind="agency", region=region, publish=rights_of("agency")
     )

@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.registry import Registry
-from jointbus.schemas.registry_chain import GenesisSignatures
 from jointbus.streams.errors import ConfigError
+
+if TYPE_CHECKING:  # the chain's module pulls in the rules: only genesis readers need it
+    from jointbus.schemas.registry_chain import GenesisSignatures
 
 REGISTRY_FILE = "registry.json"
 #: the founding agencies' signatures over the genesis registry (``keys init`` writes it)
@@ -75,6 +78,8 @@ def load_genesis(directory: Path) -> GenesisSignatures | None:
     path = directory / GENESIS_FILE
     if not path.exists():
         return None
+    from jointbus.schemas.registry_chain import GenesisSignatures
+
     return GenesisSignatures.model_validate_json(path.read_text(encoding="utf-8"))
 
 
