@@ -412,7 +412,7 @@ def publish(
     if family is None:
         if data_file is None or data_text is not None:
             raise JointbusError("give --type, --to and the payload, or a JSON-lines --file", reason="usage")
-        _publish_many(agency, data_file)
+        _publish_many(agency, data_file, routed=wait == "routed")
         return
     if recipients is None:
         raise JointbusError("give the recipients with --to", reason="usage")
@@ -449,7 +449,7 @@ def publish(
         raise SystemExit(1)
 
 
-def _publish_many(agency: str, source: click.utils.LazyFile) -> None:
+def _publish_many(agency: str, source: click.utils.LazyFile, *, routed: bool) -> None:
     """Many events from JSON lines: bad lines reported by number, the rest published."""
     from jointbus.publishing import Outcome, parse_lines, publish_lines
     from jointbus.streams.topics import outbox
@@ -457,15 +457,25 @@ def _publish_many(agency: str, source: click.utils.LazyFile) -> None:
     outcome = Outcome()
     lines = parse_lines(source, outcome)
     cfg = context.settings()
-    asyncio.run(publish_lines(cfg, agency, lines, outcome))
+    asyncio.run(publish_lines(cfg, agency, lines, outcome, routed=routed))
     ui.table(
         f"{len(outcome.published)} events published to {outbox(agency)}, "
         f"{len(outcome.refused)} refused before sending",
         ["line", "reason", "detail"],
         [[n, reason, detail[:160]] for n, reason, detail in sorted(outcome.refused)[:50]],
     )
-    if outcome.refused:
-        raise JointbusError(f"{len(outcome.refused)} lines not published (see the table)", reason="partial")
+    if routed:
+        accepted = len(outcome.published) - len(outcome.rejected)
+        ui.table(
+            f"the router accepted {accepted} and rejected {len(outcome.rejected)} of them",
+            ["line", "reason", "detail"],
+            [[n, reason, detail[:160]] for n, reason, detail in sorted(outcome.rejected)[:50]],
+        )
+    if outcome.refused or outcome.rejected:
+        raise JointbusError(
+            f"{len(outcome.refused)} lines not published, {len(outcome.rejected)} rejected (see the tables)",
+            reason="partial",
+        )
 
 
 @cli.command("catalog")

@@ -77,6 +77,7 @@ class Outcome:
     """What a bulk publish did."""
 
     published: list[tuple[int, str]] = field(default_factory=list)  # (line, event id)
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # routed: (line, reason, detail)
     refused: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, detail)
 
 
@@ -108,9 +109,12 @@ def parse_lines(lines: Iterable[str], outcome: Outcome) -> list[Line]:
     return good
 
 
-async def publish_lines(cfg: Settings, agency: str, lines: list[Line], outcome: Outcome) -> None:
+async def publish_lines(
+    cfg: Settings, agency: str, lines: list[Line], outcome: Outcome, *, routed: bool = False
+) -> None:
     """Publish ``lines`` over one connection, many in flight, with a progress bar; each is
-    acknowledged by the broker before it counts as published."""
+    acknowledged by the broker before it counts as published. ``routed``: then wait for the
+    router's decision on each, and list the rejected ones."""
     registry = keystore.load_registry(cfg.keystore_dir)
     ring = keystore.load_keyring(cfg.keystore_dir, agency)
     progress = Progress(
@@ -122,6 +126,8 @@ async def publish_lines(cfg: Settings, agency: str, lines: list[Line], outcome: 
         transient=True,
     )
     async with Publisher(agency, ring, registry, cfg.bootstrap_servers, **context.kafka(cfg, agency)) as pub:
+        if routed:
+            await pub.watch_decisions()
         with progress:
             task = progress.add_task("publish", total=len(lines))
             pending: list[tuple[Line, str, asyncio.Future[Any]]] = []
@@ -148,6 +154,11 @@ async def publish_lines(cfg: Settings, agency: str, lines: list[Line], outcome: 
                         (line.number, "not_published", f"{type(exc).__name__}: {exc}"[:200])
                     )
                 progress.advance(task)
+        if routed and outcome.published:  # every published event's decision, bounded
+            numbers = {event_id: n for n, event_id in outcome.published}
+            for result in await pub.decisions(list(numbers), within=max(30.0, len(numbers) / 100)):
+                if not result.accepted:
+                    outcome.rejected.append((numbers[result.event_id], str(result.reason), result.detail))
 
 
 def field_rows(spec: EventSpec) -> list[list[str]]:

@@ -163,20 +163,34 @@ class Publisher:
         """Publish one event and wait (at most ``within`` seconds) for the router's decision:
         accepted, with the agencies it was delivered to, or rejected, with the reason code
         and detail. Read from the sender's own inbox, where the router signs its answer."""
-        watch = await self._watcher()
+        await self.watch_decisions()
         event_id = await self.publish(family, subject, recipients, payload, **kw)
+        (result,) = await self.decisions([event_id], within=within)
+        return result
+
+    async def watch_decisions(self) -> None:
+        """Start reading the router's answers (before publishing what they answer)."""
+        await self._watcher()
+
+    async def decisions(self, event_ids: Sequence[str], *, within: float = 30.0) -> list[RouteResult]:
+        """The router's decisions on ``event_ids`` (published after ``watch_decisions``),
+        in their order; ``not_routed`` when they are not all in within ``within`` seconds."""
+        watch = await self._watcher()
+        waiting = set(event_ids)
         try:
             async with asyncio.timeout(within):
-                while event_id not in self._answers:
+                while not waiting <= self._answers.keys():
                     batch = await watch.getmany(timeout_ms=200, max_records=500)
                     for records in batch.values():
                         for record in records:
                             self._note_answer(record.value, record.timestamp)
         except TimeoutError:
+            missing = len(waiting - self._answers.keys())
             raise JointbusError(
-                f"no decision on {event_id} within {within:g} s (is the worker running?)", reason="not_routed"
+                f"{missing} of {len(waiting)} events not decided within {within:g} s: is a worker running?",
+                reason="not_routed",
             ) from None
-        return self._answers.pop(event_id)
+        return [self._answers.pop(e) for e in event_ids]
 
     async def _watcher(self) -> AIOKafkaConsumer:
         """A reader of this agency's inbox positioned at its end (before the send)."""

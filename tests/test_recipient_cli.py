@@ -208,3 +208,27 @@ async def test_a_reply_continues_the_aggregate_and_the_conversation(bus: Bus) ->
         sent.event_id,
         clue.envelope.correlationid or sent.event_id,
     )
+
+
+async def test_publish_many_waits_for_the_routers_decisions(bus: Bus, tmp_path: Path) -> None:
+    """`publish --file … --wait routed`: every event is published and decided; the one the
+    router rejects (nothing to verify on that subject) is listed by line number and reason."""
+    lines = [
+        json.dumps(
+            {"type": "rectification.issued", "to": ["cq-jiangjin"], "data": SAMPLES["rectification.issued"]}
+        )
+        for _ in range(20)
+    ]
+    lines[6] = json.dumps(
+        {"type": "rectification.verified", "to": ["cq-jiangjin"], "data": SAMPLES["rectification.verified"]}
+    )
+    events = tmp_path / "routed.jsonl"
+    events.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["publish", "--as", "sc-yibin", "--file", str(events), "--wait", "routed"]
+    done = await jointbus_cli(bus.home, bus.bootstrap, *args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "20 events published" in done.stdout
+    assert "the router accepted 19 and rejected 1 of them" in done.stdout
+    rejected = [line for line in done.stdout.splitlines() if "bad_transition" in line]
+    assert len(rejected) == 1
+    assert rejected[0].split("│")[1].strip() == "7"
