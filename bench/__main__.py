@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import auditlog, contract, e2e, router
+from bench import auditlog, cli, contract, e2e, router
 
 
 def main() -> None:
-    which = set(sys.argv[1:]) or {"contract", "audit", "router", "e2e"}
+    which = set(sys.argv[1:]) or {"contract", "audit", "router", "e2e", "cli"}
     if "contract" in which:
         print(json.dumps({"bench": "contract", **contract.run()}, ensure_ascii=False), flush=True)
     if "audit" in which:
         print(json.dumps({"bench": "audit", **auditlog.run()}, ensure_ascii=False), flush=True)
     if "router" in which:
         print(json.dumps({"bench": "router", **router.run()}, ensure_ascii=False), flush=True)
+    if "cli" in which:
+        print(json.dumps({"bench": "cli", **cli.run()}, ensure_ascii=False), flush=True)
     if "e2e" in which:
         print(json.dumps({"bench": "e2e", **e2e.run()}, ensure_ascii=False), flush=True)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 from aiokafka.errors import KafkaError
@@ -35,6 +36,24 @@ class JointbusGroup(click.Group):
     Kafka's own exceptions are classified first (``streams.clients.classify``), so a refused
     password or ACL is never called retriable; only what may succeed later says so.
     """
+
+    #: command groups imported only when used (``jointbus --help`` and the other commands
+    #: start without them)
+    lazy: ClassVar[dict[str, str]] = {
+        "audit": "jointbus.auditcli:audit_group",
+        "govern": "jointbus.govern:govern_group",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = self.lazy.get(cmd_name)
+        if where is None:
+            return super().get_command(ctx, cmd_name)
+        module, name = where.split(":")
+        command: click.Command = getattr(importlib.import_module(module), name)
+        return command
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -545,17 +564,6 @@ def demo(stop: bool, plaintext: bool) -> None:
 
     cfg = context.settings(security_protocol="PLAINTEXT" if plaintext else "SASL_PLAINTEXT")
     run_demo(cfg, keep_running=not stop)
-
-
-def _register_audit() -> None:
-    from jointbus.auditcli import audit_group
-    from jointbus.govern import govern_group
-
-    cli.add_command(audit_group)
-    cli.add_command(govern_group)
-
-
-_register_audit()
 
 
 def main() -> None:
