@@ -403,6 +403,12 @@ def worker(ack_deadline: float | None, scan_every: float | None) -> None:
 @click.option("--causation", default=None, help="id of the event this one answers")
 @click.option("--correlation", default=None, help="conversation id (default: this event's id)")
 @click.option(
+    "--reply-to",
+    default=None,
+    help="answer this event of AGENCY's inbox: its subject, it as cause, its conversation, "
+    "by default to its sender",
+)
+@click.option(
     "--wait",
     type=click.Choice(["broker", "routed"]),
     default="broker",
@@ -418,6 +424,7 @@ def publish(
     data_file: click.utils.LazyFile | None,
     causation: str | None,
     correlation: str | None,
+    reply_to: str | None,
     wait: str,
 ) -> None:
     """Sign (and seal) events as AGENCY and publish them to its outbox: one (--type, --to,
@@ -433,6 +440,14 @@ def publish(
             raise JointbusError("give --type, --to and the payload, or a JSON-lines --file", reason="usage")
         _publish_many(agency, data_file, routed=wait == "routed")
         return
+    if reply_to is not None:
+        from jointbus.publishing import answering
+
+        original = asyncio.run(answering(context.settings(), agency, reply_to))
+        subject = subject or original.subject
+        causation = causation or original.id
+        correlation = correlation or original.correlationid or original.id
+        recipients = recipients or original.sender
     if recipients is None:
         raise JointbusError("give the recipients with --to", reason="usage")
     if (data_text is None) == (data_file is None):

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jointbus import context, ui
 from jointbus.schemas.catalog import CURRENT, EventSpec
+from jointbus.schemas.envelope import Envelope
 from jointbus.schemas.errors import JointbusError
 from jointbus.streams import keystore
 from jointbus.streams.sdk import Publisher, new_subject
@@ -186,3 +187,23 @@ def _json_type(prop: dict[str, Any]) -> str:
     if "enum" in prop:
         return " | ".join(str(v) for v in prop["enum"])
     return kind
+
+
+async def answering(cfg: Settings, agency: str, event_id: str) -> Envelope:
+    """The event ``event_id`` of ``agency``'s inbox (read to its end, verified), which a
+    reply continues; ``not_found`` when the inbox does not hold it."""
+    from jointbus.streams.sdk import Subscriber
+
+    registry = keystore.load_registry(cfg.keystore_dir)
+    ring = keystore.load_keyring(cfg.keystore_dir, agency)
+    kafka = context.kafka(cfg, agency)
+    found: Envelope | None = None
+    async with Subscriber(
+        agency, ring, registry, cfg.bootstrap_servers, group_id=False, receipts=False, until_end=True, **kafka
+    ) as sub:
+        async for delivery in sub:
+            if delivery.id == event_id:
+                found = delivery.envelope
+    if found is None:
+        raise JointbusError(f"no event {event_id} in the inbox of {agency}", reason="not_found")
+    return found

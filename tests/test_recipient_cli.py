@@ -232,3 +232,28 @@ async def test_publish_many_waits_for_the_routers_decisions(bus: Bus, tmp_path: 
     rejected = [line for line in done.stdout.splitlines() if "bad_transition" in line]
     assert len(rejected) == 1
     assert rejected[0].split("│")[1].strip() == "7"
+
+
+async def test_publish_reply_to_continues_what_the_inbox_holds(bus: Bus) -> None:
+    """`publish --reply-to ID`: the operator names the event it answers; subject, cause,
+    conversation and recipient come from it."""
+    async with Publisher("sc-neijiang", bus.rings["sc-neijiang"], bus.registry, bus.bootstrap) as pub:
+        sent = await pub.publish_routed(
+            "clue.transferred", f"clue/{uuid.uuid4()}", ["cq-dazu"], SAMPLES["clue.transferred"]
+        )
+    assert sent.accepted
+    data = json.dumps(SAMPLES["clue.acknowledged"], ensure_ascii=False)
+    args = [
+        "publish",
+        "--as",
+        "cq-dazu",
+        "--type",
+        "clue.acknowledged",
+        "--reply-to",
+        sent.event_id,
+        "--data",
+        data,
+    ]
+    done = await jointbus_cli(bus.home, bus.bootstrap, *args, "--wait", "routed")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "accepted by the router, delivered to sc-neijiang" in done.stdout
