@@ -6,8 +6,8 @@ keeps the bookkeeping every aggregate shares (the accepted events receipts refer
 checks receipts. Whether a Kafka record was decided before, and whether an event id was used
 before anywhere on the bus, is the ledger's business (``schemas.ledger``).
 
-The chair of the joint meeting is one chain on the subject ``chair/rotation``: it starts
-at the registry's ``chair`` and only the current chair passes it on or records a meeting.
+The chair of the joint meeting is the registry's: it passes by a governance change, and only
+the current chair records a meeting or a mechanism.
 """
 
 from __future__ import annotations
