@@ -21,6 +21,9 @@ def b64d(text: str, *, what: str = "value") -> bytes:
     if not _ALPHABET.match(text) or len(text) % 4 == 1:
         raise rejection(Reason.SCHEMA, f"{what} is not unpadded base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise rejection(Reason.SCHEMA, f"{what} is not unpadded base64url") from None
+    if b64e(decoded) != text:  # non-zero trailing bits: another text for the same bytes
+        raise rejection(Reason.SCHEMA, f"{what} is not canonical base64url (trailing bits set)")
+    return decoded

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from jointbus.schemas.canonical import MAX_SAFE_INT, astral_free
 from jointbus.schemas.errors import Reason, rejection
@@ -35,6 +35,16 @@ class Envelope(BaseModel):
     """A signed jointbus event as it travels on Kafka and sits in the audit log."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        """Optional attributes are omitted, never ``null`` (one envelope, one byte string)."""
+        if isinstance(data, dict):
+            nulls = sorted(k for k, v in data.items() if v is None)
+            if nulls:
+                raise ValueError(f"optional attributes are omitted, never null: {', '.join(nulls)}")
+        return data
 
     specversion: Literal["1.0"]
     id: Annotated[str, Field(pattern=UUID_PATTERN)]

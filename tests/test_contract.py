@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from jointbus.schemas.b64 import b64d
 from jointbus.schemas.catalog import CATALOG, CURRENT, parse_payload
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import MAX_ENVELOPE_BYTES, to_wire
@@ -340,3 +341,26 @@ def test_publisher_finds_its_payload_mistake_before_sending() -> None:
     with pytest.raises(ContractError) as info:
         event(payload={"percent_complete": "lots", "note": "x"})
     assert info.value.reason == Reason.SCHEMA
+
+
+def test_signature_text_with_trailing_bits_set_is_rejected() -> None:
+    """Malleability: the same signature bytes written as another base64url text (trailing
+    bits set in the last character) would give one event two wire forms; refused."""
+    env = event()
+    last = env["signature"][-1]
+    assert last in "AQgw"  # canonical: the last character's low four bits are zero
+    env["signature"] = env["signature"][:-1] + {"A": "B", "Q": "R", "g": "h", "w": "x"}[last]
+    with pytest.raises(ContractError):
+        verify_event(to_wire(env), REGISTRY, received_at=NOW)
+    with pytest.raises(ContractError, match="canonical"):
+        b64d("AB", what="x")  # two characters for one byte: the low four bits must be zero
+
+
+def test_explicit_null_attribute_is_rejected() -> None:
+    """An optional attribute is omitted, never null: `"causationid": null` is another wire
+    form of the same event, refused as a schema error."""
+    env = event()
+    env["causationid"] = None
+    with pytest.raises(ContractError) as info:
+        verify_event(to_wire(env), REGISTRY, received_at=NOW)
+    assert info.value.reason == "schema"
