@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from jointbus.schemas.catalog import CURRENT, parse_payload, rights_of
-from jointbus.schemas.compose import compose
-from jointbus.schemas.envelope import envelope_of
+from jointbus.schemas.catalog import CURRENT, rights_of
 from jointbus.schemas.families.bulletin import BulletinPosted, BulletinState
 from jointbus.schemas.families.notice import RejectionNotice
-from jointbus.schemas.keys import new_federation
-from jointbus.schemas.lifecycle import Aggregate, Rules
+from jointbus.schemas.lifecycle import Aggregate
 from jointbus.schemas.projections import Projection, apply
 from jointbus.schemas.records import AuditRecord
 from jointbus.streams.reader import read_topic
@@ -26,10 +23,9 @@ from jointbus.streams.sdk import Delivery, Publisher
 from jointbus.streams.topics import AUDIT_TOPIC
 from tests.conftest import Bus
 from tests.harness import collect, jointbus_cli
+from tests.rules import REGISTRY, decide
 from tests.samples import SAMPLES
 
-NOW = datetime(2026, 11, 25, 20, 18, tzinfo=UTC)
-REGISTRY, RINGS = new_federation(NOW - timedelta(days=1))
 POST = ("sc-luzhou", "bulletin.posted", ["sc-zigong", "cq-dazu"])
 WITHDRAW = ("sc-luzhou", "bulletin.withdrawn", ["sc-zigong", "cq-dazu"])
 
@@ -38,21 +34,7 @@ def run(steps: list[tuple[str, str, list[str]]]) -> tuple[list[str | None], Aggr
     """Apply ``steps`` to one new bulletin; the reason of each (None = accepted)."""
     subject, aggregate, reasons = f"bulletin/{uuid.uuid4()}", None, []
     for sender, family, to in steps:
-        env = envelope_of(
-            compose(
-                keyring=RINGS[sender],
-                registry=REGISTRY,
-                event_type=family,
-                subject=subject,
-                recipients=to,
-                payload=SAMPLES[family],
-                now=NOW,
-            )
-        ).envelope
-        payload = parse_payload(env.type, env.data)
-        after, decision = Rules().decide(
-            aggregate, env, family, payload, registry=REGISTRY, lookup=lambda _: None
-        )
+        after, decision = decide(aggregate, sender, family, to, subject)
         aggregate = after or aggregate
         reasons.append(decision.reason)
     return reasons, aggregate
@@ -141,39 +123,19 @@ async def test_agency_posts_and_withdraws_a_bulletin_with_the_cli(bus: Bus) -> N
     """The README's commands: `publish` prints the subject it chose, the withdrawal names
     it, and both reach the audience; a family only the router sends is refused with the
     list of those an agency may send."""
-    data = json.dumps(SAMPLES["bulletin.posted"], ensure_ascii=False)
-    posted = await jointbus_cli(
-        bus.home,
-        bus.bootstrap,
-        "publish",
-        "--as",
-        "sc-luzhou",
-        "--type",
-        "bulletin.posted",
-        "--to",
-        "sc-zigong,cq-dazu",
-        "--data",
-        data,
-    )
+
+    async def publish(family: str, to: str, data: object, *more: str) -> subprocess.CompletedProcess[str]:
+        text = json.dumps(data, ensure_ascii=False)
+        args = ["publish", "--as", "sc-luzhou", "--type", family, "--to", to, "--data", text, *more]
+        return await jointbus_cli(bus.home, bus.bootstrap, *args)
+
+    posted = await publish("bulletin.posted", "sc-zigong,cq-dazu", SAMPLES["bulletin.posted"])
     assert posted.returncode == 0, posted.stderr
     found = re.search(r"published (\S+) on (bulletin/\S+) to jointbus\.outbox\.sc-luzhou", posted.stdout)
     assert found, posted.stdout
     event_id, subject = found.groups()
-    reason = json.dumps(SAMPLES["bulletin.withdrawn"], ensure_ascii=False)
-    withdrawn = await jointbus_cli(
-        bus.home,
-        bus.bootstrap,
-        "publish",
-        "--as",
-        "sc-luzhou",
-        "--type",
-        "bulletin.withdrawn",
-        "--to",
-        "sc-zigong,cq-dazu",
-        "--subject",
-        subject,
-        "--data",
-        reason,
+    withdrawn = await publish(
+        "bulletin.withdrawn", "sc-zigong,cq-dazu", SAMPLES["bulletin.withdrawn"], "--subject", subject
     )
     assert withdrawn.returncode == 0, withdrawn.stderr
     arrived = await collect(
@@ -187,19 +149,7 @@ async def test_agency_posts_and_withdraws_a_bulletin_with_the_cli(bus: Bus) -> N
     assert [d.family for d in arrived] == ["bulletin.posted", "bulletin.withdrawn"]
     assert arrived[0].envelope.id == event_id
 
-    refused = await jointbus_cli(
-        bus.home,
-        bus.bootstrap,
-        "publish",
-        "--as",
-        "sc-luzhou",
-        "--type",
-        "rejection",
-        "--to",
-        "sc-zigong",
-        "--data",
-        "{}",
-    )
+    refused = await publish("rejection", "sc-zigong", {})
     assert refused.returncode != 0
     assert "Traceback" not in refused.stderr
     assert "bulletin.posted" in refused.stderr + refused.stdout

@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import pydantic
 import pytest
 
 from jointbus.schemas.catalog import CATALOG, CURRENT, KINDS, parse_payload, rights_of
-from jointbus.schemas.compose import compose
-from jointbus.schemas.envelope import envelope_of
 from jointbus.schemas.families.rectification import RectificationState
 from jointbus.schemas.family import RECEIPT_MEMORY
-from jointbus.schemas.keys import new_federation
-from jointbus.schemas.lifecycle import Aggregate, Rules, dump_aggregate, load_aggregate
+from jointbus.schemas.lifecycle import Aggregate, dump_aggregate, load_aggregate
 from jointbus.schemas.projections import COLUMNS
-from tests.samples import SAMPLES
-
-NOW = datetime(2026, 11, 25, 20, 18, tzinfo=UTC)
-REGISTRY, RINGS = new_federation(NOW - timedelta(days=1))
+from tests.rules import decide
 
 
 def test_every_kind_module_is_found_once_in_order() -> None:
@@ -58,21 +51,9 @@ def test_columns_are_unique() -> None:
     assert COLUMNS[-1] == "rejected"
 
 
-def decide(aggregate: Aggregate | None, sender: str, family: str, to: list[str], subject: str) -> Aggregate:
-    env = envelope_of(
-        compose(
-            keyring=RINGS[sender],
-            registry=REGISTRY,
-            event_type=family,
-            subject=subject,
-            recipients=to,
-            payload=SAMPLES[family],
-            now=NOW,
-        )
-    ).envelope
-    after, decision = Rules().decide(
-        aggregate, env, family, parse_payload(env.type, env.data), registry=REGISTRY, lookup=lambda _: None
-    )
+def accept(aggregate: Aggregate | None, sender: str, family: str, to: list[str], subject: str) -> Aggregate:
+    """The aggregate after ``family``, which the rules must accept."""
+    after, decision = decide(aggregate, sender, family, to, subject)
     assert decision.accepted, decision
     assert after is not None
     return after
@@ -82,7 +63,7 @@ def test_state_is_frozen_typed_and_survives_a_spill() -> None:
     """A transition cannot be undone by mutating what it returned, and the form a store
     spills to disk reads back as the same typed state."""
     subject = f"rectification/{uuid.uuid4()}"
-    issued = decide(None, "sc-yibin", "rectification.issued", ["sc-zigong"], subject)
+    issued = accept(None, "sc-yibin", "rectification.issued", ["sc-zigong"], subject)
     assert isinstance(issued.state, RectificationState)
     with pytest.raises(pydantic.ValidationError):
         issued.state.status = "verified"  # type: ignore[misc]
@@ -95,10 +76,10 @@ def test_an_aggregate_remembers_a_bounded_number_of_events() -> None:
     """Receipts may refer to the last RECEIPT_MEMORY accepted events; older ones are
     forgotten, so a long-lived aggregate's memory does not grow without bound."""
     subject = f"rectification/{uuid.uuid4()}"
-    agg = decide(None, "sc-yibin", "rectification.issued", ["sc-zigong"], subject)
+    agg = accept(None, "sc-yibin", "rectification.issued", ["sc-zigong"], subject)
     first = agg.accepted[0].id
     for _ in range(RECEIPT_MEMORY + 5):
-        agg = decide(agg, "sc-zigong", "rectification.progress_reported", ["sc-yibin"], subject)
+        agg = accept(agg, "sc-zigong", "rectification.progress_reported", ["sc-yibin"], subject)
     assert len(agg.accepted) == RECEIPT_MEMORY
     assert agg.find(first) is None
 
@@ -106,25 +87,7 @@ def test_an_aggregate_remembers_a_bounded_number_of_events() -> None:
 def test_a_kind_cannot_squat_another_kinds_subject() -> None:
     """A bulletin posted on ``governance/registry`` is refused, so no member can block the
     registry's governance by taking its subject first."""
-    env = envelope_of(
-        compose(
-            keyring=RINGS["sc-zigong"],
-            registry=REGISTRY,
-            event_type="bulletin.posted",
-            subject="governance/registry",
-            recipients=["sc-luzhou"],
-            payload=SAMPLES["bulletin.posted"],
-            now=NOW,
-        )
-    ).envelope
-    after, decision = Rules().decide(
-        None,
-        env,
-        "bulletin.posted",
-        parse_payload(env.type, env.data),
-        registry=REGISTRY,
-        lookup=lambda _: None,
-    )
+    after, decision = decide(None, "sc-zigong", "bulletin.posted", ["sc-luzhou"], "governance/registry")
     assert (after, decision.reason) == (None, "bad_transition")
 
 
@@ -150,8 +113,8 @@ def test_a_refusal_updates_the_remembered_event_in_place() -> None:
     """Refusing an event does not make it the newest remembered one (the bound keeps the
     last accepted events, not the last touched)."""
     subject = f"rectification/{uuid.uuid4()}"
-    agg = decide(None, "sc-yibin", "rectification.issued", ["sc-zigong"], subject)
-    agg = decide(agg, "sc-zigong", "rectification.progress_reported", ["sc-yibin"], subject)
+    agg = accept(None, "sc-yibin", "rectification.issued", ["sc-zigong"], subject)
+    agg = accept(agg, "sc-zigong", "rectification.progress_reported", ["sc-yibin"], subject)
     first, second = agg.accepted
     again = agg.with_accepted(dataclasses.replace(first, refused_by=("sc-zigong",)))
     assert [a.id for a in again.accepted] == [first.id, second.id]

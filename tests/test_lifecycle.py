@@ -4,43 +4,25 @@ it, and what state it leaves (no Kafka, no signatures beyond building the envelo
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from jointbus.schemas.catalog import CURRENT, parse_payload
-from jointbus.schemas.compose import compose
-from jointbus.schemas.envelope import envelope_of
 from jointbus.schemas.families.clue import ClueState
-from jointbus.schemas.keys import new_federation
-from jointbus.schemas.lifecycle import Aggregate, Rules, due_at, overdue_items
+from jointbus.schemas.lifecycle import Aggregate, due_at, overdue_items
+from tests.rules import NOW, decide
 from tests.samples import SAMPLES
 
-NOW = datetime(2026, 11, 25, 20, 18, tzinfo=UTC)
-REGISTRY, RINGS = new_federation(NOW - timedelta(days=1))
 Step = tuple[str, str, list[str], dict[str, Any] | None]  # family, sender, recipients, payload
 
 
 def run(subject: str, steps: list[Step], states: dict[str, Aggregate] | None = None) -> list[str | None]:
     """Apply ``steps`` to one aggregate in order; the reason of each (None = accepted)."""
-    rules, states = Rules(), states if states is not None else {}
+    states = states if states is not None else {}
     reasons: list[str | None] = []
     for family, sender, to, payload in steps:
-        raw = compose(
-            keyring=RINGS[sender],
-            registry=REGISTRY,
-            event_type=family,
-            subject=subject,
-            recipients=to,
-            payload=payload or SAMPLES[family],
-            now=NOW,
-        )
-        env = envelope_of(raw).envelope
-        data = None if env.sealed else parse_payload(env.type, env.data)
-        state, decision = rules.decide(
-            states.get(subject), env, CURRENT[family].family, data, registry=REGISTRY, lookup=states.get
-        )
+        state, decision = decide(states.get(subject), sender, family, to, subject, payload, lookup=states.get)
         if state is not None:
             states[subject] = state
         reasons.append(decision.reason)
