@@ -5,8 +5,7 @@ The public API for auditors (``__all__``): ``Verifier`` re-checks a log record b
 event's proof offline; failures are ``AuditFailure`` codes.
 """
 
-import importlib
-from typing import Any
+from jointbus.schemas.lazy import lazy_exports
 
 #: where each public name lives, imported on first use: a command that needs none of them
 #: starts faster
@@ -43,8 +42,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy_exports(__name__, _HOME)

@@ -7,8 +7,7 @@ The public API (what an agency system or a second implementation's test harness 
 ``__all__``; everything else is internal and may change between versions.
 """
 
-import importlib
-from typing import Any
+from jointbus.schemas.lazy import lazy_exports
 
 #: where each public name lives, imported on first use: a command that needs none of them
 #: starts faster
@@ -61,8 +60,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy_exports(__name__, _HOME)

@@ -4,8 +4,7 @@ The public API is the agency SDK (``__all__``): ``Publisher`` signs, seals and s
 agency's outbox; ``Subscriber`` reads, verifies and opens its inbox and answers receipts.
 """
 
-import importlib
-from typing import Any
+from jointbus.schemas.lazy import lazy_exports
 
 #: where each public name lives, imported on first use: a command that needs none of them
 #: starts faster
@@ -34,8 +33,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy_exports(__name__, _HOME)
