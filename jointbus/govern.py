@@ -28,14 +28,12 @@ from jointbus.schemas.governance import (
 from jointbus.schemas.ids import parse_time, utcnow
 from jointbus.schemas.keys import Keyring, new_key
 from jointbus.schemas.registry import Registry
-from jointbus.schemas.registry_chain import RegistryVersion, check_genesis
+from jointbus.schemas.registry_chain import check_genesis
 from jointbus.streams import keystore
-from jointbus.streams.reader import read_topic
-from jointbus.streams.registry_feed import follow
+from jointbus.streams.registry_feed import follow, follow_chain
 from jointbus.streams.sdk import Publisher, Subscriber
 from jointbus.streams.security import AUDITOR
 from jointbus.streams.settings import Settings
-from jointbus.streams.topics import REGISTRY_TOPIC
 
 as_opt = click.option("--as", "agency", required=True, help="the agency acting (its keys sign)")
 
@@ -202,17 +200,6 @@ def revoke_own(agency: str, kid: str, reason: str) -> None:
 def status(principal: str) -> None:
     """The registry in force and its chain of versions, each proven from the genesis."""
     cfg = context.settings()
-
-    async def go() -> tuple[Registry, list[RegistryVersion]]:
-        registry = await _in_force(cfg, principal)
-        versions = []
-        async for _, _, value in read_topic(
-            cfg.bootstrap_servers, REGISTRY_TOPIC, **context.kafka(cfg, principal)
-        ):
-            versions.append(RegistryVersion.model_validate_json(value))
-        return registry, versions
-
-    registry, versions = asyncio.run(go())
     genesis = keystore.load_registry(cfg.keystore_dir)
     signed = keystore.load_genesis(cfg.keystore_dir)
     if signed is None:
@@ -220,25 +207,17 @@ def status(principal: str) -> None:
     else:
         check_genesis(genesis, signed)
         ui.say(f"genesis registry v{genesis.version} signed by all {len(genesis.agencies)} founding agencies")
+    chain = asyncio.run(follow_chain(genesis, cfg.bootstrap_servers, **context.kafka(cfg, principal)))
     rows = [
         [genesis.version, genesis.issued_at.isoformat()[:19], genesis.digest[:16], "genesis (keystore)", ""]
     ]
-    seen = {genesis.version}
-    for v in sorted(versions, key=lambda v: v.registry.version):
-        if v.registry.version in seen or v.registry.version > registry.version:
-            continue
-        seen.add(v.registry.version)
-        rows.append(
-            [
-                v.registry.version,
-                v.registry.issued_at.isoformat()[:19],
-                v.registry.digest[:16],
-                f"{len(v.evidence)} signed events",
-                v.registry.chair or "",
-            ]
-        )
+    rows += [
+        [v.version, since.isoformat()[:19], v.digest[:16], "the agencies' decision", v.chair or ""]
+        for v, since in chain
+    ]
+    registry = chain[-1][0] if chain else genesis
     ui.table(
         f"registry in force: v{registry.version}, {len(registry.voters)} voters, quorum {registry.quorum}",
-        ["version", "issued", "digest", "brought into force by", "chair"],
+        ["version", "in force from", "digest", "brought into force by", "chair"],
         rows,
     )

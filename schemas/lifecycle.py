@@ -89,19 +89,17 @@ class Rules:
                 hours = registry.policy.ack_within_hours  # the agencies' policy, else the bus's
                 ack_within = timedelta(hours=hours) if hours is not None else self.ack_within
                 ctx = Context(registry, lookup, ack_within, received)
-                after = self._transition(current, env, family, payload, ctx)
-                kind = kind_of(family)
-                changed = kind.registry_change if kind is not None else None
-                if changed is not None and after.state is not None:
-                    adopted = changed(after.state, env, ctx)
-                    return after, Decision(True, deliver_to=list(env.recipients), registry=adopted)
+                after, adopted = self._transition(current, env, family, payload, ctx)
+                return after, Decision(True, deliver_to=list(env.recipients), registry=adopted)
         except ContractError as refusal:
             return None, Decision(False, refusal.reason, refusal.message)
         return after, Decision(True, deliver_to=list(env.recipients))
 
     def _transition(
         self, current: Aggregate, env: Envelope, family: str, payload: Payload | None, ctx: Context
-    ) -> Aggregate:
+    ) -> tuple[Aggregate, Registry | None]:
+        """The aggregate after the kind's transition, and the registry version it brings
+        into force, if any (governance)."""
         kind = kind_of(family)
         if kind is None:
             refuse(Reason.NOT_AUTHORIZED, f"{family} is not in the catalog")
@@ -118,7 +116,8 @@ class Rules:
             refuse(Reason.BAD_TRANSITION, f"{env.subject} holds a {state.kind}, not a {kind.name}")
         after = transition(state, env, payload, ctx)
         accepted = Accepted(env.id, env.sender, env.type, tuple(env.recipients))
-        return replace(current, state=after).with_accepted(accepted)
+        adopted = kind.registry_change(after, env, ctx) if kind.registry_change is not None else None
+        return replace(current, state=after).with_accepted(accepted), adopted
 
 
 def _receipt(current: Aggregate, env: Envelope, receipt: Receipt) -> Aggregate:
