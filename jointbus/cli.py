@@ -42,6 +42,8 @@ class JointbusGroup(click.Group):
     lazy: ClassVar[dict[str, str]] = {
         "audit": "jointbus.auditcli:audit_group",
         "govern": "jointbus.govern:govern_group",
+        "conformance": "jointbus.conformancecli:conformance_group",
+        "verify": "jointbus.conformancecli:verify_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -323,8 +325,15 @@ def schemas_group() -> None:
 
 @schemas_group.command("write")
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("schemas/json"))
-def schemas_write(directory: Path) -> None:
-    """Regenerate the JSON Schema files from the models."""
+@click.option(
+    "--wire-format",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("docs/wire-format.md"),
+    help="the document whose lifecycle tables are regenerated (between its markers)",
+)
+def schemas_write(directory: Path, wire_format: Path) -> None:
+    """Regenerate the JSON Schema files from the models, and the lifecycle tables of the
+    wire format from the rules."""
     from jointbus.schemas.jsonschema import CATALOG_FILE, catalog_markdown, documents, render
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -335,19 +344,36 @@ def schemas_write(directory: Path) -> None:
         (directory / name).write_text(render(doc), encoding="utf-8")
     (directory / CATALOG_FILE).write_text(catalog_markdown(), encoding="utf-8")
     ui.say(f"{len(docs)} schema files and {CATALOG_FILE} written to {directory}")
+    if wire_format.exists():
+        from jointbus.schemas.transitions import rewrite_tables
+
+        wire_format.write_text(rewrite_tables(wire_format.read_text(encoding="utf-8")), encoding="utf-8")
+        ui.say(f"lifecycle tables of {wire_format} regenerated")
 
 
 @schemas_group.command("vectors")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("schemas/vectors/wire-v1.json"))
-def schemas_vectors(out: Path) -> None:
-    """Regenerate the test-vector file (the sealed case changes: HPKE is randomized)."""
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("schemas/vectors"))
+def schemas_vectors(directory: Path) -> None:
+    """Regenerate the test vectors and the conformance suite (sealed payloads of the
+    previous files are kept when they still open to the same plaintext)."""
+    from jointbus.schemas.conformance import SUITE_FILE
+    from jointbus.schemas.conformance_build import build_suite, render_suite
+    from jointbus.schemas.vectors import WIRE_FILE, build, render
+
+    directory.mkdir(parents=True, exist_ok=True)
+    wire, suite = directory / WIRE_FILE, directory / SUITE_FILE
+    previous = _json_or_none(wire)
+    wire.write_text(render(build(previous)), encoding="utf-8")
+    built, document = build_suite(_json_or_none(suite))
+    suite.write_text(render_suite(document), encoding="utf-8")
+    out = directory
+    ui.say(f"test vectors and {len(built.cases)} conformance cases written to {out}")
+
+
+def _json_or_none(path: Path) -> Any:
     import json
 
-    from jointbus.schemas.vectors import build
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(build(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    ui.say(f"test vectors written to {out}")
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 # ------------------------------------------------------------------------------ the bus

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jointbus import context, ui
-from jointbus.schemas.catalog import CURRENT, EventSpec
+from jointbus.schemas.catalog import CURRENT, EventSpec, Payload
 from jointbus.schemas.envelope import Envelope
 from jointbus.schemas.errors import JointbusError
 from jointbus.streams import keystore
@@ -25,10 +25,10 @@ from jointbus.streams.sdk import Publisher, new_subject
 from jointbus.streams.settings import Settings
 
 
-def payload_problems(model: type[BaseModel], payload: object) -> list[str]:
+def payload_problems(model: type[Payload], payload: object) -> list[str]:
     """Every problem of ``payload`` as ``model`` at once (not one per try)."""
     try:
-        model.model_validate(payload)
+        model.from_json(payload)
     except ValidationError as exc:
         return [
             f"{'.'.join(str(p) for p in e['loc']) or '(payload)'}: {e['msg']}"

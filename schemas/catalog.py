@@ -128,10 +128,12 @@ def parse_payload(event_type: str, data: dict[str, Any]) -> Payload:
     """Validate ``data`` as ``event_type`` and upcast it to the current version's model."""
     spec = spec_of(event_type)
     try:
+        payload = spec.model.from_json(data)  # each version is read strictly as itself
         while spec.upcast is not None:  # one version at a time: v1 → v2 → ... → current
             data = spec.upcast(data)
             spec = _VERSIONS[(spec.family, spec.version + 1)]
-        return spec.model.model_validate(data)
+            payload = spec.model.from_json(data)
+        return payload
     except ValidationError as exc:
         raise rejection(Reason.SCHEMA, f"{event_type}: {_first_error(exc)}") from None
 

@@ -12,11 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from jointbus.schemas.canonical import MAX_SAFE_INT, astral_free
 from jointbus.schemas.errors import Reason, rejection
 from jointbus.schemas.ids import TIME_PATTERN, UUID_PATTERN
+from jointbus.schemas.wiremodel import WireModel, refuse_nulls
 
 #: the largest envelope the bus accepts, in bytes of its wire form
 MAX_ENVELOPE_BYTES = 256 * 1024
@@ -31,20 +32,12 @@ SOURCE_PREFIX = "urn:jointbus:"
 AgencyRef = Annotated[str, Field(pattern=r"^[a-z]{2}-[a-z]{2,20}$")]
 
 
-class Envelope(BaseModel):
+class Envelope(WireModel):
     """A signed jointbus event as it travels on Kafka and sits in the audit log."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    _no_nulls = model_validator(mode="before")(refuse_nulls)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nulls(cls, data: Any) -> Any:
-        """Optional attributes are omitted, never ``null`` (one envelope, one byte string)."""
-        if isinstance(data, dict):
-            nulls = sorted(k for k, v in data.items() if v is None)
-            if nulls:
-                raise ValueError(f"optional attributes are omitted, never null: {', '.join(nulls)}")
-        return data
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     specversion: Literal["1.0"]
     id: Annotated[str, Field(pattern=UUID_PATTERN)]
@@ -103,6 +96,8 @@ def _no_floats(text: str) -> Any:
 
 
 def _safe_int(text: str) -> int:
+    if text == "-0":  # canonicalizes to 0: a second wire form of one value
+        raise ValueError("-0 is not an integer form of the contract: write 0")
     value = int(text)
     if not -MAX_SAFE_INT < value < MAX_SAFE_INT:
         raise ValueError(f"integer {text[:20]} is outside ±2^53")
@@ -168,7 +163,21 @@ def loads_with_flag(raw: bytes, max_depth: int = MAX_DEPTH) -> tuple[Any, bool]:
         value = _DECODER.decode(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise rejection(Reason.SCHEMA, f"not strict JSON: {str(exc)[:200]}") from None
+    if (b"\\ud" in raw or b"\\uD" in raw) and not _unicode_only(value):
+        raise rejection(Reason.SCHEMA, "not strict JSON: a string holds a lone surrogate (no UTF-8 form)")
     return value, astral_free(raw)
+
+
+def _unicode_only(value: Any) -> bool:
+    """Every string in ``value`` (keys too) has a UTF-8 form: an escaped lone surrogate
+    (``"\\ud800"``) parses, yet has no canonical bytes to sign."""
+    if isinstance(value, str):
+        return not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    if isinstance(value, dict):
+        return all(_unicode_only(k) and _unicode_only(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_unicode_only(v) for v in value)
+    return True
 
 
 @dataclass(frozen=True)

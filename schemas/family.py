@@ -19,14 +19,16 @@ one new module (plus its vectors and tests), nothing else.
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from jointbus.schemas.errors import Reason, rejection
+from jointbus.schemas.wiremodel import WireModel, null_error
 
 if TYPE_CHECKING:
     from jointbus.schemas.envelope import Envelope
@@ -40,10 +42,19 @@ RECEIPT_MEMORY = 256
 PublisherRole = Literal["agency", "router"]
 
 
-class Payload(BaseModel):
-    """Base of every event payload: closed (unknown fields are an error) and immutable."""
+class Payload(WireModel):
+    """Base of every event payload: closed (unknown fields are an error), immutable, and
+    without ``null`` (an optional field is omitted)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        """Parsed JSON ``data`` as this payload, typed as strictly as JSON itself: ``1`` is
+        not ``true`` and ``"5"`` is not ``5`` (a lax reading lets two implementations
+        disagree about one event)."""
+        error = null_error(cls.__name__, data)
+        if error is not None:
+            raise error
+        return cls.model_validate_json(json.dumps(data, ensure_ascii=False), strict=True)
 
 
 class AggregateState(BaseModel):

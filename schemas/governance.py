@@ -13,11 +13,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, Field, ValidationError
 
 from jointbus.schemas.errors import ContractError, Reason, rejection
 from jointbus.schemas.ids import format_time, parse_time
 from jointbus.schemas.registry import KeyRecord, Member, Registry
+from jointbus.schemas.wiremodel import WireModel
 
 __all__ = [
     "ChairPassed",
@@ -36,8 +37,8 @@ __all__ = [
 MemberRef = Annotated[str, Field(pattern=r"^[a-z]{2}-[a-z]{2,20}$")]
 
 
-class _Op(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Op(WireModel):
+    """Base of a registry change: closed, immutable, no null."""
 
 
 class KeyAdded(_Op):

@@ -9,6 +9,7 @@ from jointbus.schemas.catalog import CATALOG, KINDS
 from jointbus.schemas.envelope import Envelope
 from jointbus.schemas.registry import Registry
 from jointbus.schemas.sealing import SealedData
+from jointbus.schemas.wiremodel import NoNullSchema
 
 BASE_URI = "https://jointbus.org/schemas/"
 
@@ -16,12 +17,12 @@ BASE_URI = "https://jointbus.org/schemas/"
 def documents() -> dict[str, dict[str, Any]]:
     """Every schema file by name: envelope, sealed data, registry, one per event type."""
     docs: dict[str, dict[str, Any]] = {
-        "envelope.schema.json": Envelope.model_json_schema(),
-        "sealed-data.schema.json": SealedData.model_json_schema(),
-        "registry.schema.json": Registry.model_json_schema(),
+        "envelope.schema.json": Envelope.model_json_schema(schema_generator=NoNullSchema),
+        "sealed-data.schema.json": SealedData.model_json_schema(schema_generator=NoNullSchema),
+        "registry.schema.json": Registry.model_json_schema(schema_generator=NoNullSchema),
     }
     for spec in CATALOG.values():
-        doc = spec.model.model_json_schema()
+        doc = spec.model.model_json_schema(schema_generator=NoNullSchema)
         doc["description"] = (doc.get("description") or "").strip() + (
             " (sealed on the wire; this is the plaintext)" if spec.sensitive else ""
         )

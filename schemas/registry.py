@@ -15,11 +15,12 @@ from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from jointbus.schemas.b64 import b64d
 from jointbus.schemas.canonical import canonical
 from jointbus.schemas.errors import Reason, rejection
+from jointbus.schemas.wiremodel import WireModel, refuse_nulls
 
 MemberId = Annotated[str, Field(pattern=r"^([a-z]{2}-[a-z]{2,20}|svc-[a-z]{2,20})$")]
 
@@ -80,10 +81,9 @@ AUDIT = "svc-audit"
 SERVICES = (ROUTER, AUDIT)
 
 
-class Member(BaseModel):
+class Member(WireModel):
     """A party that signs: an agency or a bus service."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     id: MemberId
     name_zh: str
     name_en: str
@@ -109,10 +109,9 @@ class Member(BaseModel):
         return {}
 
 
-class KeyRecord(BaseModel):
+class KeyRecord(WireModel):
     """A public key with its owner, purpose and validity window."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     kid: Annotated[str, Field(pattern=r"^[a-z0-9-]{2,30}#(sig|seal)-[0-9]{1,6}$")]
     owner: MemberId
     purpose: Literal["sign", "seal"]
@@ -135,10 +134,9 @@ class KeyRecord(BaseModel):
         return b64d(self.public_key, what="public_key")
 
 
-class Policy(BaseModel):
+class Policy(WireModel):
     """How the member agencies decide, itself changed only by their decision."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     quorum_percent: Annotated[int, Field(ge=50, le=90)] = Field(
         default=50, description="a change needs more than this share of the voting agencies"
     )
@@ -147,10 +145,11 @@ class Policy(BaseModel):
     )
 
 
-class Registry(BaseModel):
+class Registry(WireModel):
     """The versioned public registry every party verifies against."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    _no_nulls = model_validator(mode="before")(refuse_nulls)
+
     version: Annotated[int, Field(ge=1)]
     issued_at: AwareDatetime
     members: tuple[Member, ...]

@@ -25,6 +25,7 @@ from jointbus.schemas.ledger import Ledger
 from jointbus.schemas.lifecycle import Rules
 from jointbus.schemas.records import OUTBOX_PREFIX
 from jointbus.schemas.registry import Registry
+from jointbus.schemas.wiremodel import WireModel
 
 __all__ = [
     "Evidence",
@@ -45,10 +46,9 @@ class Evidence(BaseModel):
     received_at: str = Field(pattern=TIME_PATTERN)
 
 
-class RegistryVersion(BaseModel):
+class RegistryVersion(WireModel):
     """One version of the registry and the signed events that brought it into force."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     registry: Registry
     evidence: list[Evidence] = Field(min_length=1, max_length=64)
 

@@ -19,32 +19,48 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
 
 from jointbus.schemas.b64 import b64d, b64e
-from jointbus.schemas.errors import Reason, rejection
+from jointbus.schemas.errors import ContractError, Reason, rejection
+from jointbus.schemas.wiremodel import WireModel, refuse_nulls
 
 SEAL_ALG = "HPKE-X25519-SHA256-ChaCha20Poly1305/ChaCha20Poly1305"
 _SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
 _NONCE = bytes(12)  # each content key encrypts exactly one message, so a fixed nonce is safe
 
 
-class WrappedKey(BaseModel):
+def _canonical_b64(text: str) -> str:
+    """Unpadded base64url without trailing bits: one text per byte string."""
+    try:
+        b64d(text)
+    except ContractError as exc:
+        raise ValueError(exc.message) from None
+    return text
+
+
+class WrappedKey(WireModel):
     """The content key, HPKE-sealed to one recipient's sealing key."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     agency: Annotated[str, Field(pattern=r"^[a-z]{2}-[a-z]{2,20}$")]
     kid: Annotated[str, Field(pattern=r"^[a-z0-9-]{2,30}#seal-[0-9]{1,6}$")]
-    enc: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{107}$", description="HPKE enc||ct, 80 bytes")]
+    enc: Annotated[
+        str,
+        Field(pattern=r"^[A-Za-z0-9_-]{107}$", description="HPKE enc||ct, 80 bytes"),
+        AfterValidator(_canonical_b64),
+    ]
 
 
-class SealedData(BaseModel):
+class SealedData(WireModel):
     """The ``data`` of a sealed envelope."""
+
+    _no_nulls = model_validator(mode="before")(refuse_nulls)
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     alg: Literal["HPKE-X25519-SHA256-ChaCha20Poly1305/ChaCha20Poly1305"]
     recipients: Annotated[list[WrappedKey], Field(min_length=1, max_length=16)]
-    ciphertext: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{22,}$")]
+    ciphertext: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{22,}$"), AfterValidator(_canonical_b64)]
 
 
 def _info(event_id: str, agency: str) -> bytes:

@@ -6,6 +6,7 @@ signatures, and a sealed payload that opens. Implementers in Java or Go check ag
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,17 +17,35 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jointbus.schemas.b64 import b64e
 from jointbus.schemas.compose import compose
 from jointbus.schemas.governance import ChairPassed, MemberSuspended, next_version, proposal
-from jointbus.schemas.keys import Keyring, members
+from jointbus.schemas.keys import FIRST_CHAIR, Keyring, members
 from jointbus.schemas.registry import KeyRecord, Registry
 from jointbus.schemas.signing import signing_input
 
 VECTOR_TIME = datetime(2026, 3, 1, 8, 30, 0, tzinfo=UTC)
+WIRE_FILE = "wire-v1.json"
 PARTIES = ("sc-zigong", "cq-yongchuan", "sc-luzhou", "sc-yibin")
 
 
 def seed(kid: str) -> bytes:
     """The fixed private seed of a test-vector key: SHA-256 of a label."""
     return hashlib.sha256(f"jointbus test vector key {kid}".encode()).digest()
+
+
+def vector_key(kid: str, **window: datetime | str) -> KeyRecord:
+    """The registry record of vector key ``kid`` (``#sig-``: Ed25519, ``#seal-``: X25519),
+    valid from 2026-01-01 unless ``window`` says otherwise (``not_after``, ``revoked_at``...)."""
+    sign = "#sig-" in kid
+    private = Ed25519PrivateKey if sign else X25519PrivateKey
+    public = private.from_private_bytes(seed(kid)).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    fields: dict[str, object] = {
+        "kid": kid,
+        "owner": kid.split("#")[0],
+        "purpose": "sign" if sign else "seal",
+        "algorithm": "Ed25519" if sign else "X25519",
+        "public_key": b64e(public),
+        "not_before": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    return KeyRecord.model_validate(fields | window)
 
 
 def vector_federation() -> tuple[Registry, dict[str, Keyring]]:
@@ -38,35 +57,22 @@ def vector_federation() -> tuple[Registry, dict[str, Keyring]]:
             if member.kind == "service" and purpose == "seal":
                 continue
             kid = f"{member.id}#{tag}-1"
-            raw = seed(kid)
-            public = (
-                Ed25519PrivateKey.from_private_bytes(raw).public_key()
-                if purpose == "sign"
-                else X25519PrivateKey.from_private_bytes(raw).public_key()
-            ).public_bytes(Encoding.Raw, PublicFormat.Raw)
-            records.append(
-                KeyRecord(
-                    kid=kid,
-                    owner=member.id,
-                    purpose=purpose,
-                    algorithm="Ed25519" if purpose == "sign" else "X25519",
-                    public_key=b64e(public),
-                    not_before=datetime(2026, 1, 1, tzinfo=UTC),
-                )
-            )
-            ring.keys[kid] = b64e(raw)
+            records.append(vector_key(kid))
+            ring.keys[kid] = b64e(seed(kid))
         rings[member.id] = ring
     registry = Registry(
         version=1,
         issued_at=datetime(2026, 1, 1, tzinfo=UTC),
         members=members(),
         keys=tuple(records),
+        chair=FIRST_CHAIR,
     )
     return registry, rings
 
 
-def build() -> dict[str, Any]:
-    """Build the vector document (the sealed case differs per run: HPKE is randomized)."""
+def build(previous: Any = None) -> dict[str, Any]:
+    """Build the vector document. HPKE is randomized: the sealed case of ``previous`` (the
+    current file) is kept when it still opens to the same plaintext."""
     registry, rings = vector_federation()
     plain = compose(
         keyring=rings["sc-zigong"],
@@ -97,15 +103,18 @@ def build() -> dict[str, Any]:
         "jurisdiction_basis": "被反映人系永川区管理干部",
         "acknowledge_by": "2026-03-08",
     }
-    sealed = compose(
-        keyring=rings["sc-zigong"],
-        registry=registry,
-        event_type="clue.transferred",
-        subject="clue/019ca884-c740-7000-8000-000000000002",
-        recipients=["cq-yongchuan"],
-        payload=clue_plaintext,
-        now=VECTOR_TIME,
-        event_id="019ca884-c740-7000-8000-000000000002",
+    from jointbus.schemas.forge import Forge, previous_seals  # the forge builds on this module
+
+    forge = Forge(registry, previous_seals(previous))
+    sealed = forge.sign(
+        forge.unsigned(
+            "sc-zigong",
+            "clue.transferred",
+            "clue/019ca884-c740-7000-8000-000000000002",
+            ["cq-yongchuan"],
+            clue_plaintext,
+            event_id="019ca884-c740-7000-8000-000000000002",
+        )
     )
     return {
         "description": "jointbus wire contract v1 test vectors; see docs/wire-format.md",
@@ -122,6 +131,7 @@ def build() -> dict[str, Any]:
             {
                 "name": "sealed clue transfer, opened by cq-yongchuan#seal-1",
                 "envelope": sealed,
+                "signing_input_utf8": signing_input(sealed).decode(),
                 "signing_input_sha256": hashlib.sha256(signing_input(sealed)).hexdigest(),
                 "signature": sealed["signature"],
                 "opens_as": clue_plaintext,
@@ -169,3 +179,8 @@ def governance_vectors(registry: Registry, rings: dict[str, Keyring]) -> dict[st
         },
         "one_too_few": {"events": too_few, "version_after": registry.version},
     }
+
+
+def render(document: dict[str, Any]) -> str:
+    """The file text of a vector document (stable: two-space indent, UTF-8 as is)."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"

@@ -109,19 +109,42 @@ def check_rights(env: Envelope, spec: EventSpec, sender: Member, registry: Regis
     return None
 
 
-def check_data(env: Envelope, spec: EventSpec) -> tuple[Payload | None, ContractError | None]:
-    """Leaks and malformed content: sensitive types sealed to exactly the recipients."""
+def check_data(
+    env: Envelope, spec: EventSpec, registry: Registry, received_at: datetime
+) -> tuple[Payload | None, ContractError | None]:
+    """Leaks and malformed content: sensitive types sealed to exactly the recipients, in
+    their order, each with a sealing key of its own that is usable now."""
     try:
         if spec.sensitive and not env.sealed:
             return None, rejection(Reason.NOT_SEALED, f"{spec.type} must be sealed")
         if env.sealed:
             sealed = sealed_data(env.data)
             if [w.agency for w in sealed.recipients] != env.recipients:
-                return None, rejection(Reason.SCHEMA, "sealed to a different set than recipients")
+                return None, rejection(Reason.SCHEMA, "sealed to a different list than recipients")
+            moment = parse_time(env.time)
+            for wrap in sealed.recipients:
+                error = check_sealing_key(wrap.agency, wrap.kid, registry, moment, received_at)
+                if error is not None:
+                    return None, error
             return None, None
         return parse_payload(env.type, env.data), None
     except ContractError as exc:
         return None, exc
+
+
+def check_sealing_key(
+    agency: str, kid: str, registry: Registry, moment: datetime, received_at: datetime
+) -> ContractError | None:
+    """Content sealed to the wrong reader: ``kid`` is a sealing key of ``agency`` itself,
+    not revoked before arrival and valid at the event's time (as signing keys are)."""
+    key = next((k for k in registry.keys if k.kid == kid), None)
+    if key is None or key.owner != agency or key.purpose != "seal":
+        return rejection(Reason.UNKNOWN_KEY, f"{kid} is not a sealing key of {agency}")
+    if key.revoked_by(received_at):
+        return rejection(Reason.KEY_REVOKED, f"sealing key {kid} was revoked at {key.revoked_at}")
+    if not key.valid_at(moment):
+        return rejection(Reason.KEY_EXPIRED, f"sealing key {kid} was not valid at event time")
+    return None
 
 
 def verify_event(
@@ -149,7 +172,7 @@ def verify_parsed(
     error = error or check_rights(env, spec, sender, registry)
     if error is not None:
         raise error
-    payload, error = check_data(env, spec)
+    payload, error = check_data(env, spec, registry, received_at)
     if error is not None:
         raise error
     return VerifiedEvent(raw=raw, envelope=env, spec=spec, sender=sender, payload=payload)

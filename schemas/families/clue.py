@@ -46,6 +46,12 @@ class ClueTransferredV1(Payload):
     person_position: Name | None = None
     person_unit: Name
 
+    @property
+    def person(self) -> Person:
+        """The one person of a v1 clue, as v2 names persons."""
+        fields = {"name": self.person_name, "position": self.person_position, "unit": self.person_unit}
+        return Person.model_validate({k: v for k, v in fields.items() if v is not None})
+
 
 class Urgency(StrEnum):
     NORMAL = "normal"
@@ -70,7 +76,7 @@ def _clue_v1_to_v2(old: dict[str, Any]) -> dict[str, Any]:
     return {
         "title": v1.title,
         "summary": v1.content,
-        "persons": [{"name": v1.person_name, "position": v1.person_position, "unit": v1.person_unit}],
+        "persons": [v1.person.model_dump(mode="json")],
         "allegations": [v1.content],
         "jurisdiction_basis": "transferred under the v1 contract (basis not recorded)",
         "acknowledge_by": "9999-12-31",
