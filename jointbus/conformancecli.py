@@ -252,11 +252,25 @@ def run_command(
     if mismatches:
         ui.table(
             f"{len(mismatches)} of {total} steps disagree with the suite",
-            ["case", "step", "expected", "got", "what it stops"],
-            [(m.case, m.step, _shown(m.expected), _shown(m.got), m.attack[:70]) for m in mismatches[:show]],
+            ["case", "step", "expected", "got", "its detail", "what the rule stops"],
+            [
+                (
+                    m.case,
+                    m.step,
+                    _shown(m.expected),
+                    _shown(m.got),
+                    m.got.detail[:60] if m.got else "",
+                    m.attack[:70],
+                )
+                for m in mismatches[:show]
+            ],
         )
+        if len(mismatches) > show:
+            ui.say(f"... and {len(mismatches) - show} more (--show N lists more)")
     if unreadable:
-        ui.fail(f"{unreadable} output line(s) were not verdicts (JSON objects with case, step, verdict)")
+        ui.fail(
+            f"{unreadable} output line(s) were not verdicts: each is one JSON object with case, step, verdict"
+        )
     if done.returncode != 0:
         ui.fail(f"{command[0]} exited with status {done.returncode}: {done.stderr.strip()[-300:]}")
     failed_cases = len({m.case for m in mismatches})
@@ -277,7 +291,11 @@ def _verdicts(stdout: str) -> tuple[list[dict[str, Any]], int]:
         except ValueError:
             unreadable += 1
             continue
-        if isinstance(value, dict):
+        if (
+            isinstance(value, dict)
+            and isinstance(value.get("case"), str)
+            and isinstance(value.get("step"), int)
+        ):
             verdicts.append(value)
         else:
             unreadable += 1
@@ -297,6 +315,36 @@ def verifier_command() -> None:
     protocol ``conformance run`` speaks; a model for another implementation's)."""
     for verdict in serve(sys.stdin):
         ui.json_line(verdict)
+
+
+@conformance_group.command("show")
+@suite_opt
+@click.argument("name")
+def show_command(suite_path: Path | None, name: str) -> None:
+    """One case in full: its rule, each step's envelope (parsed when it is JSON) and the
+    verdict the suite expects."""
+    suite = _suite(suite_path, (name,))
+    case = next((c for c in suite.cases if c.name == name), suite.cases[0])
+    ui.say(f"{case.name} — {case.rule}: {case.attack}")
+    ui.say(f"registry {case.registry!r}, every step arriving {case.received_at}")
+    for index, step in enumerate(case.steps):
+        where = f"outbox {step.outbox}" if step.action == "route" else f"opened as {step.agency} ({step.kid})"
+        ui.say(f"\nstep {index}: {step.action}, {where}; expected {_shown(step.expect)}")
+        shown = _readable(step.wire)
+        ui.say(shown if len(shown) < 6000 else shown[:6000] + "\n ...")
+
+
+def _readable(wire: bytes) -> str:
+    """Indented JSON when nothing is lost by parsing (the fault may be in the very bytes:
+    ``-0``, a duplicate key, bad UTF-8); the bytes as they are otherwise."""
+    try:
+        value = json.loads(wire)
+        if json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() == wire:
+            return json.dumps(value, ensure_ascii=False, indent=2)
+    except ValueError:
+        pass
+    text = wire.decode("utf-8", errors="backslashreplace")
+    return text[:3000] + (" ..." if len(text) > 3000 else "")
 
 
 @conformance_group.command("list")

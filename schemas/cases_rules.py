@@ -52,7 +52,7 @@ class RuleCases(CaseBook):
         casts = {c.kind: c for c in CASTS}
 
         def story(
-            name: str, kind: str, attack: str, before: list[str], last: str, reason: str, **kw: Any
+            name: str, kind: str, attack: str, before: list[str], last: str, reason: str | None, **kw: Any
         ) -> None:
             cast = casts[kind]
             moves = {m.family.split(".", 1)[1]: m for m in cast.moves}
@@ -60,7 +60,7 @@ class RuleCases(CaseBook):
             steps = [self.route(self._move(moves[b], subject)) for b in before]
             payload = kw.pop("payload", None)
             env = self._move(moves[last], subject, payload, **kw)
-            steps.append(self.route(env, refused(reason)))
+            steps.append(self.route(env, OK if reason is None else refused(reason)))
             self.add(name, f"§7 lifecycle: {kind}", attack, *steps)
 
         na, bt = Reason.NOT_AUTHORIZED, Reason.BAD_TRANSITION
@@ -158,6 +158,15 @@ class RuleCases(CaseBook):
             to=["sc-yibin", "sc-zigong"],
         )
         issued = example("rectification.issued")
+        story(
+            "rule/rectification/deadline-ends-with-its-china-day",
+            "rectification",
+            "an item refused on its last day (a deadline passes at 24:00 +08:00 of its date)",
+            [],
+            "issued",
+            None,
+            payload=issued | {"deadline": "2026-03-01"},
+        )
         story(
             "rule/rectification/deadline-passed",
             "rectification",
@@ -424,6 +433,40 @@ class RuleCases(CaseBook):
             self.route(own),
             self.route(after, refused(Reason.KEY_REVOKED)),
         )
+        wrong = prop | {"new_digest": "0" * 64}
+        self.add(
+            "governance/new-digest-not-produced",
+            rule,
+            "approvals collected for a registry the changes do not produce",
+            self.route(signed("cq-rongchang", "governance.proposed", wrong), refused(Reason.BAD_TRANSITION)),
+        )
+        first = signed("cq-rongchang", "governance.proposed", prop)
+        vote = {"proposal_id": first["id"], "new_digest": prop["new_digest"]}
+        backers = [a for a in voters if a != "cq-rongchang"][:3]
+        by_would_be = self.sign(
+            self.forge.unsigned("sc-yibin", "meeting.held", self.subject("meeting"),
+                                [a for a in voters if a != "sc-yibin"], meeting)
+        )  # fmt: skip
+        self.add(
+            "governance/one-too-few",
+            rule,
+            "a registry change in force with four of eight agencies",
+            self.route(first),
+            *(self.route(signed(a, "governance.approved", vote)) for a in backers),
+            self.route(by_would_be, refused(Reason.NOT_AUTHORIZED)),
+        )
+        forge = self.under("keys")
+        newer = {"kid": "sc-zigong#sig-8", "reason": "compromised"}
+        body = forge.unsigned("sc-zigong", "governance.key_revoked", "governance/registry",
+                              [a for a in voters if a != "sc-zigong"], newer)  # fmt: skip
+        self.add(
+            "governance/old-key-revokes-newer",
+            rule,
+            "a stolen old key cutting its owner off by revoking the replacement",
+            self.route(forge.sign(body, "sc-zigong#sig-1"), refused(Reason.NOT_AUTHORIZED)),
+            registry="keys",
+        )
+        self.under("base")
 
     def coverage(self) -> None:
         """A positive case for every event type and version not covered above."""

@@ -112,17 +112,20 @@ class WireCases(CaseBook):
                 mutate=replacing(b'"scope":"', b'"scope":"\\ud800'),
             ),
         )
-        deep = self.sign(self.invitation())
-        self.add(
-            "json/too-deep",
-            "§7 too_deep",
-            "a parser or canonicalizer exhausted by nesting",
-            self.route(
-                deep,
-                refused(Reason.TOO_DEEP),
-                mutate=replacing(b'"data":{', b'"data":{"x":' + b"[" * 20 + b"]" * 20 + b","),
-            ),
-        )
+        depths = ((16, Reason.SCHEMA, "json/depth-16-passes"), (17, Reason.TOO_DEEP, "json/depth-17"))
+        for levels, expect, name in depths:
+            body = self.invitation()
+            nested: list[Any] = []
+            for _ in range(levels - 3):  # the envelope is level 1, data 2, the outer list 3
+                nested = [nested]
+            body["data"] = {"x": nested} | body["data"]
+            self.add(
+                name,
+                "§2 nesting",
+                "a parser or canonicalizer exhausted by nesting (16 levels pass the depth check, "
+                "then fail the payload schema: the field is unknown)",
+                self.route(sign_exactly(body, "sc-yibin#sig-1"), refused(expect)),
+            )
         wire = to_wire(self.sign(self.invitation()))
         self.add(
             "size/at-limit",
@@ -195,6 +198,26 @@ class WireCases(CaseBook):
             "envelope/id-not-uuid7",
             "ids chosen to collide or to dodge duplicate detection",
             lambda b: b.update(id="6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f"),
+        )
+        bad(
+            "envelope/id-variant-bits",
+            "an id outside the UUID variant, read differently by UUID libraries",
+            lambda b: b.update(id=b["id"][:19] + "0" + b["id"][20:]),
+        )
+        bad(
+            "envelope/id-time-5001ms-off",
+            "an id whose time is beyond the 5 s tolerance",
+            lambda b: b.update(id=uuid7_from(T - 5001 * MS, b"late")),
+        )
+        near = self.forge.unsigned(
+            "sc-yibin", "jointcheck.invited", self.subject("jointcheck"), ["sc-zigong", "sc-neijiang"],
+            example("jointcheck.invited"), event_id=uuid7_from(T - 5000 * MS, b"near"),
+        )  # fmt: skip
+        self.add(
+            "envelope/id-time-5000ms-off",
+            rule,
+            "an id refused at the edge of the 5 s tolerance (the bound is inclusive)",
+            self.route(self.sign(near)),
         )
         bad(
             "envelope/id-time-disagrees",
@@ -533,6 +556,27 @@ class WireCases(CaseBook):
             self.route(first),
             self.route(again, refused(Reason.DUPLICATE)),
         )
+        honest = self.sign(self.invitation())
+        forged = dict(honest, recipients=["sc-zigong", "sc-neijiang", "cq-dazu"])
+        self.add(
+            "router/refused-event-takes-no-id",
+            "§7 duplicate",
+            "an honest event blocked by a forgery that used its id first (a refused check takes no id)",
+            self.route(forged, refused(Reason.BAD_SIGNATURE)),
+            self.route(honest),
+        )
+        stray = self.sign(
+            self.forge.unsigned("cq-yongchuan", "clue.accepted", self.subject("clue"), ["sc-zigong"],
+                                example("clue.accepted"))
+        )  # fmt: skip
+        reused = self.sign(self.clue(event_id=stray["id"]))
+        self.add(
+            "router/lifecycle-refusal-takes-the-id",
+            "§7 duplicate",
+            "a signed event refused by the lifecycle replayed under another subject",
+            self.route(stray, refused(Reason.BAD_TRANSITION)),
+            self.route(reused, refused(Reason.DUPLICATE)),
+        )
 
     def payloads(self) -> None:
         """§2 payload rules: strict types, no null, closed objects."""
@@ -595,6 +639,31 @@ class WireCases(CaseBook):
     def seals(self) -> None:
         """§4 sealed structure and opening."""
         rule = "§4 sealed payloads"
+        bulletin = self.forge.unsigned(
+            "sc-luzhou", "bulletin.posted", self.subject("bulletin"), ["cq-dazu"], {}
+        )
+        bulletin |= {
+            "datacontenttype": "application/jointbus-sealed+json",
+            "data": self.forge.seal_with(
+                example("bulletin.posted"), bulletin["id"], [("cq-dazu", "cq-dazu#seal-1")]
+            ),
+        }
+        self.add(
+            "seal/plain-type-sealed",
+            rule,
+            "a payload the lifecycle must read hidden from the router",
+            self.route(self.sign(bulletin), refused(Reason.SCHEMA)),
+        )
+        post = self.sign(
+            self.forge.unsigned("sc-luzhou", "bulletin.posted", self.subject("bulletin"), ["cq-dazu"],
+                                example("bulletin.posted"))
+        )  # fmt: skip
+        self.add(
+            "receive/not-addressed",
+            "§3.1 #26",
+            "an agency acting on a plain event misdelivered to it",
+            self.receive(post, "sc-zigong", refused(Reason.NOT_A_RECIPIENT)),
+        )
 
         def sealed_to(body: dict[str, Any], wraps: list[tuple[str, str]]) -> dict[str, Any]:
             return dict(body, data=self.forge.seal_with(example("clue.transferred"), body["id"], wraps))

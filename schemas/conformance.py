@@ -217,6 +217,10 @@ class ReferenceBus:
         try:
             verified = verify_event(wire, self.ledger.registry, received_at=self.received_at)
             env = verified.envelope
+            if agency not in env.recipients:
+                return Verdict.rejected(
+                    Reason.NOT_A_RECIPIENT, f"{env.id} is addressed to {', '.join(env.recipients)}"
+                )
             if not env.sealed:
                 return Verdict("accepted", payload=env.data)
             opener = {kid: X25519PrivateKey.from_private_bytes(b64d(private_key, what="private_key"))}

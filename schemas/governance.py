@@ -11,9 +11,9 @@ propose, approve and when a change takes effect are the governance kind's
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import AwareDatetime, ConfigDict, Field, ValidationError
 
 from jointbus.schemas.errors import ContractError, Reason, rejection
 from jointbus.schemas.ids import format_time, parse_time
@@ -37,8 +37,15 @@ __all__ = [
 MemberRef = Annotated[str, Field(pattern=r"^[a-z]{2}-[a-z]{2,20}$")]
 
 
+def _op_required(schema: dict[str, Any]) -> None:
+    """``op`` tells the changes apart: every change names it, default or not."""
+    schema["required"] = sorted({*schema.get("required", []), "op"})
+
+
 class _Op(WireModel):
-    """Base of a registry change: closed, immutable, no null."""
+    """Base of a registry change: closed, immutable, no null; ``op`` always written."""
+
+    model_config = ConfigDict(json_schema_extra=_op_required)
 
 
 class KeyAdded(_Op):

@@ -117,6 +117,10 @@ def check_data(
     try:
         if spec.sensitive and not env.sealed:
             return None, rejection(Reason.NOT_SEALED, f"{spec.type} must be sealed")
+        if env.sealed and not spec.sensitive:
+            return None, rejection(
+                Reason.SCHEMA, f"{spec.type} is not a sealed type: its payload travels plain"
+            )
         if env.sealed:
             sealed = sealed_data(env.data)
             if [w.agency for w in sealed.recipients] != env.recipients:

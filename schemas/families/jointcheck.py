@@ -101,10 +101,10 @@ def responded(
     check = _convened(state, env)
     if env.sender not in check.invitees:
         refuse(Reason.NOT_AUTHORIZED, f"{env.sender} was not invited to {env.subject}")
-    if env.sender in dict(check.responses):
-        refuse(Reason.BAD_TRANSITION, f"{env.sender} already responded")
     if check.convener not in env.recipients:
         refuse(Reason.NOT_AUTHORIZED, "a response must reach the convener")
+    if env.sender in dict(check.responses):
+        refuse(Reason.BAD_TRANSITION, f"{env.sender} already responded")
     if payload.accepted and not payload.staff:
         refuse(Reason.BAD_TRANSITION, "an acceptance names the staff lent")
     if not payload.accepted and not payload.decline_reason:
