@@ -9,6 +9,7 @@ the last checkpoint it ever published, so it never signs two inconsistent checkp
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from pathlib import Path
@@ -25,7 +26,12 @@ from jointbus.schemas.keys import Keyring
 from jointbus.schemas.registry import AUDIT, Registry
 from jointbus.streams.clients import start_client
 from jointbus.streams.reader import end_offset, read_topic
-from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
+from jointbus.streams.topics import (
+    AUDIT_TOPIC,
+    CHECKPOINT_TOPIC,
+    CONSISTENCY_FROM_HEADER,
+    CONSISTENCY_PROOF_HEADER,
+)
 
 log = structlog.get_logger("jointbus.audit")
 
@@ -166,7 +172,15 @@ class AuditLog:
         note = sign_checkpoint(Checkpoint(ORIGIN, size, root), key)
         if self._producer is None:
             raise AuditError("the audit log is not started")
-        await self._producer.send_and_wait(CHECKPOINT_TOPIC, note.encode(), key=str(size).encode())
+        old = last[0] if last is not None else 0
+        proof = self.index.consistency(old, size) if old else []
+        headers = [
+            (CONSISTENCY_FROM_HEADER, str(old).encode()),
+            (CONSISTENCY_PROOF_HEADER, "\n".join(base64.b64encode(h).decode() for h in proof).encode()),
+        ]
+        await self._producer.send_and_wait(
+            CHECKPOINT_TOPIC, note.encode(), key=str(size).encode(), headers=headers
+        )
         self.index.add_checkpoint(size, root, note)
         self._last_signed = time.monotonic()
         log.info("checkpoint signed", size=size, root=root.hex()[:16], kid=kid)

@@ -15,7 +15,7 @@ from jointbus.audit.errors import AuditError
 from jointbus.schemas.ids import format_time, utcnow
 from jointbus.schemas.registry import Registry
 from jointbus.streams.reader import read_topic
-from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
+from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, COSIGNATURE_TOPIC
 
 
 async def export(
@@ -48,12 +48,17 @@ async def export(
     with (directory / "checkpoints.jsonl").open("w", encoding="utf-8") as out:
         for note in notes:
             out.write(json.dumps({"note": note}, ensure_ascii=False) + "\n")
+    cosigned = [v.decode() async for _, _, v in read_topic(bootstrap, COSIGNATURE_TOPIC, **kafka)]
+    with (directory / "cosignatures.jsonl").open("w", encoding="utf-8") as out:
+        for note in cosigned:
+            out.write(json.dumps({"note": note}, ensure_ascii=False) + "\n")
     (directory / "registry.json").write_text(registry.model_dump_json(indent=2), encoding="utf-8")
     manifest = {
         "format": "jointbus-audit-export/1",
         "created_at": format_time(utcnow()),
         "records": count,
         "checkpoints": len(notes),
+        "cosignatures": len(cosigned),
     }
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return manifest
@@ -80,6 +85,14 @@ def read_checkpoints(directory: Path) -> list[str]:
     path = directory / "checkpoints.jsonl"
     if not path.exists():
         raise AuditError(f"{path} is missing", reason="bad_export")
+    return [json.loads(line)["note"] for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def read_cosignatures(directory: Path) -> list[str]:
+    """The witnesses' cosigned notes of an export (none in a bundle from before witnesses)."""
+    path = directory / "cosignatures.jsonl"
+    if not path.exists():
+        return []
     return [json.loads(line)["note"] for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 

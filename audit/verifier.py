@@ -28,6 +28,7 @@ from jointbus.audit.leaves import LeafRule, OffsetRuns
 from jointbus.audit.merkle import Frontier, leaf_hash
 from jointbus.audit.notes import Checkpoint, open_checkpoint
 from jointbus.audit.state import StateStore
+from jointbus.audit.witnessing import Witnessed, cosignature_lines, witnessed
 from jointbus.schemas.envelope import MAX_DEPTH, MAX_ENVELOPE_BYTES, loads_with_flag, to_wire
 from jointbus.schemas.errors import ContractError, Reason
 from jointbus.schemas.ids import format_time, parse_time
@@ -61,6 +62,8 @@ class Report:
     #: checked against the versions the log brought into force (online only)
     registry_version: int = 0
     registry_records: int = 0
+    #: how many agencies' witnesses cosigned the latest checkpoint (None: no checkpoint)
+    witnessed: Witnessed | None = None
 
 
 def check_checkpoints(notes: list[str], registry: Registry) -> list[Checkpoint]:
@@ -98,9 +101,13 @@ class Verifier:
         *,
         replay: Projection | None = None,
         outboxes: Mapping[str, list[OutboxRow]] | None = None,
+        cosigned_notes: list[str] | None = None,
     ) -> None:
         """``outboxes`` (online): the outbox records themselves, so each decision is also
-        checked to be about the bytes the agency sent, at the time the broker stamped."""
+        checked to be about the bytes the agency sent, at the time the broker stamped.
+        ``cosigned_notes``: the witnesses' cosigned checkpoints; a root they cosigned that
+        differs from the log's for the same size is a fork (a split view), and the latest
+        checkpoint's cosignatures are counted against the policy."""
         self.outbox: dict[str, OutboxRow] | None = None
         if outboxes is not None:
             self.outbox = {f"{stream}:{row.offset}": row for stream, rows in outboxes.items() for row in rows}
@@ -115,7 +122,9 @@ class Verifier:
         #: writes a decision again only from its recent memory, far smaller than this)
         self._verdicts: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
         self.report = Report()
-        self.pending = check_checkpoints(checkpoint_notes, registry)
+        self.cosigned = list(cosigned_notes or [])
+        self.pending = check_checkpoints(checkpoint_notes + self.cosigned, registry)
+        self.latest = self.pending[-1] if self.pending else None
         self.replay = replay
         self._next_offset = 0
 
@@ -297,6 +306,9 @@ class Verifier:
         self.report.leaves = self.frontier.size
         self.report.registry_version = self.registry.version
         self.report.root = self.frontier.root()
+        if self.latest is not None:
+            lines = cosignature_lines(self.latest, self.cosigned)
+            self.report.witnessed = witnessed(self.latest, lines, self.registry)
         return self.report
 
 

@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,11 +17,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from jointbus import context, ui
 from jointbus.audit.agent import AuditLog
 from jointbus.audit.completeness import GRACE_MS, Completeness, OutboxRow, check_complete, outbox_records
+from jointbus.audit.cosign import signature_lines, with_cosignatures
 from jointbus.audit.errors import AuditError, VerificationError
-from jointbus.audit.export import export, read_checkpoints, read_records, read_registry
+from jointbus.audit.export import export, read_checkpoints, read_cosignatures, read_records, read_registry
 from jointbus.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from jointbus.audit.notes import open_checkpoint, parse_proof, proof_text
 from jointbus.audit.verifier import Report, Verifier, check_registry_feed
+from jointbus.audit.witnessing import Witnessed, cosignature_lines, witnessed
 from jointbus.options import period_options
 from jointbus.schemas.projections import Projection
 from jointbus.schemas.records import AuditRecord
@@ -30,7 +33,7 @@ from jointbus.streams import keystore
 from jointbus.streams.reader import end_offset, read_topic
 from jointbus.streams.security import AUDITOR
 from jointbus.streams.settings import Settings
-from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, REGISTRY_TOPIC, outbox
+from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, COSIGNATURE_TOPIC, REGISTRY_TOPIC, outbox
 from jointbus.views import print_projection
 
 
@@ -147,7 +150,7 @@ def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float) 
     complete: Completeness | None = None
     try:
         if bundle is not None:
-            verifier = Verifier(registry, read_checkpoints(bundle))
+            verifier = Verifier(registry, read_checkpoints(bundle), cosigned_notes=read_cosignatures(bundle))
             total = sum(1 for _ in (bundle / "records.jsonl").open(encoding="utf-8"))
             with _Progress(total) as step:
                 for offset, key, value in read_records(bundle):
@@ -161,6 +164,10 @@ def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float) 
         ui.fail(f"audit log FAILED {where}: {exc.message} [{exc.why}]")
         raise SystemExit(1) from None
     seconds = time.monotonic() - began
+    witnessed = report.witnessed
+    if witnessed is not None and not witnessed.enough:
+        ui.fail(f"audit log NOT WITNESSED: {witnessed.describe()} [not_witnessed]")
+        raise SystemExit(1)
     d = report.decisions
     ui.say(
         f"audit log OK: {report.leaves} leaves ({d['accepted']} accepted, {d['rejected']} rejected, "
@@ -168,6 +175,8 @@ def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float) 
         f"{report.checkpoints} signed checkpoints match, root {report.root.hex()[:16]}…, "
         f"{report.records / max(seconds, 1e-9):,.0f} records/s"
     )
+    if witnessed is not None:
+        ui.say(f"witnesses: {witnessed.describe()}")
     ui.say(
         f"registry chain: v{report.registry_version} in force, re-derived from the genesis"
         + (f"; {report.registry_records} versions on jointbus.registry match it" if complete else "")
@@ -210,13 +219,19 @@ async def _verify_live(
 ) -> tuple[Verifier, int]:
     kw = context.kafka(cfg, AUDITOR)
     notes = [v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)]
-    verifier = Verifier(registry, notes, replay=replay, outboxes=outboxes)
+    cosigned = await cosigned_notes(cfg, kw)
+    verifier = Verifier(registry, notes, replay=replay, outboxes=outboxes, cosigned_notes=cosigned)
     total = await end_offset(cfg.bootstrap_servers, AUDIT_TOPIC, **kw)
     with _Progress(total) as step:
         async for offset, key, value in read_topic(cfg.bootstrap_servers, AUDIT_TOPIC, **kw):
             verifier.feed(offset, key, value)
             step()
     return verifier, total
+
+
+async def cosigned_notes(cfg: Settings, kw: Mapping[str, Any]) -> list[str]:
+    """Every cosigned checkpoint the witnesses published."""
+    return [v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, COSIGNATURE_TOPIC, **kw)]
 
 
 class _Progress:
@@ -278,8 +293,9 @@ def audit_prove(event_id: str, out: Path | None, registry_file: Path | None) -> 
                     "that decision is not under a signed checkpoint yet; try again after the next checkpoint",
                     reason="not_checkpointed",
                 )
+            size, note = await _witnessed_checkpoint(cfg, registry, index, latest[2])
             record = await _record_at(cfg, offset)
-            return proof_text(index, log.index.inclusion(index, latest[0]), latest[2], record)
+            return proof_text(index, log.index.inclusion(index, size), note, record)
         finally:
             await log.stop()
 
@@ -289,6 +305,30 @@ def audit_prove(event_id: str, out: Path | None, registry_file: Path | None) -> 
     else:
         out.write_text(text, encoding="utf-8")
         ui.say(f"proof written to {out}")
+
+
+async def _witnessed_checkpoint(
+    cfg: Settings, registry: Registry, index: int, latest: str
+) -> tuple[int, str]:
+    """The checkpoint a proof of leaf ``index`` rests on, with its cosignatures: the largest
+    that covers the leaf and has as many as the policy asks (the latest, when none is
+    asked); ``not_witnessed`` when none has them yet."""
+    kw = context.kafka(cfg, AUDITOR)
+    cosigned = await cosigned_notes(cfg, kw)
+    notes = [v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)]
+    public = registry.verifier(registry.current_key(AUDIT, "sign", registry.issued_at).kid)
+    best: Witnessed | None = None
+    for note in [latest, *reversed(notes)]:
+        cp = open_checkpoint(note, public)
+        if cp.size <= index:
+            continue
+        found = witnessed(cp, cosignature_lines(cp, cosigned), registry)
+        if found.enough:
+            return cp.size, with_cosignatures(note, list(cosignature_lines(cp, cosigned)))
+        best = best or found
+    if best is None:
+        raise AuditError("no signed checkpoint covers that decision yet", reason="not_checkpointed")
+    raise best.refusal()
 
 
 async def _record_at(cfg: Settings, offset: int) -> bytes:
@@ -317,9 +357,14 @@ def audit_check_proof(proof_file: Path, registry_file: Path | None) -> None:
     if not verify_inclusion(proof.index, cp.size, leaf_hash(proof.record), proof.path, cp.root):
         ui.fail(f"proof REJECTED: record is not leaf {proof.index} of the checkpointed tree [bad_inclusion]")
         raise SystemExit(1)
+    found = witnessed(cp, signature_lines(proof.checkpoint_note), registry)
+    if not found.enough:
+        ui.fail(f"proof REJECTED: {found.describe()} [not_witnessed]")
+        raise SystemExit(1)
     record = AuditRecord.model_validate_json(proof.record)
     event = record.event or {}
     ui.say(f"proof OK: leaf {proof.index} of {cp.size} under a checkpoint signed by the audit key")
+    ui.say(f"witnesses: {found.describe()}")
     ui.table(
         "the proven decision",
         ["event", "type", "from", "to", "decision", "reason", "received"],

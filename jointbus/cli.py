@@ -44,6 +44,7 @@ class JointbusGroup(click.Group):
         "govern": "jointbus.govern:govern_group",
         "conformance": "jointbus.conformancecli:conformance_group",
         "verify": "jointbus.conformancecli:verify_command",
+        "witness": "jointbus.witnesscli:witness_group",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -20,7 +20,7 @@ from jointbus import ui
 from jointbus.attacks import play_attacks
 from jointbus.context import local_broker
 from jointbus.federation import ACK_DEADLINE, Federation
-from jointbus.processes import AuditProcess, WorkerProcess
+from jointbus.processes import AuditProcess, WitnessProcess, WorkerProcess
 from jointbus.schemas.errors import JointbusError
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import Keyring, new_federation
@@ -36,12 +36,15 @@ from jointbus.streams.security import ADMIN, ensure_credentials, kafka_kwargs
 from jointbus.streams.settings import Settings
 from jointbus.views import print_projection
 
+#: the demo federation trusts an audit checkpoint once 5 of its 8 agencies' witnesses cosigned it
+WITNESS_QUORUM = 5
+
 
 # ------------------------------------------------------------------------------ plumbing
 def reset_demo_state(cfg: Settings, broker: LocalBroker) -> None:
     """A demo starts from nothing: stop its broker, delete its data, keys and worker state."""
     broker.stop()
-    for part in ("broker", "keys", "worker", "inbox", "audit"):
+    for part in ("broker", "keys", "worker", "inbox", "audit", "witness"):
         shutil.rmtree(cfg.home / part, ignore_errors=True)
 
 
@@ -101,12 +104,42 @@ async def all_decided(cfg: Settings, registry: Registry, within: float = 60.0) -
         await asyncio.sleep(0.5)
 
 
+async def all_witnessed(cfg: Settings, registry: Registry, within: float = 60.0) -> str:
+    """Wait (bounded) until every agency's witness cosigned the final checkpoint; a line
+    naming them. Fails when fewer than the policy asks have after ``within`` seconds."""
+    from jointbus.audit.witnessing import cosignature_lines, witnessed
+    from jointbus.schemas.checkpoints import open_checkpoint
+    from jointbus.schemas.registry import AUDIT
+    from jointbus.streams.security import AUDITOR
+    from jointbus.streams.topics import CHECKPOINT_TOPIC, COSIGNATURE_TOPIC
+
+    kw = kafka_kwargs(cfg, AUDITOR)
+    public = registry.verifier(registry.current_key(AUDIT, "sign", registry.issued_at).kid)
+    notes = [v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)]
+    latest = max((open_checkpoint(n, public) for n in notes), key=lambda cp: cp.size)
+    deadline = time.monotonic() + within
+    while True:
+        cosigned = [
+            v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, COSIGNATURE_TOPIC, **kw)
+        ]
+        found = witnessed(latest, cosignature_lines(latest, cosigned), registry)
+        if len(found.agencies) == found.witnesses:
+            return f"witnesses: {found.describe()}"
+        if time.monotonic() > deadline:
+            if found.enough:
+                return f"witnesses (some late): {found.describe()}"
+            raise found.refusal()
+        await asyncio.sleep(0.3)
+
+
 def verify_and_replay(cfg: Settings, registry: Registry) -> tuple[str, Projection]:
     """`audit verify` (with completeness) and `audit replay` of the live log, in-process."""
     from jointbus.auditcli import _verify_complete
 
     replay = Projection(registry.agencies)
     _, report, complete = asyncio.run(_verify_complete(cfg, registry, 0.0, replay))
+    if report.witnessed is not None and not report.witnessed.enough:
+        raise report.witnessed.refusal()
     d = report.decisions
     return (
         f"audit verify: OK — {report.leaves} leaves ({d['accepted']} accepted, {d['rejected']} "
@@ -121,7 +154,7 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
     broker = LocalBroker(cfg.broker_dir, cfg.broker_port, heap=cfg.broker_heap)
     if cfg.uses_local_broker:
         reset_demo_state(cfg, broker)
-    registry, rings = new_federation(utcnow() - timedelta(days=1))
+    registry, rings = new_federation(utcnow() - timedelta(days=1), witness_quorum=WITNESS_QUORUM)
     ui.say(
         f"[1/6] development federation: {len(registry.agencies)} agencies + router and audit keys"
         + (", Kafka credentials for each principal" if cfg.secure else "")
@@ -146,8 +179,12 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
     )
     worker = start_worker(cfg)
     auditor = AuditProcess(cfg.home, cfg.bootstrap_servers, JOINTBUS_SECURITY_PROTOCOL=cfg.security_protocol)
+    witnesses = WitnessProcess(
+        cfg.home, cfg.bootstrap_servers, JOINTBUS_SECURITY_PROTOCOL=cfg.security_protocol
+    )
     try:
         auditor.start()
+        witnesses.start()
         ui.say("[4/6] scenario")
         began = time.monotonic()
         fed = asyncio.run(scenario(cfg, registry, rings))
@@ -160,6 +197,10 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
     finally:
         worker.stop()
         auditor.stop()  # signs a final checkpoint over everything routed
+    try:
+        cosigned = asyncio.run(all_witnessed(cfg, registry))
+    finally:
+        witnesses.stop()
     observed = fed.observed()
     ui.say("[5/6] summary, as the agencies' own inboxes saw it")
     print_projection(observed, as_json=False, title="demo summary")
@@ -171,6 +212,7 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
         "changed live by the agencies' joint decision"
     )
     ui.say("[6/6] the audit log")
+    ui.say(cosigned)
     verdict, replay = verify_and_replay(cfg, registry)
     ui.say(verdict)
     same = replay.rows() == observed.rows()

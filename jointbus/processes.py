@@ -104,3 +104,10 @@ class AuditProcess(JointbusProcess):
 
     args = ("audit", "run", "--every", "50", "--interval", "1")
     ready_mark = "audit log ready"
+
+
+class WitnessProcess(JointbusProcess):
+    """``jointbus witness run --all``: every agency's witness in one process."""
+
+    args = ("witness", "run", "--all")
+    ready_mark = "witnesses ready"

@@ -15,8 +15,10 @@ from jointbus.schemas.cases_base import (
     refused,
 )
 from jointbus.schemas.catalog import CATALOG
+from jointbus.schemas.checkpoints import ORIGIN, Checkpoint, sign_checkpoint
 from jointbus.schemas.conformance import Verdict
 from jointbus.schemas.errors import Reason
+from jointbus.schemas.forge import signing_key
 from jointbus.schemas.governance import ChairPassed, Change, proposal
 from jointbus.schemas.ids import uuid7_from
 from jointbus.schemas.transitions import CASTS, Move
@@ -467,6 +469,43 @@ class RuleCases(CaseBook):
             registry="keys",
         )
         self.under("base")
+
+    def alerts(self) -> None:
+        """Witness alerts: an equivocation is accepted only with evidence of a split view."""
+        rule = "§7 log alerts"
+        voters = list(self.registries["base"].voters)
+        audit_key = signing_key("svc-audit#sig-1")
+
+        def note(root: bytes) -> str:
+            return sign_checkpoint(Checkpoint(ORIGIN, 12, root), audit_key)
+
+        def alert(payload: dict[str, Any]) -> dict[str, Any]:
+            to = [a for a in voters if a != "sc-neijiang"]
+            return self.sign(
+                self.forge.unsigned("sc-neijiang", "log.equivocation", self.subject("log"), to, payload)
+            )
+
+        one, other = note(bytes(32)), note(bytes([1]) * 32)
+        evidence = {"origin": ORIGIN, "size": 12, "checkpoints": [one, other]}
+        self.add(
+            "rule/log/equivocation-with-evidence",
+            rule,
+            "a split view proven by two signed checkpoints, not delivered to the agencies",
+            self.route(alert(evidence)),
+        )
+        self.add(
+            "rule/log/equivocation-without-a-split",
+            rule,
+            "a false alarm: the two checkpoints agree",
+            self.route(alert(evidence | {"checkpoints": [one, one]}), refused(Reason.BAD_TRANSITION)),
+        )
+        forged = sign_checkpoint(Checkpoint(ORIGIN, 12, bytes([1]) * 32), signing_key("sc-neijiang#sig-1"))
+        self.add(
+            "rule/log/equivocation-forged-evidence",
+            rule,
+            "a false alarm: one checkpoint is not signed by the audit key",
+            self.route(alert(evidence | {"checkpoints": [one, forged]}), refused(Reason.BAD_TRANSITION)),
+        )
 
     def coverage(self) -> None:
         """A positive case for every event type and version not covered above."""

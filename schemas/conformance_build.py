@@ -32,6 +32,7 @@ class Builder(WireCases, RuleCases):
             self.lifecycle_rules,
             self.receipts,
             self.governance,
+            self.alerts,
             self.coverage,
         ):
             group()

@@ -103,6 +103,7 @@ class PolicyChanged(_Op):
     op: Literal["policy.changed"] = "policy.changed"
     quorum_percent: Annotated[int, Field(ge=50, le=90)] | None = None
     ack_within_hours: Annotated[int, Field(ge=1, le=720)] | None = None
+    witness_quorum: Annotated[int, Field(ge=1, le=16)] | None = None
 
 
 class ChairPassed(_Op):

@@ -28,10 +28,13 @@ from jointbus.schemas.registry import (
     ROUTER,
     KeyRecord,
     Member,
+    Policy,
     Registry,
 )
 
-Purpose = Literal["sign", "seal"]
+Purpose = Literal["sign", "seal", "witness"]
+#: the key id tag of each purpose (``<member>#<tag>-<serial>``)
+KID_TAG: dict[str, str] = {"sign": "sig", "seal": "seal", "witness": "wit"}
 AGENCY_ID = re.compile(r"[a-z]{2}-[a-z]{2,20}")  # province, dash, place (svc-* are services)
 
 
@@ -45,7 +48,16 @@ class Keyring(BaseModel):
 
     def signer(self, registry: Registry, at: datetime) -> tuple[str, Ed25519PrivateKey]:
         """The key id and private key this member signs with at ``at``."""
-        record = registry.current_key(self.owner, "sign", at)
+        return self._ed25519(registry, "sign", at)
+
+    def witness(self, registry: Registry, at: datetime) -> tuple[str, Ed25519PrivateKey]:
+        """The key id and private key this agency's witness cosigns with at ``at``."""
+        return self._ed25519(registry, "witness", at)
+
+    def _ed25519(
+        self, registry: Registry, purpose: Literal["sign", "witness"], at: datetime
+    ) -> tuple[str, Ed25519PrivateKey]:
+        record = registry.current_key(self.owner, purpose, at)
         if record.kid not in self.keys:
             raise rejection(Reason.UNKNOWN_KEY, f"keyring of {self.owner} lacks {record.kid}")
         key = self._parsed.get(record.kid)
@@ -70,14 +82,14 @@ def _raw_private(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
 def new_key(owner: str, purpose: Purpose, serial: int, not_before: datetime) -> tuple[KeyRecord, str]:
     """A fresh key pair: its public registry record and its private seed (base64url)."""
     private: Ed25519PrivateKey | X25519PrivateKey
-    if purpose == "sign":
+    if purpose in ("sign", "witness"):
         private = Ed25519PrivateKey.generate()
         algorithm: Literal["Ed25519", "X25519"] = "Ed25519"
     else:
         private = X25519PrivateKey.generate()
         algorithm = "X25519"
     public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    kid = f"{owner}#{'sig' if purpose == 'sign' else 'seal'}-{serial}"
+    kid = f"{owner}#{KID_TAG[purpose]}-{serial}"
     record = KeyRecord(
         kid=kid,
         owner=owner,
@@ -129,19 +141,25 @@ def members() -> tuple[Member, ...]:
 FIRST_CHAIR = "cq-rongchang"
 
 
-def new_federation(now: datetime, chair: str = FIRST_CHAIR) -> tuple[Registry, dict[str, Keyring]]:
-    """A development federation: registry v1 (``chair`` chairing) and every member's keyring."""
+def new_federation(
+    now: datetime, chair: str = FIRST_CHAIR, witness_quorum: int | None = None
+) -> tuple[Registry, dict[str, Keyring]]:
+    """A development federation: registry v1 (``chair`` chairing; checkpoints trusted once
+    ``witness_quorum`` agencies cosigned them, when given) and every member's keyring."""
     records: list[KeyRecord] = []
     rings: dict[str, Keyring] = {}
     for member in members():
         ring = Keyring(owner=member.id, keys={})
-        purposes: tuple[Purpose, ...] = ("sign", "seal") if member.kind == "agency" else ("sign",)
+        purposes: tuple[Purpose, ...] = ("sign", "seal", "witness") if member.kind == "agency" else ("sign",)
         for purpose in purposes:
             record, seed = new_key(member.id, purpose, 1, now)
             records.append(record)
             ring.keys[record.kid] = seed
         rings[member.id] = ring
-    registry = Registry(version=1, issued_at=now, members=members(), keys=tuple(records), chair=chair)
+    policy = Policy(witness_quorum=witness_quorum)
+    registry = Registry(
+        version=1, issued_at=now, members=members(), keys=tuple(records), chair=chair, policy=policy
+    )
     return registry, rings
 
 
@@ -174,7 +192,8 @@ def admit(
     )
     ring = Keyring(owner=agency, keys={})
     records = []
-    for purpose in ("sign", "seal"):
+    purposes: tuple[Purpose, ...] = ("sign", "seal", "witness")
+    for purpose in purposes:
         record, seed = new_key(agency, purpose, 1, now)
         records.append(record)
         ring.keys[record.kid] = seed

@@ -112,9 +112,12 @@ class Member(WireModel):
 class KeyRecord(WireModel):
     """A public key with its owner, purpose and validity window."""
 
-    kid: Annotated[str, Field(pattern=r"^[a-z0-9-]{2,30}#(sig|seal)-[0-9]{1,6}$")]
+    kid: Annotated[str, Field(pattern=r"^[a-z0-9-]{2,30}#(sig|seal|wit)-[0-9]{1,6}$")]
     owner: MemberId
-    purpose: Literal["sign", "seal"]
+    purpose: Literal["sign", "seal", "witness"] = Field(
+        description="sign: events (Ed25519); seal: payloads sealed to the member (X25519); "
+        "witness: cosignatures of audit checkpoints (Ed25519)"
+    )
     algorithm: Literal["Ed25519", "X25519"]
     public_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$", description="raw, base64url")]
     not_before: AwareDatetime
@@ -142,6 +145,11 @@ class Policy(WireModel):
     )
     ack_within_hours: Annotated[int, Field(ge=1, le=720)] | None = Field(
         default=None, description="the clue acknowledgement deadline (absent: the bus's setting)"
+    )
+    witness_quorum: Annotated[int, Field(ge=1, le=16)] | None = Field(
+        default=None,
+        description="how many agencies' witnesses must cosign an audit checkpoint before auditors "
+        "trust it (absent: cosignatures are reported, not required)",
     )
 
 
@@ -237,7 +245,17 @@ class Registry(WireModel):
             raise rejection(Reason.UNKNOWN_KEY, f"{kid[:60]!r} is not a signing key")
         return found
 
-    def current_key(self, owner: str, purpose: Literal["sign", "seal"], at: datetime) -> KeyRecord:
+    def witness_keys(self) -> dict[str, tuple[KeyRecord, ...]]:
+        """The witness keys of each voting agency (cosignatures count per agency, by any of
+        its witness keys not revoked; a key's window bounds when it may cosign)."""
+        voters = set(self.voters)
+        found: dict[str, tuple[KeyRecord, ...]] = {}
+        for key in self.keys:
+            if key.purpose == "witness" and key.owner in voters and key.revoked_at is None:
+                found[key.owner] = (*found.get(key.owner, ()), key)
+        return found
+
+    def current_key(self, owner: str, purpose: Literal["sign", "seal", "witness"], at: datetime) -> KeyRecord:
         """The newest unrevoked key of ``owner`` for ``purpose`` valid at ``at``."""
         usable = [
             k

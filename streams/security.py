@@ -24,7 +24,14 @@ from jointbus.schemas.registry import AUDIT, ROUTER
 from jointbus.streams.errors import ConfigError, StreamsError
 from jointbus.streams.keystore import private_dir, write_private
 from jointbus.streams.settings import Settings
-from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, REGISTRY_TOPIC, inbox, outbox
+from jointbus.streams.topics import (
+    AUDIT_TOPIC,
+    CHECKPOINT_TOPIC,
+    COSIGNATURE_TOPIC,
+    REGISTRY_TOPIC,
+    inbox,
+    outbox,
+)
 
 MECHANISM = "SCRAM-SHA-512"
 AUDITOR = "auditor"
@@ -130,6 +137,10 @@ def acl_plan(agencies: Iterable[str]) -> list[Acl]:
         topic(agency, outbox(agency), WRITE)
         topic(agency, inbox(agency), READ)
         topic(agency, REGISTRY_TOPIC, READ)
+        topic(agency, CHECKPOINT_TOPIC, READ)  # its witness cosigns them
+        topic(
+            agency, COSIGNATURE_TOPIC, READ, WRITE
+        )  # signed by its witness key: others' lines do not verify
         group(agency, f"jointbus-inbox-{agency}")
     for agency in agencies:
         topic(ROUTER, outbox(agency), READ)
@@ -148,6 +159,7 @@ def acl_plan(agencies: Iterable[str]) -> list[Acl]:
     for agency in agencies:  # completeness: every outbox record has a decision (offsets only)
         topic(AUDITOR, outbox(agency), READ)
     topic(AUDITOR, CHECKPOINT_TOPIC, READ)
+    topic(AUDITOR, COSIGNATURE_TOPIC, READ)
     topic(AUDITOR, REGISTRY_TOPIC, READ)
     group(AUDITOR, f"jointbus-inbox-{AUDITOR}")
     return rules

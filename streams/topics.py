@@ -16,6 +16,12 @@ from jointbus.streams.errors import ConfigError
 AUDIT_TOPIC = "jointbus.audit"
 CHECKPOINT_TOPIC = "jointbus.checkpoints"
 REGISTRY_TOPIC = "jointbus.registry"
+#: the agencies' witnesses' cosignatures of audit checkpoints (key: the agency)
+COSIGNATURE_TOPIC = "jointbus.cosignatures"
+#: Kafka headers of a checkpoint record: the size of the checkpoint before it and the
+#: consistency proof from that one (RFC 9162 hashes, base64, one per line)
+CONSISTENCY_FROM_HEADER = "jointbus-consistency-from"
+CONSISTENCY_PROOF_HEADER = "jointbus-consistency-proof"
 DAYS = 24 * 3600 * 1000
 
 
@@ -56,6 +62,7 @@ def layout(
     specs += [
         TopicSpec(AUDIT_TOPIC, 1, forever),
         TopicSpec(CHECKPOINT_TOPIC, 1, forever),
+        TopicSpec(COSIGNATURE_TOPIC, 1, forever),
         TopicSpec(REGISTRY_TOPIC, 1, {**forever, "cleanup.policy": "compact"}),
     ]
     return specs
