@@ -4,7 +4,8 @@ that, as of a time, the checkpoint is the largest consistent tree head it has se
 Signed message: ``cosignature/v1\\n`` + ``time <seconds>\\n`` + the checkpoint body.
 Signature line: ``— <name> base64(key ID || u64 timestamp || Ed25519 signature)``, key ID =
 ``SHA-256(name || 0x0A || 0x04 || public key)[:4]``. A witness's name is
-``witness/<agency>`` (one per agency; its key is the agency's ``witness`` key).
+``jointbus.sichuan-chongqing/witness/<agency>`` (one per agency; its key is the agency's
+``witness`` key, distinct from its signing key).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from jointbus.audit.errors import AuditError
 from jointbus.audit.notes import Checkpoint
 
 COSIGNATURE_V1 = 0x04
-WITNESS_PREFIX = "witness/"
+#: a witness's cosigner name: a schema-less URL naming the bus and the agency (C2SP)
+WITNESS_PREFIX = "jointbus.sichuan-chongqing/witness/"
 
 
 def witness_name(agency: str) -> str:

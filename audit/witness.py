@@ -35,7 +35,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from jointbus.audit.cosign import cosign, signature_lines, with_cosignatures, witness_name
+from jointbus.audit.cosign import WITNESS_PREFIX, cosign, signature_lines, with_cosignatures, witness_name
 from jointbus.audit.errors import AuditError
 from jointbus.audit.merkle import verify_consistency
 from jointbus.audit.notes import Checkpoint
@@ -192,7 +192,7 @@ def _root_line(note: str) -> str:
 
 def _without_cosignatures(note: str) -> str:
     body, _, _ = note.partition("\n\n")
-    audit_lines = [line for line in signature_lines(note) if not line[2:].startswith("witness/")]
+    audit_lines = [line for line in signature_lines(note) if not line[2:].startswith(WITNESS_PREFIX)]
     return body + "\n\n" + "".join(f"{line}\n" for line in audit_lines)
 
 

@@ -204,14 +204,20 @@ def keys() -> None:
     help="keystore directory (default .jointbus/keys)",
 )
 @click.option("--force", is_flag=True, help="overwrite an existing keystore")
-def keys_init(directory: Path | None, force: bool) -> None:
+@click.option(
+    "--witness-quorum",
+    type=click.IntRange(1, 16),
+    default=None,
+    help="trust an audit checkpoint once this many agencies' witnesses cosigned it (default: not required)",
+)
+def keys_init(directory: Path | None, force: bool, witness_quorum: int | None) -> None:
     """Create a development federation: registry.json and private/<member>.json (0600)."""
     directory = directory or context.settings().keystore_dir
     if (directory / keystore.REGISTRY_FILE).exists() and not force:
         raise JointbusError(
             f"{directory} already holds a registry; use --force to replace it", reason="exists"
         )
-    registry, rings = new_federation(utcnow() - timedelta(days=1))
+    registry, rings = new_federation(utcnow() - timedelta(days=1), witness_quorum=witness_quorum)
     for ring in rings.values():
         keystore.save_keyring(directory, ring)
     path = keystore.save_registry(directory, registry)
@@ -367,6 +373,10 @@ def schemas_vectors(directory: Path) -> None:
     wire.write_text(render(build(previous)), encoding="utf-8")
     built, document = build_suite(_json_or_none(suite))
     suite.write_text(render_suite(document), encoding="utf-8")
+    from jointbus.audit.cosign_vectors import COSIGNATURE_FILE
+    from jointbus.audit.cosign_vectors import build as build_cosignatures
+
+    (directory / COSIGNATURE_FILE).write_text(render(build_cosignatures()), encoding="utf-8")
     out = directory
     ui.say(f"test vectors and {len(built.cases)} conformance cases written to {out}")
 

@@ -132,13 +132,24 @@ def propose_chair(agency: str, new_chair: str, reason: str) -> None:
     "--quorum-percent", type=click.IntRange(50, 90), default=None, help="more than this %% must sign"
 )
 @click.option("--ack-hours", type=click.IntRange(1, 720), default=None, help="clue acknowledgement deadline")
+@click.option(
+    "--witness-quorum",
+    type=click.IntRange(1, 16),
+    default=None,
+    help="agencies' witnesses that must cosign a checkpoint before auditors trust it",
+)
 @click.option("--reason", required=True, help="why (kept in the log)")
-def propose_policy(agency: str, quorum_percent: int | None, ack_hours: int | None, reason: str) -> None:
-    """Change how the agencies decide: the quorum, the acknowledgement deadline."""
-    if quorum_percent is None and ack_hours is None:
-        raise JointbusError("give --quorum-percent, --ack-hours or both", reason="usage")
+def propose_policy(
+    agency: str, quorum_percent: int | None, ack_hours: int | None, witness_quorum: int | None, reason: str
+) -> None:
+    """Change how the agencies decide: the quorum, the acknowledgement deadline, how many
+    witnesses make a checkpoint trusted."""
+    if quorum_percent is None and ack_hours is None and witness_quorum is None:
+        raise JointbusError("give --quorum-percent, --ack-hours or --witness-quorum", reason="usage")
     cfg = context.settings()
-    change = PolicyChanged(quorum_percent=quorum_percent, ack_within_hours=ack_hours)
+    change = PolicyChanged(
+        quorum_percent=quorum_percent, ack_within_hours=ack_hours, witness_quorum=witness_quorum
+    )
     _said(*asyncio.run(_propose(cfg, agency, [change], reason)))
 
 

@@ -52,7 +52,14 @@ from jointbus.streams.security import (
     acl_plan,
     load_credentials,
 )
-from jointbus.streams.topics import AUDIT_TOPIC, REGISTRY_TOPIC, inbox, outbox
+from jointbus.streams.topics import (
+    AUDIT_TOPIC,
+    CHECKPOINT_TOPIC,
+    COSIGNATURE_TOPIC,
+    REGISTRY_TOPIC,
+    inbox,
+    outbox,
+)
 from tests.conftest import secured_broker, secured_settings
 from tests.harness import figures_of
 from tests.samples import SAMPLES
@@ -70,7 +77,7 @@ def ninth(registry: Registry) -> tuple[Registry, Keyring]:
 # ------------------------------------------------------------------------ pure: no broker
 def test_admitted_agency_is_a_member_in_registry_order() -> None:
     """Admitting sc-leshan gives registry v2 with nine agencies (the new one last, before the
-    services), its own signing and sealing keys, and the same for everyone else."""
+    services), its own signing, sealing and witness keys, and the same for everyone else."""
     eight, _ = new_federation(utcnow() - timedelta(days=1))
     nine, ring = ninth(eight)
     assert nine.version == eight.version + 1
@@ -78,7 +85,7 @@ def test_admitted_agency_is_a_member_in_registry_order() -> None:
     assert LESHAN in nine.agency_ids
     assert len(nine.agency_ids) == 9
     assert nine.is_agency(LESHAN)
-    assert set(ring.keys) == {f"{LESHAN}#sig-1", f"{LESHAN}#seal-1"}
+    assert set(ring.keys) == {f"{LESHAN}#sig-1", f"{LESHAN}#seal-1", f"{LESHAN}#wit-1"}
     assert nine.current_key(LESHAN, "seal", utcnow()).kid == f"{LESHAN}#seal-1"
     assert [m.id for m in nine.members][-2:] == [m.id for m in eight.members][-2:]  # services
     with pytest.raises(JointbusError) as again:
@@ -109,9 +116,10 @@ def test_topics_and_projection_rows_follow_the_registry() -> None:
 
 
 def test_acl_plan_gives_the_ninth_its_rules_and_nothing_else() -> None:
-    """sc-leshan may write its outbox, read its inbox (groups jointbus-inbox-sc-leshan*) and
-    the registry, nothing else; the router reads its outbox and writes its inbox, auditors
-    read its outbox; every rule of the eight stays."""
+    """sc-leshan may write its outbox, read its inbox (groups jointbus-inbox-sc-leshan*), the
+    registry and the checkpoints, and read and write cosignatures (its witness), nothing else;
+    the router reads its outbox and writes its inbox, auditors read its outbox; every rule of
+    the eight stays."""
     eight, _ = new_federation(utcnow() - timedelta(days=1))
     nine, _ = ninth(eight)
     plan = set(acl_plan(nine.agencies))
@@ -122,6 +130,11 @@ def test_acl_plan_gives_the_ninth_its_rules_and_nothing_else() -> None:
         Acl(LESHAN, DESCRIBE, TOPIC, inbox(LESHAN)),
         Acl(LESHAN, READ, TOPIC, REGISTRY_TOPIC),
         Acl(LESHAN, DESCRIBE, TOPIC, REGISTRY_TOPIC),
+        Acl(LESHAN, READ, TOPIC, CHECKPOINT_TOPIC),  # its witness follows them
+        Acl(LESHAN, DESCRIBE, TOPIC, CHECKPOINT_TOPIC),
+        Acl(LESHAN, READ, TOPIC, COSIGNATURE_TOPIC),  # ... and publishes its cosignatures
+        Acl(LESHAN, WRITE, TOPIC, COSIGNATURE_TOPIC),
+        Acl(LESHAN, DESCRIBE, TOPIC, COSIGNATURE_TOPIC),
         Acl(LESHAN, READ, GROUP, f"jointbus-inbox-{LESHAN}", PREFIXED),
     }
     before = set(acl_plan(eight.agencies))

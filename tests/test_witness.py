@@ -1,0 +1,172 @@
+"""An agency's witness, its rules without Kafka: it cosigns a checkpoint only when it is
+signed by the audit key and consistent with the last one it cosigned; rollbacks, split views,
+bad proofs and forged checkpoints are refused with their reason; its state survives a
+restart; cosignatures match the published C2SP vectors."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from jointbus.audit.cosign import signature_lines, verify_cosignature, witness_name
+from jointbus.audit.cosign_vectors import COSIGNATURE_FILE, build
+from jointbus.audit.merkle import consistency_proof, leaf_hash, list_subtree
+from jointbus.audit.notes import ORIGIN, Checkpoint, sign_checkpoint
+from jointbus.audit.witness import Witness, WitnessRefusedError, WitnessState
+from jointbus.audit.witnessing import witnessed
+from jointbus.schemas.conformance import VECTORS_DIR
+from jointbus.schemas.keys import new_federation
+from jointbus.schemas.registry import AUDIT
+from jointbus.schemas.vectors import seed
+from tests.rules import NOW
+
+REGISTRY, RINGS = new_federation(NOW - timedelta(days=1), witness_quorum=5)
+LEAVES = [leaf_hash(f"record {i}".encode()) for i in range(40)]
+AUDIT_KEY = RINGS[AUDIT].signer(REGISTRY, REGISTRY.issued_at)[1]
+FORK_LEAVES = [*LEAVES[:10], *(leaf_hash(f"rewritten {i}".encode()) for i in range(10, 40))]
+
+
+def tree_root(size: int, leaves: list[bytes] = LEAVES) -> bytes:
+    return list_subtree(leaves[:size])(0, size)
+
+
+def note(size: int, leaves: list[bytes] = LEAVES, key: Ed25519PrivateKey = AUDIT_KEY) -> str:
+    """The audit key's signed checkpoint of the first ``size`` leaves."""
+    return sign_checkpoint(Checkpoint(ORIGIN, size, tree_root(size, leaves)), key)
+
+
+def proof(old: int, new: int, leaves: list[bytes] = LEAVES) -> list[bytes]:
+    return consistency_proof(old, new, list_subtree(leaves[:new]))
+
+
+def witness(agency: str = "sc-zigong", state: WitnessState | None = None) -> Witness:
+    return Witness.of(RINGS[agency], REGISTRY, state or WitnessState())
+
+
+def test_cosigns_a_consistent_sequence_of_checkpoints() -> None:
+    """A fresh witness cosigns the first checkpoint, then each one that extends it with a
+    proof that verifies; its cosignature verifies under its registered witness key."""
+    w = witness()
+    first = w.observe(note(10), 0, [], now=1_800_000_000)
+    second = w.observe(note(25), 10, proof(10, 25), now=1_800_000_001)
+    assert w.state.size == 25
+    cp = Checkpoint(ORIGIN, 25, tree_root(25))
+    found = witnessed(cp, signature_lines(second), REGISTRY)
+    assert found.agencies == ("sc-zigong",)
+    assert witnessed(cp, signature_lines(first), REGISTRY).agencies == ()  # a cosignature of 10 is not of 25
+
+
+def test_rollback_is_refused() -> None:
+    """A truncated log: a checkpoint smaller than the one cosigned is refused (rollback) and
+    the witness keeps what it held."""
+    w = witness()
+    w.observe(note(30), 0, [])
+    with pytest.raises(WitnessRefusedError) as refused:
+        w.observe(note(20), 0, [])
+    assert refused.value.reason == "rollback"
+    assert refused.value.against is not None
+    assert w.state.size == 30
+
+
+def test_forked_checkpoint_is_refused_as_equivocation() -> None:
+    """Same size, another root, validly signed by the audit key: a split view, refused with
+    both signed notes as evidence."""
+    w = witness()
+    w.observe(note(30), 0, [])
+    forked = note(30, FORK_LEAVES)
+    with pytest.raises(WitnessRefusedError) as refused:
+        w.observe(forked, 30, [])
+    assert refused.value.reason == "equivocation"
+    assert (refused.value.note, refused.value.against) == (forked, note(30))
+
+
+def test_rewritten_history_fails_the_consistency_proof() -> None:
+    """A larger checkpoint over rewritten leaves: its proof from the cosigned size does not
+    verify (inconsistent)."""
+    w = witness()
+    w.observe(note(12), 0, [])
+    with pytest.raises(WitnessRefusedError) as refused:
+        w.observe(note(30, FORK_LEAVES), 12, proof(12, 30, FORK_LEAVES))
+    assert refused.value.reason == "inconsistent"
+
+
+def test_proof_from_another_size_is_refused() -> None:
+    """A proof that does not start where this witness stands proves nothing to it."""
+    w = witness()
+    w.observe(note(12), 0, [])
+    with pytest.raises(WitnessRefusedError) as refused:
+        w.observe(note(30), 10, proof(10, 30))
+    assert refused.value.reason == "no_proof"
+
+
+def test_checkpoint_signed_by_another_key_is_refused() -> None:
+    """A checkpoint signed by anyone but the audit service (here an agency) is not cosigned."""
+    w = witness()
+    forged = note(10, key=RINGS["sc-luzhou"].signer(REGISTRY, REGISTRY.issued_at)[1])
+    with pytest.raises(WitnessRefusedError) as refused:
+        w.observe(forged, 0, [])
+    assert refused.value.reason == "bad_checkpoint_signature"
+
+
+def test_restarted_witness_continues_from_its_state_and_refuses_a_rollback(tmp_path: Path) -> None:
+    """The state saved after a cosignature is what a restarted witness holds: it extends it
+    and refuses to go back below it."""
+    path = tmp_path / "sc-zigong.json"
+    first = witness()
+    first.observe(note(20), 0, [])
+    first.state.save(path)
+    again = witness(state=WitnessState.load(path))
+    assert (again.state.size, again.state.root) == (20, base64.b64encode(tree_root(20)).decode())
+    again.observe(note(33), 20, proof(20, 33))
+    with pytest.raises(WitnessRefusedError) as refused:
+        again.observe(note(25), 0, [])
+    assert refused.value.reason == "rollback"
+
+
+def test_another_witness_cosigning_a_second_root_is_a_split_view() -> None:
+    """Shown one history, a witness that reads another witness's cosignature of the same size
+    with another root detects the split view it was not shown."""
+    mine, theirs = witness("sc-zigong"), witness("cq-dazu")
+    mine.observe(note(30), 0, [])
+    cosigned_elsewhere = theirs.observe(note(30, FORK_LEAVES), 0, [])
+    with pytest.raises(WitnessRefusedError) as refused:
+        mine.compare(cosigned_elsewhere)
+    assert refused.value.reason == "equivocation"
+    assert refused.value.against == note(30)
+    mine.compare(witness("cq-rongchang").observe(note(30), 0, []))  # the same root: no alarm
+
+
+def test_policy_counts_distinct_agencies_and_ignores_forged_lines() -> None:
+    """Five agencies' cosignatures meet a 5-of-8 policy, four do not; a line that claims a
+    witness but does not verify, or a second line of one agency, adds nothing."""
+    cp = Checkpoint(ORIGIN, 30, tree_root(30))
+    lines = []
+    for agency in list(REGISTRY.voters)[:5]:
+        lines += signature_lines(witness(agency).observe(note(30), 0, []))
+    assert witnessed(cp, lines, REGISTRY).enough
+    four = [line for line in lines if not line.startswith(f"— {witness_name(REGISTRY.voters[4])} ")]
+    assert not witnessed(cp, four, REGISTRY).enough
+    forged = f"— {witness_name(REGISTRY.voters[4])} " + base64.b64encode(bytes(76)).decode()
+    assert not witnessed(cp, [*four, forged, four[-1]], REGISTRY).enough
+
+
+def test_cosignature_vectors_regenerate_and_verify() -> None:
+    """schemas/vectors/cosignature-v1.json is what the code builds (run `jointbus schemas
+    vectors`), and each cosignature line verifies under the published public key."""
+    document = json.loads((VECTORS_DIR / COSIGNATURE_FILE).read_text(encoding="utf-8"))
+    assert document == build()
+    body = document["checkpoint_body"].split("\n")
+    cp = Checkpoint(body[0], int(body[1]), base64.b64decode(body[2]))
+    for cosigner in document["cosigners"]:
+        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(cosigner["public_key_base64"]))
+        private = Ed25519PrivateKey.from_private_bytes(seed(cosigner["kid"]))
+        assert private.public_key().public_bytes_raw() == public.public_bytes_raw()
+        found = verify_cosignature(cosigner["signature_line"], cp, cosigner["name"], public)
+        assert found is not None
+        assert found.timestamp == document["timestamp"]
+        assert cosigner["signature_line"] in document["cosigned_note"]
