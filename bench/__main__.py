@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import auditlog, cli, contract, e2e, router
+from bench import auditlog, cli, contract, e2e, router, witness
 
 
 def main() -> None:
-    which = set(sys.argv[1:]) or {"contract", "audit", "router", "e2e", "cli"}
+    which = set(sys.argv[1:]) or {"contract", "audit", "router", "e2e", "cli", "witness"}
     if "contract" in which:
         print(json.dumps({"bench": "contract", **contract.run()}, ensure_ascii=False), flush=True)
     if "audit" in which:
@@ -18,6 +18,8 @@ def main() -> None:
         print(json.dumps({"bench": "router", **router.run()}, ensure_ascii=False), flush=True)
     if "cli" in which:
         print(json.dumps({"bench": "cli", **cli.run()}, ensure_ascii=False), flush=True)
+    if "witness" in which:
+        print(json.dumps({"bench": "witness", **witness.run()}, ensure_ascii=False), flush=True)
     if "e2e" in which:
         print(json.dumps({"bench": "e2e", **e2e.run()}, ensure_ascii=False), flush=True)
 
