@@ -170,3 +170,5 @@ def test_cosignature_vectors_regenerate_and_verify() -> None:
         assert found is not None
         assert found.timestamp == document["timestamp"]
         assert cosigner["signature_line"] in document["cosigned_note"]
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "witnesses.md").read_text(encoding="utf-8")
+    assert f"```\n{document['cosigned_note']}```" in docs, "docs/witnesses.md shows another example"
