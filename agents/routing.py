@@ -24,6 +24,7 @@ from typing import Any, TypeGuard
 
 import structlog
 
+from jointbus.agents.dues import Dues
 from jointbus.schemas.catalog import CATALOG
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, to_wire
@@ -81,7 +82,7 @@ class Router:
         self.rules = rules
         self.ledger = Ledger(registry)
         self.recent: OrderedDict[str, AuditRecord] = OrderedDict()
-        self.dues: dict[str, datetime] = {}
+        self.dues = Dues()
         self.alerted: set[str] = set()
         #: the alerts most recently logged, whose deliveries a restarted router writes again
         self.recent_alerts: deque[AuditRecord] = deque(maxlen=RECENT_ALERTS)
@@ -287,9 +288,9 @@ class Router:
         subject = outcome.verified.envelope.subject
         due = due_at(outcome.state)
         if due is None or subject in self.quarantined:
-            self.dues.pop(subject, None)
+            self.dues.discard(subject)
         else:
-            self.dues[subject] = due
+            self.dues.set(subject, due)
 
     # ----------------------------------------------------------------- rebuilt from history
     def fold(self, record: AuditRecord) -> None:
@@ -301,7 +302,7 @@ class Router:
         if record.decision == "quarantined":
             subject = record.position.removeprefix("quarantine:")
             self.quarantined[subject] = record.detail
-            self.dues.pop(subject, None)
+            self.dues.discard(subject)
             return
         if parse_position(record.position) is None:
             return
@@ -352,12 +353,10 @@ class Router:
     def overdue(self, now: datetime) -> list[Routed]:
         """Signed alerts for every deadline passed by ``now`` and not yet alerted."""
         routed: list[Routed] = []
-        for subject, due in list(self.dues.items()):
-            if due > now:
-                continue
+        for subject, _ in self.dues.passed(now):
             try:
                 routed += self._alerts(subject, now)
-                self.dues.pop(subject, None)
+                self.dues.discard(subject)
             except Exception as exc:  # contained: quarantine this aggregate, scan the rest
                 routed.append(self._quarantine(subject, now, exc))
         return routed
@@ -403,7 +402,7 @@ class Router:
 
     def _quarantine(self, subject: str, now: datetime, exc: Exception) -> Routed:
         detail = f"deadline check failed: {type(exc).__name__}: {str(exc)[:300]}"
-        self.dues.pop(subject, None)
+        self.dues.discard(subject)
         self.quarantined[subject] = detail
         self.counts["quarantined"] += 1
         log.error("aggregate quarantined; its alerts are suspended", aggregate=subject, detail=detail)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import auditlog, cli, contract, e2e, router, witness
+from bench import auditlog, cli, contract, deadlines, e2e, router, witness
 
 
 def main() -> None:
-    which = set(sys.argv[1:]) or {"contract", "audit", "router", "e2e", "cli", "witness"}
+    which = set(sys.argv[1:]) or {"contract", "audit", "router", "deadlines", "e2e", "cli", "witness"}
     if "contract" in which:
         print(json.dumps({"bench": "contract", **contract.run()}, ensure_ascii=False), flush=True)
     if "audit" in which:
         print(json.dumps({"bench": "audit", **auditlog.run()}, ensure_ascii=False), flush=True)
     if "router" in which:
         print(json.dumps({"bench": "router", **router.run()}, ensure_ascii=False), flush=True)
+    if "deadlines" in which:
+        print(json.dumps({"bench": "deadlines", **deadlines.run()}, ensure_ascii=False), flush=True)
     if "cli" in which:
         print(json.dumps({"bench": "cli", **cli.run()}, ensure_ascii=False), flush=True)
     if "witness" in which:
