@@ -32,7 +32,7 @@ from jointbus.schemas.errors import ContractError, Reason
 from jointbus.schemas.families.governance import RegistryApproved
 from jointbus.schemas.families.notice import AcceptanceNotice, ItemOverdue, RejectionNotice
 from jointbus.schemas.family import Payload
-from jointbus.schemas.ids import UUID_PATTERN, format_time, uuid7_from
+from jointbus.schemas.ids import UUID_PATTERN, format_time, parse_time, uuid7_from
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.ledger import Ledger, Outcome
 from jointbus.schemas.lifecycle import Rules, due_at, overdue_items
@@ -83,6 +83,8 @@ class Router:
         self.ledger = Ledger(registry)
         self.recent: OrderedDict[str, AuditRecord] = OrderedDict()
         self.dues = Dues()
+        #: subjects alerted overdue whose deadline is still unmet (none of their events since)
+        self.overdue_open: set[str] = set()
         self.alerted: set[str] = set()
         #: the alerts most recently logged, whose deliveries a restarted router writes again
         self.recent_alerts: deque[AuditRecord] = deque(maxlen=RECENT_ALERTS)
@@ -287,6 +289,8 @@ class Router:
             return
         subject = outcome.verified.envelope.subject
         due = due_at(outcome.state)
+        if due is None or due > parse_time(outcome.verified.envelope.time):
+            self.overdue_open.discard(subject)  # met, or given a new deadline
         if due is None or subject in self.quarantined:
             self.dues.discard(subject)
         else:
@@ -357,6 +361,7 @@ class Router:
             try:
                 routed += self._alerts(subject, now)
                 self.dues.discard(subject)
+                self.overdue_open.add(subject)
             except Exception as exc:  # contained: quarantine this aggregate, scan the rest
                 routed.append(self._quarantine(subject, now, exc))
         return routed

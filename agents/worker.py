@@ -28,11 +28,13 @@ import structlog
 from aiokafka import AIOKafkaProducer
 
 from jointbus.agents.routing import HEADERS, Routed, Router, outputs_of
+from jointbus.schemas.catalog import spec_of
+from jointbus.schemas.errors import ContractError
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.lifecycle import Rules
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import ROUTER, Registry
-from jointbus.streams import keystore
+from jointbus.streams import keystore, metrics
 from jointbus.streams.broker import probe
 from jointbus.streams.errors import KafkaAuthenticationError, KafkaAuthorizationError, KafkaProtocolError
 from jointbus.streams.faustapp import make_app
@@ -104,6 +106,8 @@ class OrderedWriter:
         self._broken: Exception | None = None  # a send of this producer failed at once
         self._acker: asyncio.Task[None] | None = None
         self.recoveries = 0
+        #: the last outbox offset decided, per (topic, partition): the lag metric's base
+        self.positions: dict[tuple[str, int], int] = {}
 
     async def start(self) -> None:
         """Rebuild the memory from the audit log and open the producer."""
@@ -171,15 +175,25 @@ class OrderedWriter:
 
     def _decide(self, source: Source) -> Routed:
         wire, topic, partition, offset, ts, appended = source
-        return self.router.route(wire, topic, partition, offset, ts, appended=appended)
+        routed = self.router.route(wire, topic, partition, offset, ts, appended=appended)
+        self.positions[(topic, partition)] = offset
+        record = routed.record
+        if record is not None and not routed.again:
+            metrics.DECISIONS.labels(_family(record), record.decision, record.reason or "").inc()
+            metrics.ROUTING_SECONDS.observe(max(0.0, time.time() - ts / 1000))
+        return routed
 
     async def alerts(self) -> int:
         """Check deadlines and write the alerts that fell due (signed now)."""
         await self.ready.wait()
         async with self.lock:
-            routed_all = self.router.overdue(utcnow())
+            now = utcnow()
+            routed_all = self.router.overdue(now)
             for routed in routed_all:
                 await self._send(None, None, routed)
+            metrics.OVERDUE_ALERTS.inc(len(routed_all))
+            metrics.DEADLINES_OPEN.set(len(self.router.dues))
+            metrics.OVERDUE_OPEN.set(len(self.router.overdue_open))
         return len(routed_all)
 
     async def _send(self, source: Source | None, ack: Ack | None, routed: Routed) -> None:
@@ -196,6 +210,7 @@ class OrderedWriter:
                 )
                 futures.append(await self._producer.send(out.topic, out.value, key=out.key, headers=headers))
         except Exception as exc:  # a send refused at once fails like a late failure
+            metrics.PRODUCE_ERRORS.labels("worker").inc()
             self._broken = exc
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
@@ -283,6 +298,16 @@ class TableManager(faust.tables.TableManager):
             await self.recovery.start()
 
 
+def _family(record: AuditRecord) -> str:
+    """The catalog family a decision was about, for the metrics: ``unknown`` for anything
+    else, so a sender cannot mint label values (and time series) at will."""
+    event_type = (record.event or {}).get("type")
+    try:
+        return spec_of(event_type).family if isinstance(event_type, str) else "unknown"
+    except ContractError:
+        return "unknown"
+
+
 def build_worker(settings: Settings) -> faust.App:
     """The faust app with the router agent and the deadline timer, ready to run."""
     registry = keystore.load_registry(settings.keystore_dir)  # the genesis: the log derives the rest
@@ -335,6 +360,21 @@ def build_worker(settings: Settings) -> faust.App:
         except Exception:  # contained: the next tick tries again
             log.exception("deadline scan failed")
 
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+    async def lag() -> None:
+        """Each assigned outbox partition's records not yet decided (for the metrics)."""
+        try:
+            consumer: Any = app.consumer
+            for tp in consumer.assignment():
+                if not tp.topic.startswith("jointbus.outbox."):
+                    continue
+                high = consumer.highwater(tp)
+                if high is not None:
+                    done = writer.positions.get((tp.topic, tp.partition), -1) + 1
+                    metrics.OUTBOX_LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
+        except Exception:  # a metric must never stop the worker
+            log.debug("lag not measured", exc_info=True)
+
     return app
 
 
@@ -373,6 +413,7 @@ def in_force(settings: Settings, genesis: Registry) -> Registry:
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run the worker in the foreground until SIGINT/SIGTERM."""
     wait_for_kafka(settings)
+    metrics.serve(settings.metrics_port, "worker", settings.metrics_host)
     app = build_worker(settings)
     worker = Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -24,6 +24,7 @@ from jointbus.audit.merkle import leaf_hash
 from jointbus.audit.notes import ORIGIN, Checkpoint, open_checkpoint, sign_checkpoint
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.registry import AUDIT, Registry
+from jointbus.streams import metrics
 from jointbus.streams.clients import start_client
 from jointbus.streams.reader import end_offset, read_topic
 from jointbus.streams.topics import (
@@ -183,6 +184,7 @@ class AuditLog:
         )
         self.index.add_checkpoint(size, root, note)
         self._last_signed = time.monotonic()
+        metrics.checkpoint_signed()
         log.info("checkpoint signed", size=size, root=root.hex()[:16], kid=kid)
         return note
 
@@ -201,6 +203,10 @@ class AuditLog:
                 records = fetched.get(tp, [])
                 if records:
                     self.index.append((r.offset, r.key, r.value, event_id_of(r.value)) for r in records)
+                metrics.AUDIT_LEAVES.set(self.index.size)
+                high = consumer.highwater(tp)
+                if high is not None:
+                    metrics.AUDIT_LAG.set(max(0, high - self.index.next_offset))
                 await self.maybe_checkpoint()
         finally:
             await consumer.stop()

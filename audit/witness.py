@@ -42,6 +42,7 @@ from jointbus.audit.notes import Checkpoint
 from jointbus.schemas.families.log import audit_checkpoint
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.registry import Registry
+from jointbus.streams import metrics
 from jointbus.streams.clients import start_client
 from jointbus.streams.topics import (
     CHECKPOINT_TOPIC,
@@ -247,12 +248,14 @@ async def run_witness(
                                 COSIGNATURE_TOPIC, cosigned.encode(), key=witness.agency.encode()
                             )
                             bound.info("checkpoint cosigned", size=witness.state.size)
+                            metrics.WITNESS_SIZE.labels(witness.agency).set(witness.state.size)
                             if on_cosigned is not None:
                                 on_cosigned(cosigned)
                         elif record.key != witness.agency.encode():
                             witness.compare(text)
                     except WitnessRefusedError as refusal:
                         bound.warning("checkpoint refused", why=refusal.reason, detail=refusal.message)
+                        metrics.WITNESS_REFUSALS.labels(witness.agency, refusal.reason).inc()
                         await alert(refusal)
                     witness.state.offsets[tp.topic] = record.offset + 1
             if fetched:

@@ -24,12 +24,12 @@ from jointbus.audit.merkle import leaf_hash, verify_consistency, verify_inclusio
 from jointbus.audit.notes import open_checkpoint, parse_proof, proof_text
 from jointbus.audit.verifier import Report, Verifier, check_registry_feed
 from jointbus.audit.witnessing import Witnessed, cosignature_lines, witnessed
-from jointbus.options import period_options
+from jointbus.options import metrics_option, period_options
 from jointbus.schemas.projections import Projection
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import AUDIT, Registry
 from jointbus.schemas.registry_chain import check_genesis
-from jointbus.streams import keystore
+from jointbus.streams import keystore, metrics
 from jointbus.streams.reader import end_offset, read_topic
 from jointbus.streams.security import AUDITOR
 from jointbus.streams.settings import Settings
@@ -77,9 +77,11 @@ def audit_group() -> None:
 @audit_group.command("run")
 @click.option("--every", default=200, show_default=True, help="sign a checkpoint every N leaves")
 @click.option("--interval", default=5.0, show_default=True, help="... or every T seconds")
-def audit_run(every: int, interval: float) -> None:
+@metrics_option
+def audit_run(every: int, interval: float, metrics_port: int | None) -> None:
     """Run the audit agent: index the audit topic, sign checkpoints (until SIGTERM)."""
-    cfg = context.settings()
+    cfg = context.settings(metrics_port=metrics_port)
+    metrics.serve(cfg.metrics_port, "audit", cfg.metrics_host)
     registry = keystore.load_registry(cfg.keystore_dir)
     keys = keystore.load_keyring(cfg.keystore_dir, AUDIT)
 

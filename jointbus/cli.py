@@ -15,7 +15,7 @@ import click
 from aiokafka.errors import KafkaError
 
 from jointbus import context, ui
-from jointbus.options import period_options
+from jointbus.options import metrics_option, period_options
 from jointbus.schemas.errors import JointbusError
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import new_federation
@@ -415,11 +415,14 @@ def topics_create() -> None:
     help="seconds a transferred clue may wait for its acknowledgement",
 )
 @click.option("--scan-every", type=float, default=None, help="seconds between deadline scans")
-def worker(ack_deadline: float | None, scan_every: float | None) -> None:
+@metrics_option
+def worker(ack_deadline: float | None, scan_every: float | None, metrics_port: int | None) -> None:
     """Run the router and deadline agents (foreground; stop with Ctrl-C or SIGTERM)."""
     from jointbus.agents.worker import run_worker
 
-    cfg = context.settings(ack_deadline_seconds=ack_deadline, deadline_scan_seconds=scan_every)
+    cfg = context.settings(
+        ack_deadline_seconds=ack_deadline, deadline_scan_seconds=scan_every, metrics_port=metrics_port
+    )
     run_worker(cfg)
 
 

@@ -19,3 +19,12 @@ def period_options(command: Any) -> Any:
     for option in reversed(PERIOD):
         command = option(command)
     return command
+
+
+#: ``--metrics-port`` of the long-running commands (worker, audit run, witness run)
+metrics_option = click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="serve Prometheus metrics on this port (loopback unless JOINTBUS_METRICS_HOST says otherwise)",
+)

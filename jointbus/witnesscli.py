@@ -16,10 +16,11 @@ import click
 
 from jointbus import context, ui
 from jointbus.audit.witness import Witness, WitnessRefusedError, WitnessState, run_witness
+from jointbus.options import metrics_option
 from jointbus.schemas.checkpoints import ORIGIN
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.registry import Registry
-from jointbus.streams import keystore
+from jointbus.streams import keystore, metrics
 from jointbus.streams.registry_feed import follow
 from jointbus.streams.sdk import Publisher, new_subject
 from jointbus.streams.settings import Settings
@@ -89,10 +90,14 @@ def witness_group() -> None:
     default=None,
     help="where each witness keeps the last checkpoint it cosigned (default: <home>/witness)",
 )
-def run_command(agencies: tuple[str, ...], every: bool, state_dir: Path | None) -> None:
+@metrics_option
+def run_command(
+    agencies: tuple[str, ...], every: bool, state_dir: Path | None, metrics_port: int | None
+) -> None:
     """Run witnesses until SIGTERM: each cosigns checkpoints consistent with its own last
     one and publishes its cosignature; a refusal becomes an alert to every agency."""
-    cfg = context.settings()
+    cfg = context.settings(metrics_port=metrics_port)
+    metrics.serve(cfg.metrics_port, "witness", cfg.metrics_host)
     genesis = keystore.load_registry(cfg.keystore_dir)
     chosen = list(genesis.voters) if every else list(agencies)
     if not chosen:

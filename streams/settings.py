@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     )
     deadline_scan_seconds: float = Field(default=30.0, gt=0, description="how often deadlines are checked")
     worker_commit_interval: float = Field(default=1.0, gt=0)
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="serve Prometheus metrics on this port (default: off)"
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="the address the metrics endpoint listens on (loopback by default)"
+    )
     worker_instance_id: str | None = Field(
         default=None, description="static group member id of this worker (default: host name)"
     )

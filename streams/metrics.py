@@ -1,0 +1,74 @@
+"""What the bus's processes expose to Prometheus (``--metrics-port`` /
+``JOINTBUS_METRICS_PORT``): one place that names every metric, so the README, the Grafana
+dashboard (``docker/grafana-dashboard.json``) and the code agree.
+
+The worker counts decisions and times them, watches its outbox partitions' lag and the
+deadlines; the audit agent its leaves, lag and checkpoint age; witnesses what they cosigned
+and refused. Counters only go up; gauges are the present value.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = structlog.get_logger("jointbus.metrics")
+
+DECISIONS = Counter(
+    "jointbus_decisions_total",
+    "Router decisions, by event type (family), decision and reason code",
+    ["family", "decision", "reason"],
+)
+ROUTING_SECONDS = Histogram(
+    "jointbus_routing_seconds",
+    "From an outbox record's append by the broker to the router's decision on it",
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
+)
+OUTBOX_LAG = Gauge(
+    "jointbus_outbox_lag_records",
+    "Records of an outbox partition not yet decided by this worker",
+    ["topic", "partition"],
+)
+DEADLINES_OPEN = Gauge("jointbus_deadlines_open", "Aggregates with a deadline still to be met")
+OVERDUE_OPEN = Gauge("jointbus_overdue_open", "Deadlines passed and not yet alerted")
+OVERDUE_ALERTS = Counter("jointbus_overdue_alerts_total", "Signed overdue alerts written")
+PRODUCE_ERRORS = Counter(
+    "jointbus_produce_errors_total", "Writes to Kafka that failed (the record is routed again)", ["component"]
+)
+AUDIT_LEAVES = Gauge("jointbus_audit_leaves", "Leaves of the audit log's Merkle tree (its size)")
+AUDIT_LAG = Gauge("jointbus_audit_lag_records", "Audit topic records not yet in the tree")
+CHECKPOINTS = Counter("jointbus_checkpoints_total", "Checkpoints signed by this audit agent")
+CHECKPOINT_AGE = Gauge("jointbus_checkpoint_age_seconds", "Seconds since the last checkpoint was signed")
+WITNESS_SIZE = Gauge(
+    "jointbus_witness_cosigned_size", "Size of the last checkpoint a witness cosigned", ["agency"]
+)
+WITNESS_REFUSALS = Counter(
+    "jointbus_witness_refusals_total", "Checkpoints a witness refused, by reason", ["agency", "reason"]
+)
+
+_last_checkpoint = 0.0
+
+
+def checkpoint_signed() -> None:
+    """Count a checkpoint and restart its age."""
+    global _last_checkpoint
+    _last_checkpoint = time.time()
+    CHECKPOINTS.inc()
+
+
+CHECKPOINT_AGE.set_function(lambda: time.time() - _last_checkpoint if _last_checkpoint else 0.0)
+
+
+def serve(port: int | None, component: str, host: str = "127.0.0.1") -> None:
+    """Expose the metrics on ``host:port`` (text format); no-op when ``port`` is None. A
+    port already taken is logged, not fatal: the bus works without its metrics."""
+    if port is None:
+        return
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        log.error("metrics endpoint not started", component=component, port=port, error=str(exc))
+        return
+    log.info("metrics endpoint listening", component=component, port=port)
