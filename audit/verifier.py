@@ -38,6 +38,7 @@ from jointbus.schemas.projections import Projection, apply
 from jointbus.schemas.records import AuditRecord, parse_position
 from jointbus.schemas.registry import AUDIT, ROUTER, Registry
 from jointbus.schemas.registry_chain import RegistryVersion
+from jointbus.schemas.signing import prechecked
 from jointbus.schemas.verify import verify_event
 
 #: how many recent leaves' verdicts a repeated record is compared with
@@ -138,8 +139,11 @@ class Verifier:
         index = self.frontier.size
         return VerificationError(f"leaf {index}: {message}", index=index, why=why)
 
-    def feed(self, offset: int, key: bytes | None, value: bytes) -> None:
-        """Check one record of the audit topic (raises VerificationError)."""
+    def feed(
+        self, offset: int, key: bytes | None, value: bytes, *, known: Mapping[str, bool] | None = None
+    ) -> None:
+        """Check one record of the audit topic (raises VerificationError); ``known``: its
+        signatures already checked elsewhere (``audit.parallel``)."""
         if offset != self._next_offset:
             what = (
                 AuditFailure.MISSING_RECORD if offset > self._next_offset else AuditFailure.REORDERED_RECORD
@@ -166,7 +170,8 @@ class Verifier:
         self._verdicts[record.position] = verdict
         if len(self._verdicts) > RECENT_VERDICTS:
             self._verdicts.popitem(last=False)
-        self._check_decision(record, plain and len(value) <= MAX_ENVELOPE_BYTES)
+        with prechecked(known):
+            self._check_decision(record, plain and len(value) <= MAX_ENVELOPE_BYTES)
         self.report.decisions[record.decision] += 1
         if self.replay is not None:
             apply(self.replay, record)

@@ -3,6 +3,7 @@ bare Ed25519 verify (same run), and verify's memory at two log lengths (flat = s
 
 from __future__ import annotations
 
+import asyncio
 import random
 import tempfile
 import time
@@ -20,6 +21,7 @@ from jointbus.audit.index import TreeIndex
 from jointbus.audit.leaves import LeafRule
 from jointbus.audit.merkle import Frontier, leaf_hash, verify_inclusion
 from jointbus.audit.notes import ORIGIN, Checkpoint, sign_checkpoint
+from jointbus.audit.parallel import feed_parallel
 from jointbus.audit.verifier import Verifier
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import to_wire
@@ -115,6 +117,11 @@ def run(leaves: int = 100_000, verify_events: int = 4000) -> dict[str, Any]:
     start = time.perf_counter()
     verify_all(registry, rows, notes)
     verify_rate = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    parallel = Verifier(registry, notes)
+    asyncio.run(feed_parallel(parallel, rows, 2, lambda: None))
+    parallel.finish()
+    jobs2_rate = n / (time.perf_counter() - start)
 
     def peak(k: int) -> float:
         reg, r, cps = synthetic_log(k)
@@ -132,6 +139,8 @@ def run(leaves: int = 100_000, verify_events: int = 4000) -> dict[str, Any]:
         "verify_records_per_s": round(verify_rate),
         "bare_ed25519_verify_per_s": round(rates["bare"]),
         "verify_ratio": round(verify_rate / rates["bare"], 3),
+        "verify_jobs2_records_per_s": round(jobs2_rate),
+        "verify_jobs2_ratio": round(jobs2_rate / rates["bare"], 3),
         "verify_peak_mb_8k_records": round(small, 1),
         "verify_peak_mb_16k_records": round(large, 1),
     }

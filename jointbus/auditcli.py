@@ -22,6 +22,7 @@ from jointbus.audit.errors import AuditError, VerificationError
 from jointbus.audit.export import export, read_checkpoints, read_cosignatures, read_records, read_registry
 from jointbus.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from jointbus.audit.notes import open_checkpoint, parse_proof, proof_text
+from jointbus.audit.parallel import feed_parallel
 from jointbus.audit.verifier import Report, Verifier, check_registry_feed
 from jointbus.audit.witnessing import Witnessed, cosignature_lines, witnessed
 from jointbus.options import metrics_option, period_options
@@ -143,7 +144,14 @@ def audit_checkpoint() -> None:
     show_default=True,
     help="seconds an outbox record may wait for its decision before it counts as missing",
 )
-def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float) -> None:
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="processes that check signatures ahead of the in-order re-derivation",
+)
+def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float, jobs: int) -> None:
     """Recompute the tree, re-check every signature, decision and checkpoint, and that every
     outbox record has exactly one decision (exit 1 on failure)."""
     cfg = context.settings()
@@ -155,12 +163,15 @@ def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float) 
             verifier = Verifier(registry, read_checkpoints(bundle), cosigned_notes=read_cosignatures(bundle))
             total = sum(1 for _ in (bundle / "records.jsonl").open(encoding="utf-8"))
             with _Progress(total) as step:
-                for offset, key, value in read_records(bundle):
-                    verifier.feed(offset, key, value)
-                    step()
+                if jobs > 1:
+                    asyncio.run(feed_parallel(verifier, read_records(bundle), jobs, step))
+                else:
+                    for offset, key, value in read_records(bundle):
+                        verifier.feed(offset, key, value)
+                        step()
             report = verifier.finish()
         else:
-            verifier, report, complete = asyncio.run(_verify_complete(cfg, registry, grace))
+            verifier, report, complete = asyncio.run(_verify_complete(cfg, registry, grace, jobs=jobs))
     except VerificationError as exc:
         where = f"at index {exc.index}" if exc.index is not None else "(outboxes, registry topic)"
         ui.fail(f"audit log FAILED {where}: {exc.message} [{exc.why}]")
@@ -197,7 +208,7 @@ def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float) 
 
 
 async def _verify_complete(
-    cfg: Settings, registry: Registry, grace: float, replay: Projection | None = None
+    cfg: Settings, registry: Registry, grace: float, replay: Projection | None = None, *, jobs: int = 1
 ) -> tuple[Verifier, Report, Completeness]:
     """Verify the live log, then check every outbox record has its decision."""
     kw = context.kafka(cfg, AUDITOR)
@@ -205,7 +216,7 @@ async def _verify_complete(
     outboxes = await outbox_records(
         cfg.bootstrap_servers, [outbox(a) for a in sorted(registry.agency_ids)], **kw
     )
-    verifier, _ = await _verify_live(cfg, registry, replay, outboxes)
+    verifier, _ = await _verify_live(cfg, registry, replay, outboxes, jobs=jobs)
     report = verifier.finish()
     feed = [v async for _, _, v in read_topic(cfg.bootstrap_servers, REGISTRY_TOPIC, **kw)]
     report.registry_records = check_registry_feed(verifier.ledger.versions, feed)
@@ -218,6 +229,8 @@ async def _verify_live(
     registry: Registry,
     replay: Projection | None = None,
     outboxes: Mapping[str, list[OutboxRow]] | None = None,
+    *,
+    jobs: int = 1,
 ) -> tuple[Verifier, int]:
     kw = context.kafka(cfg, AUDITOR)
     notes = [v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)]
@@ -225,9 +238,13 @@ async def _verify_live(
     verifier = Verifier(registry, notes, replay=replay, outboxes=outboxes, cosigned_notes=cosigned)
     total = await end_offset(cfg.bootstrap_servers, AUDIT_TOPIC, **kw)
     with _Progress(total) as step:
-        async for offset, key, value in read_topic(cfg.bootstrap_servers, AUDIT_TOPIC, **kw):
-            verifier.feed(offset, key, value)
-            step()
+        records = read_topic(cfg.bootstrap_servers, AUDIT_TOPIC, **kw)
+        if jobs > 1:
+            await feed_parallel(verifier, records, jobs, step)
+        else:
+            async for offset, key, value in records:
+                verifier.feed(offset, key, value)
+                step()
     return verifier, total
 
 

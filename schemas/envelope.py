@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from jointbus.schemas.canonical import MAX_SAFE_INT, astral_free
 from jointbus.schemas.errors import Reason, rejection
 from jointbus.schemas.ids import TIME_PATTERN, UUID_PATTERN
-from jointbus.schemas.wiremodel import WireModel, refuse_nulls
+from jointbus.schemas.wiremodel import WireModel, refuse_top_nulls
 
 #: the largest envelope the bus accepts, in bytes of its wire form
 MAX_ENVELOPE_BYTES = 256 * 1024
@@ -35,7 +35,7 @@ AgencyRef = Annotated[str, Field(pattern=r"^[a-z]{2}-[a-z]{2,20}$")]
 class Envelope(WireModel):
     """A signed jointbus event as it travels on Kafka and sits in the audit log."""
 
-    _no_nulls = model_validator(mode="before")(refuse_nulls)
+    _no_nulls = model_validator(mode="before")(refuse_top_nulls)
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 

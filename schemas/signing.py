@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -32,11 +35,32 @@ def _signature_bytes(text: str) -> bytes:
     return b64d(text, what="signature")
 
 
+#: answers already known for this call's envelopes ("<kid> <signature>" → valid), from
+#: checks done ahead in other processes (``audit verify --jobs``)
+_PRECHECKED: ContextVar[Mapping[str, bool] | None] = ContextVar("jointbus_prechecked", default=None)
+
+
+@contextmanager
+def prechecked(answers: Mapping[str, bool] | None) -> Iterator[None]:
+    """Within the block, a signature in ``answers`` is taken as already checked, true or
+    false (keyed by the key id and the signature text it was checked with)."""
+    token = _PRECHECKED.set(answers)
+    try:
+        yield
+    finally:
+        _PRECHECKED.reset(token)
+
+
 def signature_valid(envelope: dict[str, Any], public_key: Ed25519PublicKey, *, plain: bool = False) -> bool:
     """True when the envelope's signature verifies under ``public_key``."""
     signature = envelope.get("signature")
     if not isinstance(signature, str):
         return False
+    known = _PRECHECKED.get()
+    if known is not None:
+        answer = known.get(f"{envelope.get('sigkeyid')} {signature}")
+        if answer is not None:
+            return answer
     try:
         public_key.verify(_signature_bytes(signature), signing_input(envelope, plain=plain))
     except (InvalidSignature, ValueError, ContractError):

@@ -55,6 +55,16 @@ def refuse_nulls(data: Any) -> Any:
     return data
 
 
+def refuse_top_nulls(data: Any) -> Any:
+    """``refuse_nulls`` for the attributes of ``data`` only: for the envelope, whose ``data``
+    is checked deeply by its payload or sealed model (one walk per value, not two)."""
+    if isinstance(data, dict):
+        nulls = sorted(str(k) for k, v in data.items() if v is None)
+        if nulls:
+            raise ValueError(f"optional fields are omitted, never null: {', '.join(nulls)}")
+    return data
+
+
 class WireModel(BaseModel):
     """Base of the contract's objects: closed, immutable, and dumped without ``null``."""
 
