@@ -246,3 +246,34 @@ def test_cli_names_the_first_bad_index(tmp_path: Path) -> None:
     assert f"FAILED at index {k}" in done.stderr
     assert "[missing_record]" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def verify_parallel(directory: Path) -> Report:
+    """The same verification with the signatures checked by two processes ahead."""
+    import asyncio
+
+    from jointbus.audit.parallel import feed_parallel
+
+    verifier = Verifier(REGISTRY, read_checkpoints(directory))
+    asyncio.run(feed_parallel(verifier, read_records(directory), 2, lambda: None))
+    return verifier.finish()
+
+
+def test_parallel_verify_agrees_and_pinpoints_the_same_forgery(bundle: Path, tmp_path: Path) -> None:
+    """`audit verify --jobs 2` reports what one process reports on the honest log, and a
+    forged payload (its signature no longer holds, checked in another process) fails at the
+    same index for the same reason."""
+    one, two = verify(bundle), verify_parallel(bundle)
+    assert (one.leaves, one.decisions, one.checkpoints, one.root) == (
+        two.leaves,
+        two.decisions,
+        two.checkpoints,
+        two.root,
+    )
+    rows = [dict(r) for r in ROWS]
+    k = next(i for i, r in enumerate(rows) if '"percent_complete":60' in r["value"])
+    rows[k]["value"] = rows[k]["value"].replace('"percent_complete":60', '"percent_complete":90', 1)
+    forged = write(tmp_path / "forged", rows, NOTES)
+    with pytest.raises(VerificationError) as info:
+        verify_parallel(forged)
+    assert (info.value.index, info.value.why) == (k, "decision_mismatch")
