@@ -121,9 +121,19 @@ def broker_fetch() -> None:
 @port_opt
 @dir_opt
 @click.option("--plaintext", is_flag=True, help="no authentication or ACLs (quick local look only)")
-def broker_start(port: int | None, data_dir: Path | None, plaintext: bool) -> None:
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 5),
+    default=1,
+    show_default=True,
+    help="3 or more: a local KRaft cluster (replication 3, min.insync.replicas 2); --port is node 1's",
+)
+def broker_start(port: int | None, data_dir: Path | None, plaintext: bool, nodes: int) -> None:
     """Start the broker secured (SCRAM + ACLs), wait until it serves, and provision the
     registry's members: topics, Kafka users and ACLs (streams/provision.py)."""
+    if nodes > 1:
+        start_cluster(port, data_dir, plaintext, nodes)
+        return
     cfg = context.settings(broker_port=port, security_protocol="PLAINTEXT" if plaintext else "SASL_PLAINTEXT")
     if not cfg.uses_local_broker:
         raise BrokerError(
@@ -151,6 +161,35 @@ def broker_start(port: int | None, data_dir: Path | None, plaintext: bool) -> No
         )
 
 
+def start_cluster(port: int | None, data_dir: Path | None, plaintext: bool, nodes: int) -> None:
+    """``broker start --nodes N``: the local cluster, provisioned with replication 3."""
+    from jointbus.streams.cluster import LocalCluster
+
+    if nodes < 3:
+        raise BrokerError("a cluster has three nodes or more", reason="config")
+    cfg = context.settings(
+        broker_port=port, security_protocol="PLAINTEXT" if plaintext else "SASL_PLAINTEXT", replication=3
+    )
+    directory = data_dir or cfg.broker_dir
+    users = {ADMIN: ensure_credentials(cfg.credentials_dir, [ADMIN])[ADMIN]} if cfg.secure else None
+    cluster = LocalCluster(
+        directory, nodes, [port or cfg.broker_port], heap=cfg.broker_heap, scram_users=users
+    )
+    registry = _local_registry(cfg)
+    began = time.monotonic()
+    with ui.out.status(f"starting a {nodes}-node Kafka {KAFKA_VERSION} cluster in {directory} ..."):
+        cluster.start()
+        done = asyncio.run(provision(cfg.model_copy(update={"bootstrap": cluster.bootstrap}), registry))
+    ui.say(
+        f"cluster serving at {cluster.bootstrap} ({time.monotonic() - began:.1f}s; replication 3, "
+        f"min.insync.replicas 2; {_provisioned(done, cfg.secure)})"
+    )
+    ui.say(
+        f"point every process at all nodes: export JOINTBUS_BOOTSTRAP={cluster.bootstrap} "
+        "JOINTBUS_REPLICATION=3"
+    )
+
+
 def _local_registry(cfg: Settings) -> Registry | None:
     """The keystore's registry, or None before `jointbus keys init`."""
     if not (cfg.keystore_dir / keystore.REGISTRY_FILE).exists():
@@ -170,8 +209,15 @@ def _provisioned(done: Provisioned, secure: bool) -> str:
 @port_opt
 @dir_opt
 def broker_stop(port: int | None, data_dir: Path | None) -> None:
-    """Stop the broker (its data stays)."""
-    b = context.local_broker(context.settings(), port, data_dir)
+    """Stop the broker, or every node of a local cluster (the data stays)."""
+    from jointbus.streams.cluster import existing_cluster, is_cluster
+
+    cfg = context.settings()
+    directory = data_dir or cfg.broker_dir
+    if is_cluster(directory):
+        ui.say("cluster stopped" if existing_cluster(directory).stop() else f"no node running in {directory}")
+        return
+    b = context.local_broker(cfg, port, data_dir)
     ui.say("broker stopped" if b.stop() else f"no broker running in {b.data_dir}")
 
 

@@ -177,8 +177,22 @@ class BrokerState:
     secure: bool = False
 
 
+@dataclass(frozen=True)
+class ClusterRole:
+    """What a node of a local multi-node cluster shares with the others (``streams.cluster``)."""
+
+    node_id: int
+    controller_port: int
+    voters: str  # controller.quorum.voters of the whole cluster
+    cluster_id: str
+    controller_secret: Path  # one secret for every node's controller listener
+    replication: int = 3
+    min_isr: int = 2
+
+
 class LocalBroker:
-    """A single-node KRaft Kafka in ``data_dir`` listening on 127.0.0.1:``port``."""
+    """A single-node KRaft Kafka in ``data_dir`` listening on 127.0.0.1:``port`` (or, with a
+    ``role``, one node of a local cluster)."""
 
     def __init__(
         self,
@@ -187,6 +201,7 @@ class LocalBroker:
         heap: str = "768m",
         extra_config: dict[str, str] | None = None,
         scram_users: dict[str, Credentials] | None = None,
+        role: ClusterRole | None = None,
     ) -> None:
         """``scram_users``: run secured — SASL/SCRAM-SHA-512 on the client listener, these
         users created at format time, StandardAuthorizer denying what no ACL allows; the
@@ -196,6 +211,7 @@ class LocalBroker:
         self.heap = heap
         self.extra_config = extra_config or {}
         self.scram_users = scram_users
+        self.role = role
         if scram_users is not None and ADMIN not in scram_users:
             raise BrokerError("a secured broker needs an admin user", reason="config")
 
@@ -233,7 +249,7 @@ class LocalBroker:
         }
 
     def _controller_secret(self) -> str:
-        path = self.data_dir / "controller.secret"
+        path = self.role.controller_secret if self.role is not None else self.data_dir / "controller.secret"
         if not path.exists():
             write_private(path, secrets.token_urlsafe(24))
         return path.read_text().strip()
@@ -294,12 +310,32 @@ class LocalBroker:
             # of lingering 25 ms to batch it with others; provisioning sends one per ACL
             "controller.quorum.append.linger.ms": "1",
             "log.retention.check.interval.ms": "60000",
+            **self._cluster_config(),
             **self._security_config(state),
             **self.extra_config,
         }
         path = self.data_dir / "server.properties"
         write_private(path, "".join(f"{k}={v}\n" for k, v in config.items()))  # holds secrets
         return path
+
+    def _cluster_config(self) -> dict[str, str]:
+        """A node of a cluster: its id, the quorum, and replication for the internal topics."""
+        role = self.role
+        if role is None:
+            return {}
+        factor, isr = str(role.replication), str(role.min_isr)
+        return {
+            "node.id": str(role.node_id),
+            "controller.quorum.voters": role.voters,
+            "default.replication.factor": factor,
+            "min.insync.replicas": isr,
+            "offsets.topic.replication.factor": factor,
+            "transaction.state.log.replication.factor": factor,
+            "transaction.state.log.min.isr": isr,
+            "share.coordinator.state.topic.replication.factor": factor,
+            "share.coordinator.state.topic.min.isr": isr,
+            "controller.quorum.append.linger.ms": "5",
+        }
 
     def _jvm(self, java: str, lib: Path, heap: str = "256m", *, short_lived: bool = False) -> list[str]:
         """The java command line; ``short_lived`` (a tool that exits within a second): the
@@ -356,8 +392,9 @@ class LocalBroker:
             text = text.replace(user.password, "***")
         return text
 
-    def start(self, timeout: float = READY_TIMEOUT) -> BrokerState:
-        """Start (formatting on first use) and wait until the broker serves requests."""
+    def start(self, timeout: float = READY_TIMEOUT, *, wait: bool = True) -> BrokerState:
+        """Start (formatting on first use) and wait until the broker serves requests (a node
+        of a cluster: ``wait=False``, the cluster waits for its quorum)."""
         running = self.pid()
         if running is not None:
             state = self.state()
@@ -379,7 +416,9 @@ class LocalBroker:
                 f"port {self.port} on 127.0.0.1 is already in use; choose another with --port",
                 reason="port_taken",
             )
-        if state is None or not port_free(state.controller_port):
+        if self.role is not None:
+            controller = self.role.controller_port
+        elif state is None or not port_free(state.controller_port):
             controller = free_port()
             while controller == self.port:
                 controller = free_port()
@@ -394,6 +433,8 @@ class LocalBroker:
                 reason="config",
             )
         cluster_id = state.cluster_id if state and formatted else _random_cluster_id()
+        if self.role is not None:
+            cluster_id = self.role.cluster_id
         state = BrokerState(
             port=self.port,
             controller_port=controller,
@@ -418,6 +459,8 @@ class LocalBroker:
         state.pid = proc.pid
         self._save(state)
         log.info("broker starting", pid=proc.pid, bootstrap=self.bootstrap, data_dir=str(self.data_dir))
+        if not wait:
+            return state
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
