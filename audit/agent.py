@@ -32,9 +32,12 @@ from jointbus.streams.topics import (
     CHECKPOINT_TOPIC,
     CONSISTENCY_FROM_HEADER,
     CONSISTENCY_PROOF_HEADER,
+    CONSISTENCY_PROOFS_HEADER,
 )
 
 log = structlog.get_logger("jointbus.audit")
+#: how many earlier checkpoints each checkpoint record proves consistency from
+PROOFS_OFFERED = 16
 
 
 def event_id_of(value: bytes) -> str | None:
@@ -175,9 +178,15 @@ class AuditLog:
             raise AuditError("the audit log is not started")
         old = last[0] if last is not None else 0
         proof = self.index.consistency(old, size) if old else []
+        recent = {  # a witness that stands at an older size finds its proof too
+            str(s): [base64.b64encode(h).decode() for h in self.index.consistency(s, size)]
+            for s in self.index.checkpoint_sizes(PROOFS_OFFERED)
+            if 0 < s < size
+        }
         headers = [
             (CONSISTENCY_FROM_HEADER, str(old).encode()),
             (CONSISTENCY_PROOF_HEADER, "\n".join(base64.b64encode(h).decode() for h in proof).encode()),
+            (CONSISTENCY_PROOFS_HEADER, json.dumps(recent, separators=(",", ":")).encode()),
         ]
         await self._producer.send_and_wait(
             CHECKPOINT_TOPIC, note.encode(), key=str(size).encode(), headers=headers

@@ -14,7 +14,7 @@ from typing import Any
 from jointbus.audit.errors import AuditError
 from jointbus.schemas.ids import format_time, utcnow
 from jointbus.schemas.registry import Registry
-from jointbus.streams.reader import read_topic
+from jointbus.streams.reader import read_texts, read_topic
 from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, COSIGNATURE_TOPIC
 
 
@@ -44,11 +44,11 @@ async def export(
             count += 1
             if progress is not None and count % 1000 == 0:
                 progress(count)
-    notes = [v.decode() async for _, _, v in read_topic(bootstrap, CHECKPOINT_TOPIC, **kafka)]
+    notes = await read_texts(bootstrap, CHECKPOINT_TOPIC, **kafka)
     with (directory / "checkpoints.jsonl").open("w", encoding="utf-8") as out:
         for note in notes:
             out.write(json.dumps({"note": note}, ensure_ascii=False) + "\n")
-    cosigned = [v.decode() async for _, _, v in read_topic(bootstrap, COSIGNATURE_TOPIC, **kafka)]
+    cosigned = await read_texts(bootstrap, COSIGNATURE_TOPIC, **kafka)
     with (directory / "cosignatures.jsonl").open("w", encoding="utf-8") as out:
         for note in cosigned:
             out.write(json.dumps({"note": note}, ensure_ascii=False) + "\n")

@@ -158,6 +158,11 @@ class TreeIndex:
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", (size, root, note))
 
+    def checkpoint_sizes(self, limit: int) -> list[int]:
+        """The sizes of the ``limit`` most recent checkpoints, newest first."""
+        rows = self.db.execute("SELECT size FROM checkpoints ORDER BY size DESC LIMIT ?", (limit,)).fetchall()
+        return [int(r[0]) for r in rows]
+
     def latest_checkpoint(self) -> tuple[int, bytes, str] | None:
         row = self.db.execute(
             "SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1"

@@ -31,6 +31,7 @@ from jointbus.audit.state import StateStore
 from jointbus.audit.witnessing import Witnessed, cosignature_lines, witnessed
 from jointbus.schemas.envelope import MAX_DEPTH, MAX_ENVELOPE_BYTES, loads_with_flag, to_wire
 from jointbus.schemas.errors import ContractError, Reason
+from jointbus.schemas.families.log import audit_checkpoint
 from jointbus.schemas.ids import format_time, parse_time
 from jointbus.schemas.ledger import Ledger
 from jointbus.schemas.lifecycle import Rules
@@ -123,7 +124,9 @@ class Verifier:
         #: writes a decision again only from its recent memory, far smaller than this)
         self._verdicts: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
         self.report = Report()
-        self.cosigned = list(cosigned_notes or [])
+        # a cosigned note counts only if the audit key signed its checkpoint: anyone with a
+        # witness's Kafka access could write junk there
+        self.cosigned = [n for n in cosigned_notes or [] if audit_checkpoint(n, registry) is not None]
         self.pending = check_checkpoints(checkpoint_notes + self.cosigned, registry)
         self.latest = self.pending[-1] if self.pending else None
         self.replay = replay

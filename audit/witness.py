@@ -28,6 +28,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,11 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from jointbus.audit.cosign import WITNESS_PREFIX, cosign, signature_lines, with_cosignatures, witness_name
+from jointbus.audit.cosign import cosign, signature_lines, with_cosignatures, witness_name
 from jointbus.audit.errors import AuditError
 from jointbus.audit.merkle import verify_consistency
-from jointbus.audit.notes import Checkpoint
+from jointbus.audit.notes import ORIGIN, Checkpoint
+from jointbus.schemas.checkpoints import MAX_NOTE
 from jointbus.schemas.families.log import audit_checkpoint
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.registry import Registry
@@ -48,6 +50,7 @@ from jointbus.streams.topics import (
     CHECKPOINT_TOPIC,
     CONSISTENCY_FROM_HEADER,
     CONSISTENCY_PROOF_HEADER,
+    CONSISTENCY_PROOFS_HEADER,
     COSIGNATURE_TOPIC,
 )
 
@@ -98,6 +101,11 @@ class WitnessState:
             out.flush()
             os.fsync(out.fileno())
         tmp.replace(path)
+        directory = os.open(path.parent, os.O_RDONLY)  # the rename itself durable too
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 class Witness:
@@ -117,12 +125,13 @@ class Witness:
 
     def checkpoint(self, note: str) -> Checkpoint:
         """``note`` as a checkpoint signed by the audit key, else a refusal."""
-        found = audit_checkpoint(note, self.registry)
+        found = audit_checkpoint(note, self.registry, datetime.now(UTC))
         if found is None:
             raise WitnessRefusedError(
-                "the checkpoint is not signed by the audit service's key",
+                "the checkpoint is not signed by the audit service's key (or by one since revoked), "
+                "or is not of the log's form",
                 reason="bad_checkpoint_signature",
-                note=note,
+                note=evidence(note),
             )
         return found
 
@@ -137,7 +146,7 @@ class Witness:
             raise WitnessRefusedError(
                 f"size {cp.size} is below the {held.size} this witness cosigned (a rollback)",
                 reason="rollback",
-                note=note,
+                note=evidence(note),
                 against=held.note,
             )
         if cp.size == held.size and held.size > 0:
@@ -145,7 +154,7 @@ class Witness:
                 raise WitnessRefusedError(
                     f"a second root for size {cp.size} (a split view)",
                     reason="equivocation",
-                    note=note,
+                    note=evidence(note),
                     against=held.note,
                 )
         elif held.size > 0:
@@ -153,21 +162,21 @@ class Witness:
                 raise WitnessRefusedError(
                     f"the checkpoint proves consistency from size {old}, this witness holds {held.size}",
                     reason="no_proof",
-                    note=note,
+                    note=evidence(note),
                     against=held.note,
                 )
             if not verify_consistency(held.size, cp.size, base64.b64decode(held.root), cp.root, list(proof)):
                 raise WitnessRefusedError(
                     f"size {cp.size} does not extend the {held.size} this witness cosigned",
                     reason="inconsistent",
-                    note=note,
+                    note=evidence(note),
                     against=held.note,
                 )
         line = cosign(cp, self.key, self.name, int(time.time()) if now is None else now)
-        history = {**held.history, str(cp.size): _without_cosignatures(note)}
+        history = {**held.history, str(cp.size): evidence(note)}
         if len(history) > HISTORY:
             history = dict(sorted(history.items(), key=lambda kv: int(kv[0]))[-HISTORY:])
-        self.state = WitnessState(cp.size, root, note, dict(held.offsets), history)
+        self.state = WitnessState(cp.size, root, evidence(note), dict(held.offsets), history)
         return with_cosignatures(note, [line])
 
     def compare(self, cosigned: str) -> None:
@@ -181,7 +190,7 @@ class Witness:
             raise WitnessRefusedError(
                 f"another witness cosigned a second root for size {cp.size} (a split view)",
                 reason="equivocation",
-                note=_without_cosignatures(cosigned),
+                note=evidence(cosigned),
                 against=mine,
             )
 
@@ -191,20 +200,27 @@ def _root_line(note: str) -> str:
     return lines[2] if len(lines) > 2 else ""
 
 
-def _without_cosignatures(note: str) -> str:
+def evidence(note: str) -> str:
+    """``note`` cut to what proves it: its body and the audit service's signature lines
+    (others' lines, or padding, could push an alert past its size limit and silence it)."""
     body, _, _ = note.partition("\n\n")
-    audit_lines = [line for line in signature_lines(note) if not line[2:].startswith(WITNESS_PREFIX)]
-    return body + "\n\n" + "".join(f"{line}\n" for line in audit_lines)
+    audit_lines = [line for line in signature_lines(note) if line.startswith(f"— {ORIGIN} ")][:4]
+    return (body[:400] + "\n\n" + "".join(f"{line}\n" for line in audit_lines))[:MAX_NOTE]
 
 
-def proof_of(headers: Sequence[tuple[str, bytes]] | None) -> tuple[int, list[bytes]]:
-    """The consistency proof a checkpoint record carries (size 0 and none when absent)."""
+def proof_of(headers: Sequence[tuple[str, bytes]] | None, held: int = 0) -> tuple[int, list[bytes]]:
+    """The consistency proof a checkpoint record carries from size ``held`` (the record
+    offers proofs from its recent predecessors), else the one from its predecessor; size 0
+    and none when absent."""
     found = dict(headers or ())
     try:
+        offered = json.loads(found.get(CONSISTENCY_PROOFS_HEADER, b"{}"))
+        if isinstance(offered, dict) and isinstance(offered.get(str(held)), list) and held > 0:
+            return held, [base64.b64decode(h, validate=True) for h in offered[str(held)]]
         old = int(found.get(CONSISTENCY_FROM_HEADER, b"0"))
         lines = found.get(CONSISTENCY_PROOF_HEADER, b"").decode().split("\n")
         return old, [base64.b64decode(line, validate=True) for line in lines if line]
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         return -1, []
 
 
@@ -218,46 +234,64 @@ async def run_witness(
     stop: asyncio.Event,
     alert: Alert,
     *,
+    refresh: Callable[[], Awaitable[Registry]] | None = None,
     on_cosigned: Callable[[str], None] | None = None,
     **kafka: Any,
 ) -> None:
     """Follow the checkpoints (and the other witnesses' cosignatures) until ``stop``:
-    cosign what holds, alert on what does not. Resumes from the offsets in its state."""
+    cosign what holds, alert on what does not. Resumes from the offsets in its state. No
+    record stops it: one it cannot read is logged and passed, its offset kept. ``refresh``
+    gives the registry in force (a checkpoint signed by a new audit key is tried again with
+    it before it is refused)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **kafka)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **kafka)
     await start_client(consumer, bootstrap, kafka)
     await start_client(producer, bootstrap, kafka)
     checkpoints, cosignatures = TopicPartition(CHECKPOINT_TOPIC, 0), TopicPartition(COSIGNATURE_TOPIC, 0)
+    bound = log.bind(agency=witness.agency, witness=witness.name)
+
+    async def checkpoint(text: str, headers: Any) -> None:
+        try:
+            cosigned = witness.observe(text, *proof_of(headers, witness.state.size))
+        except WitnessRefusedError as refusal:
+            if refusal.reason != "bad_checkpoint_signature" or refresh is None:
+                raise
+            witness.registry = await refresh()  # a rotated audit key: the registry moved on
+            cosigned = witness.observe(text, *proof_of(headers, witness.state.size))
+        witness.state.save(state_path)  # durable before it is published
+        await producer.send_and_wait(COSIGNATURE_TOPIC, cosigned.encode(), key=witness.agency.encode())
+        bound.info("checkpoint cosigned", size=witness.state.size)
+        metrics.WITNESS_SIZE.labels(witness.agency).set(witness.state.size)
+        if on_cosigned is not None:
+            on_cosigned(cosigned)
+
     try:
         consumer.assign([checkpoints, cosignatures])
         for tp in (checkpoints, cosignatures):
             consumer.seek(tp, witness.state.offsets.get(tp.topic, 0))
-        bound = log.bind(agency=witness.agency, witness=witness.name)
         while not stop.is_set():
             fetched = await consumer.getmany(timeout_ms=300, max_records=500)
             for tp, records in sorted(fetched.items(), key=lambda kv: kv[0].topic):
                 for record in records:
+                    witness.state.offsets[tp.topic] = record.offset + 1
+                    if record.value is None or len(record.value) > MAX_NOTE:
+                        bound.warning("record passed over", topic=tp.topic, offset=record.offset)
+                        continue
                     text = record.value.decode("utf-8", errors="replace")
                     try:
                         if tp.topic == CHECKPOINT_TOPIC:
-                            old, proof = proof_of(record.headers)
-                            cosigned = witness.observe(text, old, proof)
-                            witness.state.offsets[tp.topic] = record.offset + 1
-                            witness.state.save(state_path)  # durable before it is published
-                            await producer.send_and_wait(
-                                COSIGNATURE_TOPIC, cosigned.encode(), key=witness.agency.encode()
-                            )
-                            bound.info("checkpoint cosigned", size=witness.state.size)
-                            metrics.WITNESS_SIZE.labels(witness.agency).set(witness.state.size)
-                            if on_cosigned is not None:
-                                on_cosigned(cosigned)
+                            await checkpoint(text, record.headers)
                         elif record.key != witness.agency.encode():
                             witness.compare(text)
                     except WitnessRefusedError as refusal:
                         bound.warning("checkpoint refused", why=refusal.reason, detail=refusal.message)
                         metrics.WITNESS_REFUSALS.labels(witness.agency, refusal.reason).inc()
-                        await alert(refusal)
-                    witness.state.offsets[tp.topic] = record.offset + 1
+                        try:
+                            await alert(refusal)
+                        except Exception:  # the refusal stands; the alert is logged, not lost silently
+                            bound.exception("alert not sent", why=refusal.reason, note=refusal.note)
+                    except Exception:  # a record no rule foresaw must not stop the witness
+                        bound.exception("record not handled", topic=tp.topic, offset=record.offset)
             if fetched:
                 witness.state.save(state_path)
     finally:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from jointbus.audit.cosign import signature_lines, verify_cosignature, witness_name
+from jointbus.audit.cosign import WITNESS_PREFIX, signature_lines, verify_cosignature, witness_name
 from jointbus.audit.errors import AuditError
 from jointbus.audit.notes import Checkpoint
 from jointbus.schemas.registry import Registry
@@ -69,19 +69,39 @@ def cosigning_agencies(checkpoint: Checkpoint, lines: Iterable[str], registry: R
 
 def witnessed(checkpoint: Checkpoint, lines: Iterable[str], registry: Registry) -> Witnessed:
     """What ``lines`` prove about ``checkpoint`` under ``registry``'s policy."""
-    return Witnessed(
-        checkpoint,
-        cosigning_agencies(checkpoint, lines, registry),
-        len(registry.witness_keys()),
-        registry.policy.witness_quorum,
-    )
+    witnesses = len(registry.witness_keys())
+    required = registry.policy.witness_quorum
+    if required is not None:  # never fewer than a majority: two views could each reach less
+        required = max(required, witnesses // 2 + 1)
+    return Witnessed(checkpoint, cosigning_agencies(checkpoint, lines, registry), witnesses, required)
 
 
 def cosignature_lines(checkpoint: Checkpoint, cosigned_notes: Iterable[str]) -> list[str]:
-    """The signature lines of every cosigned note whose body is ``checkpoint``'s."""
+    """The witness signature lines of every cosigned note whose body is ``checkpoint``'s
+    (each once; whether they verify is ``witnessed``'s and ``witness_lines``' business)."""
     body = checkpoint.text()
-    lines: list[str] = []
+    lines: dict[str, None] = {}
     for note in cosigned_notes:
         if note.partition("\n\n")[0] + "\n" == body:
-            lines += [line for line in signature_lines(note) if line not in lines]
-    return lines
+            lines.update(
+                (line, None) for line in signature_lines(note) if line.startswith(f"— {WITNESS_PREFIX}")
+            )
+    return list(lines)
+
+
+def witness_lines(checkpoint: Checkpoint, cosigned_notes: Iterable[str], registry: Registry) -> list[str]:
+    """Only the lines that verify as cosignatures of ``checkpoint`` by a registered witness
+    key: what a proof carries (a forged line would make an honest proof fail)."""
+    keys = registry.witness_keys()
+    verified = []
+    for line in cosignature_lines(checkpoint, cosigned_notes):
+        agency = line[2:].split(" ", 1)[0].removeprefix(WITNESS_PREFIX)
+        for record in keys.get(agency, ()):
+            try:
+                public = Ed25519PublicKey.from_public_bytes(record.raw())
+                if verify_cosignature(line, checkpoint, witness_name(agency), public) is not None:
+                    verified.append(line)
+                    break
+            except AuditError:
+                continue
+    return verified

@@ -99,7 +99,7 @@ async def _timestamps(bootstrap: str, topic: str) -> list[tuple[str, int]]:
             batch = await consumer.getmany(tp, timeout_ms=1000)
             if not batch:
                 break
-            rows += [(r.value.decode(), r.timestamp) for r in batch.get(tp, [])]
+            rows += [(r.value.decode(errors="replace"), r.timestamp) for r in batch.get(tp, []) if r.value]
         return rows
     finally:
         await consumer.stop()

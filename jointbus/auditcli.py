@@ -24,14 +24,14 @@ from jointbus.audit.merkle import leaf_hash, verify_consistency, verify_inclusio
 from jointbus.audit.notes import open_checkpoint, parse_proof, proof_text
 from jointbus.audit.parallel import feed_parallel
 from jointbus.audit.verifier import Report, Verifier, check_registry_feed
-from jointbus.audit.witnessing import Witnessed, cosignature_lines, witnessed
+from jointbus.audit.witnessing import Witnessed, cosignature_lines, witness_lines, witnessed
 from jointbus.options import metrics_option, period_options
 from jointbus.schemas.projections import Projection
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import AUDIT, Registry
 from jointbus.schemas.registry_chain import check_genesis
 from jointbus.streams import keystore, metrics
-from jointbus.streams.reader import end_offset, read_topic
+from jointbus.streams.reader import end_offset, read_texts, read_topic
 from jointbus.streams.security import AUDITOR
 from jointbus.streams.settings import Settings
 from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, COSIGNATURE_TOPIC, REGISTRY_TOPIC, outbox
@@ -233,7 +233,7 @@ async def _verify_live(
     jobs: int = 1,
 ) -> tuple[Verifier, int]:
     kw = context.kafka(cfg, AUDITOR)
-    notes = [v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)]
+    notes = await read_texts(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)
     cosigned = await cosigned_notes(cfg, kw)
     verifier = Verifier(registry, notes, replay=replay, outboxes=outboxes, cosigned_notes=cosigned)
     total = await end_offset(cfg.bootstrap_servers, AUDIT_TOPIC, **kw)
@@ -250,7 +250,7 @@ async def _verify_live(
 
 async def cosigned_notes(cfg: Settings, kw: Mapping[str, Any]) -> list[str]:
     """Every cosigned checkpoint the witnesses published."""
-    return [v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, COSIGNATURE_TOPIC, **kw)]
+    return await read_texts(cfg.bootstrap_servers, COSIGNATURE_TOPIC, **kw)
 
 
 class _Progress:
@@ -334,7 +334,7 @@ async def _witnessed_checkpoint(
     asked); ``not_witnessed`` when none has them yet."""
     kw = context.kafka(cfg, AUDITOR)
     cosigned = await cosigned_notes(cfg, kw)
-    notes = [v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)]
+    notes = await read_texts(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)
     public = registry.verifier(registry.current_key(AUDIT, "sign", registry.issued_at).kid)
     best: Witnessed | None = None
     for note in [latest, *reversed(notes)]:
@@ -343,7 +343,7 @@ async def _witnessed_checkpoint(
             continue
         found = witnessed(cp, cosignature_lines(cp, cosigned), registry)
         if found.enough:
-            return cp.size, with_cosignatures(note, list(cosignature_lines(cp, cosigned)))
+            return cp.size, with_cosignatures(note, witness_lines(cp, cosigned, registry))
         best = best or found
     if best is None:
         raise AuditError("no signed checkpoint covers that decision yet", reason="not_checkpointed")

@@ -31,7 +31,7 @@ from jointbus.story import play_clues, play_governance, play_joint_check, play_r
 from jointbus.streams import keystore
 from jointbus.streams.broker import LocalBroker
 from jointbus.streams.provision import provision
-from jointbus.streams.reader import read_topic
+from jointbus.streams.reader import read_texts, read_topic
 from jointbus.streams.security import ADMIN, ensure_credentials, kafka_kwargs
 from jointbus.streams.settings import Settings
 from jointbus.views import print_projection
@@ -115,13 +115,11 @@ async def all_witnessed(cfg: Settings, registry: Registry, within: float = 60.0)
 
     kw = kafka_kwargs(cfg, AUDITOR)
     public = registry.verifier(registry.current_key(AUDIT, "sign", registry.issued_at).kid)
-    notes = [v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)]
+    notes = await read_texts(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)
     latest = max((open_checkpoint(n, public) for n in notes), key=lambda cp: cp.size)
     deadline = time.monotonic() + within
     while True:
-        cosigned = [
-            v.decode() async for _, _, v in read_topic(cfg.bootstrap_servers, COSIGNATURE_TOPIC, **kw)
-        ]
+        cosigned = await read_texts(cfg.bootstrap_servers, COSIGNATURE_TOPIC, **kw)
         found = witnessed(latest, cosignature_lines(latest, cosigned), registry)
         if len(found.agencies) == found.witnesses:
             return f"witnesses: {found.describe()}"

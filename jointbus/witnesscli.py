@@ -73,7 +73,10 @@ async def witness_agency(
             others = [a for a in pub.registry.voters if a != agency]
             await pub.publish(family, new_subject("log"), others, payload)
 
-        await run_witness(witness, path, cfg.bootstrap_servers, stop, alert, **kafka)
+        async def refresh() -> Registry:
+            return await follow(genesis, cfg.bootstrap_servers, **kafka)
+
+        await run_witness(witness, path, cfg.bootstrap_servers, stop, alert, refresh=refresh, **kafka)
 
 
 @click.group("witness")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -62,9 +63,24 @@ def _b64(text: str) -> bytes:
         raise NoteError(f"not base64: {text[:40]!r}", reason="bad_note") from None
 
 
+#: the audit log's checkpoints have exactly three body lines (no extension lines) and a
+#: size of at most 20 digits: anything else is refused before it is trusted or relayed
+_BODY = re.compile(r"[^\n]{1,255}\n(0|[1-9][0-9]{0,19})\n[A-Za-z0-9+/]{43}=\Z")
+#: a checkpoint note as the bus passes it on: its body and a few signature lines
+MAX_NOTE = 8 * 1024
+
+
 def open_checkpoint(note: str, public: Ed25519PublicKey, name: str = ORIGIN) -> Checkpoint:
     """Verify a signed checkpoint note and parse it; ``bad_note`` / ``bad_checkpoint_signature``."""
+    if len(note) > MAX_NOTE:
+        raise NoteError(
+            f"a checkpoint note of {len(note)} characters (at most {MAX_NOTE})", reason="bad_note"
+        )
     text, sep, sigs = note.partition("\n\n")
+    if not _BODY.match(text):
+        raise NoteError(
+            "not a checkpoint of this log's form (three lines: origin, size, root)", reason="bad_note"
+        )
     if not sep or not text:
         raise NoteError("not a signed note", reason="bad_note")
     text += "\n"
@@ -87,7 +103,7 @@ def open_checkpoint(note: str, public: Ed25519PublicKey, name: str = ORIGIN) -> 
     if not verified:
         raise NoteError("no signature by the audit key", reason="bad_checkpoint_signature")
     lines = text.split("\n")
-    if len(lines) < 4 or lines[0] != name or not lines[1].isdigit():
+    if lines[0] != name:
         raise NoteError("malformed checkpoint", reason="bad_note")
     root = _b64(lines[2])
     if len(root) != 32:

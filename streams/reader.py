@@ -68,3 +68,13 @@ async def end_offset(bootstrap: str, topic: str, **kafka: Any) -> int:
         return int((await consumer.end_offsets([tp]))[tp])
     finally:
         await consumer.stop()
+
+
+async def read_texts(bootstrap: str, topic: str, **kafka: Any) -> list[str]:
+    """Every value of partition 0 of ``topic`` as text (no value: passed over; bytes that
+    are not UTF-8: replaced), for topics of notes anyone allowed to write may fill."""
+    return [
+        value.decode("utf-8", errors="replace")
+        async for _, _, value in read_topic(bootstrap, topic, **kafka)
+        if value
+    ]

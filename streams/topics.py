@@ -22,6 +22,9 @@ COSIGNATURE_TOPIC = "jointbus.cosignatures"
 #: consistency proof from that one (RFC 9162 hashes, base64, one per line)
 CONSISTENCY_FROM_HEADER = "jointbus-consistency-from"
 CONSISTENCY_PROOF_HEADER = "jointbus-consistency-proof"
+#: ... and proofs from each of its recent predecessors, JSON ``{"<size>": [hash, ...]}``: a
+#: witness that stands at an older size (it refused or missed one) still finds its proof
+CONSISTENCY_PROOFS_HEADER = "jointbus-consistency-proofs"
 DAYS = 24 * 3600 * 1000
 
 

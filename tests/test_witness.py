@@ -172,3 +172,45 @@ def test_cosignature_vectors_regenerate_and_verify() -> None:
         assert cosigner["signature_line"] in document["cosigned_note"]
     docs = (Path(__file__).resolve().parent.parent / "docs" / "witnesses.md").read_text(encoding="utf-8")
     assert f"```\n{document['cosigned_note']}```" in docs, "docs/witnesses.md shows another example"
+
+
+def test_hostile_notes_are_refused_not_crashed_on() -> None:
+    """A size in other digits (² parses as a digit), extension lines, or a note padded past
+    any alert's size: refused as not the log's checkpoint, never an exception that would
+    stop the witness."""
+    good = note(10)
+    body, _, sigs = good.partition("\n\n")
+    lines = body.split("\n")
+    for hostile in (
+        good.replace("\n10\n", "\n1²\n", 1),
+        f"{body}\nextension line\n\n{sigs}",
+        f"{lines[0]}\n{'9' * 30}\n{lines[2]}\n\n{sigs}",
+    ):
+        with pytest.raises(WitnessRefusedError) as refused:
+            witness().observe(hostile, 0, [])
+        assert refused.value.reason == "bad_checkpoint_signature"
+    padded = good + "".join(f"— someone-else/{i} {'A' * 80}\n" for i in range(60))
+    w = witness()
+    w.observe(note(30), 0, [])
+    forked = sign_checkpoint(Checkpoint(ORIGIN, 30, tree_root(30, FORK_LEAVES)), AUDIT_KEY)
+    with pytest.raises(WitnessRefusedError) as refused:
+        w.observe(forked + "".join(f"— someone-else/{i} {'A' * 80}\n" for i in range(60)), 30, [])
+    assert len(refused.value.note) < 2000  # the evidence fits the alert: it is sent, not silenced
+    from jointbus.schemas.families.log import LogEquivocation
+    from jointbus.witnesscli import alert_payload
+
+    family, payload = alert_payload(refused.value)
+    assert family == "log.equivocation"
+    LogEquivocation.from_json(payload)
+    assert len(padded) > 2000
+
+
+def test_a_policy_below_a_majority_still_needs_a_majority() -> None:
+    """witness_quorum 1 of 8 would let two views each be 'witnessed': a majority is the floor."""
+    lenient = REGISTRY.model_copy(update={"policy": REGISTRY.policy.model_copy(update={"witness_quorum": 1})})
+    cp = Checkpoint(ORIGIN, 30, tree_root(30))
+    lines = []
+    for agency in list(REGISTRY.voters)[:4]:
+        lines += signature_lines(witness(agency).observe(note(30), 0, []))
+    found = witnessed(cp, lines, lenient)
+    assert (found.required, found.enough) == (5, False)

@@ -8,6 +8,7 @@ The module owns its broker; its last test appends rogue checkpoints to it."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from jointbus.schemas.keys import Keyring, new_federation
 from jointbus.schemas.registry import AUDIT, Registry
 from jointbus.streams import keystore
 from jointbus.streams.broker import LocalBroker
-from jointbus.streams.reader import read_topic
+from jointbus.streams.reader import read_texts
 from jointbus.streams.sdk import Delivery, Publisher
 from jointbus.streams.settings import Settings
 from jointbus.streams.topics import CHECKPOINT_TOPIC, CONSISTENCY_FROM_HEADER, COSIGNATURE_TOPIC
@@ -116,7 +117,7 @@ async def traffic_and_checkpoint(bus: WitnessedBus) -> tuple[str, Checkpoint]:
 
 
 async def cosigners(bus: WitnessedBus, checkpoint: Checkpoint) -> tuple[str, ...]:
-    notes = [v.decode() async for _, _, v in read_topic(bus.bootstrap, COSIGNATURE_TOPIC)]
+    notes = await read_texts(bus.bootstrap, COSIGNATURE_TOPIC)
     return witnessed(checkpoint, cosignature_lines(checkpoint, notes), bus.registry).agencies
 
 
@@ -139,6 +140,22 @@ def jointbus(bus: WitnessedBus, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+async def hostile_cosignatures(bus: WitnessedBus, checkpoint: Checkpoint) -> None:
+    """What a malicious agency can write to jointbus.cosignatures: no value, bytes that are
+    not UTF-8, the real checkpoint with a forged audit line and a forged witness line, and a
+    note padded to 100 KB."""
+    body = checkpoint.text().rstrip("\n")
+    forged = (
+        f"{body}\n\n— {ORIGIN} {base64.b64encode(bytes(68)).decode()}\n"
+        f"— {WITNESS_PREFIX}sc-luzhou {base64.b64encode(bytes(76)).decode()}\n"
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bus.bootstrap, acks="all")
+    await producer.start()
+    for value in (None, b"\xff\xfe\x00", forged.encode(), (forged + "— x " + "A" * 100_000).encode()):
+        await producer.send_and_wait(COSIGNATURE_TOPIC, value, key=b"sc-luzhou")
+    await producer.stop()
 
 
 def keep_witness_lines(proof: str, count: int) -> str:
@@ -166,6 +183,7 @@ async def test_eight_witnesses_cosign_and_a_proof_needs_five_of_them(
         await cosigned_by(wbus, checkpoint, set(wbus.registry.voters))
     finally:
         await wbus.stop_all()
+    await hostile_cosignatures(wbus, checkpoint)  # any agency may write there: none of it counts
     verified = await asyncio.to_thread(jointbus, wbus, "audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert (
@@ -208,6 +226,7 @@ async def test_restarted_witness_carries_on_then_every_witness_refuses_a_truncat
         wbus.start_witness("cq-dazu", directory)  # from its saved state; its alerts below count too
         await cosigned_by(wbus, second, {"cq-dazu"})
 
+        await hostile_cosignatures(wbus, second)  # the witnesses read past it and carry on
         key = wbus.rings[AUDIT].signer(wbus.registry, wbus.registry.issued_at)[1]
         log = AuditLog(wbus.bootstrap, wbus.home / "audit" / "index.sqlite", wbus.registry, None)
         await log.start()

@@ -10,6 +10,7 @@ by the audit key) is ``log.witness_refused``: the witness's word, with the notes
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -19,6 +20,7 @@ from jointbus.schemas.envelope import Envelope
 from jointbus.schemas.errors import Reason
 from jointbus.schemas.family import AggregateState, Context, Kind, Payload, event, refuse
 from jointbus.schemas.fields import Name, Text
+from jointbus.schemas.ids import parse_time
 from jointbus.schemas.registry import AUDIT, Registry
 
 Note = Annotated[str, Field(min_length=1, max_length=2000)]
@@ -56,10 +58,12 @@ def _reaches_every_agency(env: Envelope, ctx: Context) -> None:
         refuse(Reason.NOT_AUTHORIZED, f"a log alert reaches every agency; missing {min(missing)}")
 
 
-def audit_checkpoint(note: str, registry: Registry) -> Checkpoint | None:
-    """``note`` as a checkpoint signed by one of the audit service's keys, else None."""
+def audit_checkpoint(note: str, registry: Registry, at: datetime | None = None) -> Checkpoint | None:
+    """``note`` as a checkpoint signed by one of the audit service's keys (none revoked by
+    ``at``: a stolen, revoked audit key proves nothing new), else None."""
     for key in registry.keys:
-        if key.owner == AUDIT and key.purpose == "sign":
+        revoked = at is not None and key.revoked_by(at)
+        if key.owner == AUDIT and key.purpose == "sign" and not revoked:
             try:
                 return open_checkpoint(note, registry.verifier(key.kid))
             except NoteError:
@@ -75,7 +79,8 @@ def equivocation(
     if state is not None:
         refuse(Reason.BAD_TRANSITION, f"{env.subject} was already reported")
     _reaches_every_agency(env, ctx)
-    first, second = (audit_checkpoint(note, ctx.registry) for note in payload.checkpoints)
+    at = ctx.received or parse_time(env.time)
+    first, second = (audit_checkpoint(note, ctx.registry, at) for note in payload.checkpoints)
     if first is None or second is None:
         refuse(Reason.BAD_TRANSITION, "the evidence is not two checkpoints signed by the audit key")
     if {first.origin, second.origin} != {payload.origin} or {first.size, second.size} != {payload.size}:
