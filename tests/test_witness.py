@@ -214,3 +214,34 @@ def test_a_policy_below_a_majority_still_needs_a_majority() -> None:
         lines += signature_lines(witness(agency).observe(note(30), 0, []))
     found = witnessed(cp, lines, lenient)
     assert (found.required, found.enough) == (5, False)
+
+
+def test_a_witness_behind_by_a_checkpoint_finds_its_own_proof_in_the_record() -> None:
+    """A witness that stands at 10 (it missed the checkpoint of 20) reads the checkpoint of
+    30: the record proves from 20, and also from its recent predecessors, 10 among them."""
+    import json as jsonlib
+
+    from jointbus.audit.witness import proof_of
+    from jointbus.streams.topics import (
+        CONSISTENCY_FROM_HEADER,
+        CONSISTENCY_PROOF_HEADER,
+        CONSISTENCY_PROOFS_HEADER,
+    )
+
+    def b64(hashes: list[bytes]) -> list[str]:
+        return [base64.b64encode(h).decode() for h in hashes]
+
+    offered = jsonlib.dumps({"20": b64(proof(20, 30)), "10": b64(proof(10, 30))}).encode()
+    headers = [
+        (CONSISTENCY_FROM_HEADER, b"20"),
+        (CONSISTENCY_PROOF_HEADER, "\n".join(b64(proof(20, 30))).encode()),
+        (
+            CONSISTENCY_PROOFS_HEADER,
+            jsonlib.dumps({"20": b64(proof(20, 30)), "10": b64(proof(10, 30))}).encode(),
+        ),
+    ]
+    w = witness()
+    w.observe(note(10), 0, [])
+    assert proof_of(headers, 0)[0] == 20
+    w.observe(note(30), *proof_of(headers, w.state.size))
+    assert w.state.size == 30
