@@ -235,10 +235,7 @@ def test_a_witness_behind_by_a_checkpoint_finds_its_own_proof_in_the_record() ->
     headers = [
         (CONSISTENCY_FROM_HEADER, b"20"),
         (CONSISTENCY_PROOF_HEADER, "\n".join(b64(proof(20, 30))).encode()),
-        (
-            CONSISTENCY_PROOFS_HEADER,
-            jsonlib.dumps({"20": b64(proof(20, 30)), "10": b64(proof(10, 30))}).encode(),
-        ),
+        (CONSISTENCY_PROOFS_HEADER, offered),
     ]
     w = witness()
     w.observe(note(10), 0, [])
