@@ -106,8 +106,6 @@ class OrderedWriter:
         self._broken: Exception | None = None  # a send of this producer failed at once
         self._acker: asyncio.Task[None] | None = None
         self.recoveries = 0
-        #: the last outbox offset decided, per (topic, partition): the lag metric's base
-        self.positions: dict[tuple[str, int], int] = {}
 
     async def start(self) -> None:
         """Rebuild the memory from the audit log and open the producer."""
@@ -176,7 +174,6 @@ class OrderedWriter:
     def _decide(self, source: Source) -> Routed:
         wire, topic, partition, offset, ts, appended = source
         routed = self.router.route(wire, topic, partition, offset, ts, appended=appended)
-        self.positions[(topic, partition)] = offset
         record = routed.record
         if record is not None and not routed.again:
             metrics.DECISIONS.labels(_family(record), record.decision, record.reason or "").inc()
@@ -369,8 +366,8 @@ def build_worker(settings: Settings) -> faust.App:
                 if not tp.topic.startswith("jointbus.outbox."):
                     continue
                 high = consumer.highwater(tp)
-                if high is not None:
-                    done = writer.positions.get((tp.topic, tp.partition), -1) + 1
+                if high is not None:  # the ledger's heads are rebuilt from the log at start
+                    done = writer.router.ledger.heads.get(f"{tp.topic}:{tp.partition}", -1) + 1
                     metrics.OUTBOX_LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
         except Exception:  # a metric must never stop the worker
             log.debug("lag not measured", exc_info=True)

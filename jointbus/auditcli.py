@@ -192,7 +192,7 @@ def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float, 
         ui.say(f"witnesses: {witnessed.describe()}")
     ui.say(
         f"registry chain: v{report.registry_version} in force, re-derived from the genesis"
-        + (f"; {report.registry_records} versions on jointbus.registry match it" if complete else "")
+        + (f"; every record on jointbus.registry ({report.registry_records}) matches it" if complete else "")
     )
     if complete is None:
         ui.say("completeness against the outboxes: not checked (offline bundle; chains checked)")

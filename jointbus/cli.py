@@ -184,9 +184,10 @@ def start_cluster(port: int | None, data_dir: Path | None, plaintext: bool, node
         f"cluster serving at {cluster.bootstrap} ({time.monotonic() - began:.1f}s; replication 3, "
         f"min.insync.replicas 2; {_provisioned(done, cfg.secure)})"
     )
+    secure = " JOINTBUS_SECURITY_PROTOCOL=SASL_PLAINTEXT" if cfg.secure else ""
     ui.say(
         f"point every process at all nodes: export JOINTBUS_BOOTSTRAP={cluster.bootstrap} "
-        "JOINTBUS_REPLICATION=3"
+        f"JOINTBUS_REPLICATION=3{secure}"
     )
 
 
@@ -225,8 +226,24 @@ def broker_stop(port: int | None, data_dir: Path | None) -> None:
 @port_opt
 @dir_opt
 def broker_status(port: int | None, data_dir: Path | None) -> None:
-    """Say whether the broker serves; exit status 1 when it does not."""
-    b = context.local_broker(context.settings(), port, data_dir)
+    """Say whether the broker (or every node of a local cluster) serves; exit status 1 when
+    it does not."""
+    from jointbus.streams.cluster import existing_cluster, is_cluster
+
+    cfg = context.settings()
+    directory = data_dir or cfg.broker_dir
+    if is_cluster(directory):
+        cluster = existing_cluster(directory)
+        first = cluster.nodes[0].state()
+        if first is not None and first.secure:  # the data decides how to reach it
+            cluster = existing_cluster(directory, ensure_credentials(cfg.credentials_dir, [ADMIN]))
+        nodes = cluster.status()
+        rows = [(n, p, "yes" if s else "NO") for n, p, s in nodes]
+        ui.table(f"cluster in {directory}", ["node", "port", "serving"], rows)
+        if not all(s for _, _, s in nodes):
+            sys.exit(1)
+        return
+    b = context.local_broker(cfg, port, data_dir)
     serving, state = b.status()
     if serving and state is not None:
         ui.say(f"serving at 127.0.0.1:{state.port} (pid {state.pid}, data {b.data_dir})")

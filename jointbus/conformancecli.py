@@ -49,8 +49,12 @@ def _registry(path: Path | None) -> Registry:
     if path is None:
         return keystore.load_registry(context.settings().keystore_dir)
     try:
-        return Registry.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read the registry {path}: {exc.strerror}") from None
+    try:
+        return Registry.model_validate_json(text)
+    except ValueError as exc:
         raise UsageError(f"{path} is not a registry: {str(exc)[:300]}") from None
 
 
@@ -247,6 +251,8 @@ def run_command(
     except subprocess.TimeoutExpired:
         raise UsageError(f"{command[0]} gave no complete answer within {timeout:.0f} s") from None
     verdicts, unreadable = _verdicts(done.stdout)
+    if done.returncode != 0 and not verdicts:
+        raise UsageError(f"{command[0]} exited with status {done.returncode}: {done.stderr.strip()[-300:]}")
     agreed, mismatches = compare(suite, verdicts)
     total = agreed + len(mismatches)
     if mismatches:
@@ -320,11 +326,20 @@ def verifier_command() -> None:
 @conformance_group.command("show")
 @suite_opt
 @click.argument("name")
-def show_command(suite_path: Path | None, name: str) -> None:
+@click.option("--step", "step_index", type=int, default=None, help="with --wire: which step (default 0)")
+@click.option("--wire", is_flag=True, help="write the step's exact bytes to stdout (for `jointbus verify`)")
+def show_command(suite_path: Path | None, name: str, step_index: int | None, wire: bool) -> None:
     """One case in full: its rule, each step's envelope (parsed when it is JSON) and the
-    verdict the suite expects."""
+    verdict the suite expects; with --wire, one step's exact bytes and nothing else."""
     suite = _suite(suite_path, (name,))
     case = next((c for c in suite.cases if c.name == name), suite.cases[0])
+    if wire:
+        index = step_index or 0
+        if not 0 <= index < len(case.steps):
+            raise UsageError(f"{case.name} has steps 0 to {len(case.steps) - 1}")
+        sys.stdout.buffer.write(case.steps[index].wire)
+        sys.stdout.buffer.flush()
+        return
     ui.say(f"{case.name} — {case.rule}: {case.attack}")
     ui.say(f"registry {case.registry!r}, every step arriving {case.received_at}")
     for index, step in enumerate(case.steps):

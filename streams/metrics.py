@@ -32,7 +32,7 @@ OUTBOX_LAG = Gauge(
     ["topic", "partition"],
 )
 DEADLINES_OPEN = Gauge("jointbus_deadlines_open", "Aggregates with a deadline still to be met")
-OVERDUE_OPEN = Gauge("jointbus_overdue_open", "Deadlines passed and not yet alerted")
+OVERDUE_OPEN = Gauge("jointbus_overdue_open", "Items alerted overdue whose deadline is still unmet")
 OVERDUE_ALERTS = Counter("jointbus_overdue_alerts_total", "Signed overdue alerts written")
 PRODUCE_ERRORS = Counter(
     "jointbus_produce_errors_total", "Writes to Kafka that failed (the record is routed again)", ["component"]

@@ -140,3 +140,10 @@ async def test_leaders_killed_mid_stream_lose_and_double_nothing(
     )  # fmt: skip
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "decided exactly once" in verified.stdout
+    status = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "jointbus", "broker", "status", "--data-dir", str(cluster.data_dir)],
+        env={**env, "NO_COLOR": "1"}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.stdout.count("yes") == 3  # every node back and serving

@@ -267,3 +267,20 @@ def test_verify_command_refuses_a_time_without_zone(tmp_path: Path) -> None:
     done = _jointbus("verify", str(path), "--at", "2026-03-01T08:30:01")
     assert done.returncode == 2
     assert "has no zone" in done.stderr
+
+
+def test_show_wire_gives_the_exact_bytes_a_verifier_is_handed() -> None:
+    """`conformance show CASE --step N --wire` writes the step's bytes as they are (the -0
+    kept, nothing re-serialized), ready for `jointbus verify`."""
+    case = SUITE.case("json/minus-zero")
+    result = CliRunner().invoke(cli, ["conformance", "show", case.name, "--step", "0", "--wire"])
+    assert result.exit_code == 0
+    assert result.stdout_bytes == case.steps[0].wire
+    assert b":-0" in result.stdout_bytes
+
+
+def test_runner_says_when_the_verifier_fails_without_answering() -> None:
+    """A verifier that exits with an error and answers nothing: its status and stderr, exit 2."""
+    done = _jointbus("conformance", "run", "--", sys.executable, "-c", "import sys; sys.exit('no keys here')")
+    assert done.returncode == 2
+    assert "exited with status 1: no keys here" in done.stderr
