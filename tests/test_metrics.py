@@ -110,6 +110,13 @@ async def test_metrics_count_decisions_latency_and_the_audit_log(metered: Metere
     assert not any("invented" in str(labels) for _, labels in samples)
     assert samples[("jointbus_routing_seconds_count", ())] >= 3
 
+    async def caught_up() -> bool | None:  # every record decided: no lag (measured every 5 s)
+        lags = [v for (name, _), v in (await asyncio.to_thread(scrape, metered.worker_port)).items()
+                if name == "jointbus_outbox_lag_records"]  # fmt: skip
+        return True if lags and sum(lags) == 0 else None
+
+    await eventually(caught_up, within=30, what="outbox lag samples, all zero")
+
     async def audited() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
         found = await asyncio.to_thread(scrape, metered.audit_port)
         leaves = found.get(("jointbus_audit_leaves", ()), 0)
