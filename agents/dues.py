@@ -60,7 +60,3 @@ class Dues:
         for entry in keep:
             heapq.heappush(self._heap, entry)
         return found
-
-    def overdue_count(self, now: datetime) -> int:
-        """How many deadlines have passed by ``now`` and are still open."""
-        return len(self.passed(now))

@@ -180,7 +180,7 @@ class AuditLog:
         proof = self.index.consistency(old, size) if old else []
         recent = {  # a witness that stands at an older size finds its proof too
             str(s): [base64.b64encode(h).decode() for h in self.index.consistency(s, size)]
-            for s in self.index.checkpoint_sizes(PROOFS_OFFERED)
+            for s, _ in self.index.checkpoints(PROOFS_OFFERED)
             if 0 < s < size
         }
         headers = [

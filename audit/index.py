@@ -158,10 +158,10 @@ class TreeIndex:
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)", (size, root, note))
 
-    def checkpoint_sizes(self, limit: int) -> list[int]:
-        """The sizes of the ``limit`` most recent checkpoints, newest first."""
-        rows = self.db.execute("SELECT size FROM checkpoints ORDER BY size DESC LIMIT ?", (limit,)).fetchall()
-        return [int(r[0]) for r in rows]
+    def checkpoints(self, limit: int = -1) -> list[tuple[int, str]]:
+        """(size, signed note) of the ``limit`` most recent checkpoints (all: -1), newest first."""
+        rows = self.db.execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT ?", (limit,))
+        return [(int(size), str(note)) for size, note in rows.fetchall()]
 
     def latest_checkpoint(self) -> tuple[int, bytes, str] | None:
         row = self.db.execute(

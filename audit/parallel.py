@@ -12,16 +12,15 @@ it could not read). At most a few chunks are in flight, so memory stays flat.
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from jointbus.audit.verifier import RECORD_DEPTH, Verifier
 from jointbus.schemas.envelope import loads_with_flag
+from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import Registry
 from jointbus.schemas.signing import signature_valid
 
@@ -44,11 +43,11 @@ def precheck(values: list[bytes], keys: dict[str, bytes]) -> list[dict[str, bool
     for value in values:
         found: dict[str, bool] = {}
         try:
-            record, _ = loads_with_flag(value, RECORD_DEPTH)
-            envelopes: list[Any] = [record.get("event"), record.get("notice")]
-            if record.get("event") is None and isinstance(record.get("wire_b64"), str):
-                envelopes[0], _ = loads_with_flag(base64.b64decode(record["wire_b64"]))
-            for env in envelopes:
+            obj, _ = loads_with_flag(value, RECORD_DEPTH)
+            record = AuditRecord.model_validate(obj)
+            wire = record.wire() if record.event is None else None
+            event = record.event if wire is None else loads_with_flag(wire)[0]
+            for env in (event, record.notice):
                 if not isinstance(env, dict):
                     continue
                 signature, kid = env.get("signature"), env.get("sigkeyid")

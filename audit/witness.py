@@ -142,35 +142,26 @@ class Witness:
         cp = self.checkpoint(note)
         held = self.state
         root = base64.b64encode(cp.root).decode()
+
+        def refused(reason: str, why: str) -> WitnessRefusedError:
+            return WitnessRefusedError(why, reason=reason, note=evidence(note), against=held.note)
+
         if cp.size < held.size:
-            raise WitnessRefusedError(
-                f"size {cp.size} is below the {held.size} this witness cosigned (a rollback)",
-                reason="rollback",
-                note=evidence(note),
-                against=held.note,
+            raise refused(
+                "rollback", f"size {cp.size} is below the {held.size} this witness cosigned (a rollback)"
             )
         if cp.size == held.size and held.size > 0:
             if root != held.root:
-                raise WitnessRefusedError(
-                    f"a second root for size {cp.size} (a split view)",
-                    reason="equivocation",
-                    note=evidence(note),
-                    against=held.note,
-                )
+                raise refused("equivocation", f"a second root for size {cp.size} (a split view)")
         elif held.size > 0:
             if old != held.size:
-                raise WitnessRefusedError(
+                raise refused(
+                    "no_proof",
                     f"the checkpoint proves consistency from size {old}, this witness holds {held.size}",
-                    reason="no_proof",
-                    note=evidence(note),
-                    against=held.note,
                 )
             if not verify_consistency(held.size, cp.size, base64.b64decode(held.root), cp.root, list(proof)):
-                raise WitnessRefusedError(
-                    f"size {cp.size} does not extend the {held.size} this witness cosigned",
-                    reason="inconsistent",
-                    note=evidence(note),
-                    against=held.note,
+                raise refused(
+                    "inconsistent", f"size {cp.size} does not extend the {held.size} this witness cosigned"
                 )
         line = cosign(cp, self.key, self.name, int(time.time()) if now is None else now)
         history = {**held.history, str(cp.size): evidence(note)}

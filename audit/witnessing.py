@@ -25,6 +25,7 @@ class Witnessed:
     agencies: tuple[str, ...]
     witnesses: int  # agencies with a witness key
     required: int | None
+    lines: tuple[str, ...] = ()  # the verified cosignature lines: what a proof carries
 
     @property
     def enough(self) -> bool:
@@ -47,24 +48,25 @@ class Witnessed:
         )
 
 
-def cosigning_agencies(checkpoint: Checkpoint, lines: Iterable[str], registry: Registry) -> tuple[str, ...]:
-    """The agencies with a valid cosignature of ``checkpoint`` among ``lines`` (each once;
-    lines of unknown signers, or that do not verify, count for nothing)."""
+def verified_lines(checkpoint: Checkpoint, lines: Iterable[str], registry: Registry) -> dict[str, str]:
+    """Agency → a line among ``lines`` that verifies as its witness's cosignature of
+    ``checkpoint`` (each agency once; lines of unknown signers, forged lines, count for
+    nothing)."""
     keys = registry.witness_keys()
-    found: set[str] = set()
-    for line in set(lines):
-        for agency, records in keys.items():
-            if agency in found:
-                continue
-            for record in records:
-                public = Ed25519PublicKey.from_public_bytes(record.raw())
-                try:
-                    if verify_cosignature(line, checkpoint, witness_name(agency), public) is not None:
-                        found.add(agency)
-                        break
-                except AuditError:
-                    continue  # a forged line claiming this witness
-    return tuple(sorted(found))
+    found: dict[str, str] = {}
+    for line in lines:
+        agency = line[2:].split(" ", 1)[0].removeprefix(WITNESS_PREFIX)
+        if agency in found or not line.startswith(f"— {WITNESS_PREFIX}"):
+            continue
+        for record in keys.get(agency, ()):
+            public = Ed25519PublicKey.from_public_bytes(record.raw())
+            try:
+                if verify_cosignature(line, checkpoint, witness_name(agency), public) is not None:
+                    found[agency] = line
+                    break
+            except AuditError:
+                continue  # a forged line claiming this witness
+    return found
 
 
 def witnessed(checkpoint: Checkpoint, lines: Iterable[str], registry: Registry) -> Witnessed:
@@ -73,12 +75,13 @@ def witnessed(checkpoint: Checkpoint, lines: Iterable[str], registry: Registry) 
     required = registry.policy.witness_quorum
     if required is not None:  # never fewer than a majority: two views could each reach less
         required = max(required, witnesses // 2 + 1)
-    return Witnessed(checkpoint, cosigning_agencies(checkpoint, lines, registry), witnesses, required)
+    verified = verified_lines(checkpoint, lines, registry)
+    return Witnessed(checkpoint, tuple(sorted(verified)), witnesses, required, tuple(verified.values()))
 
 
 def cosignature_lines(checkpoint: Checkpoint, cosigned_notes: Iterable[str]) -> list[str]:
     """The witness signature lines of every cosigned note whose body is ``checkpoint``'s
-    (each once; whether they verify is ``witnessed``'s and ``witness_lines``' business)."""
+    (each once; whether they verify is ``witnessed``'s business)."""
     body = checkpoint.text()
     lines: dict[str, None] = {}
     for note in cosigned_notes:
@@ -87,21 +90,3 @@ def cosignature_lines(checkpoint: Checkpoint, cosigned_notes: Iterable[str]) -> 
                 (line, None) for line in signature_lines(note) if line.startswith(f"— {WITNESS_PREFIX}")
             )
     return list(lines)
-
-
-def witness_lines(checkpoint: Checkpoint, cosigned_notes: Iterable[str], registry: Registry) -> list[str]:
-    """Only the lines that verify as cosignatures of ``checkpoint`` by a registered witness
-    key: what a proof carries (a forged line would make an honest proof fail)."""
-    keys = registry.witness_keys()
-    verified = []
-    for line in cosignature_lines(checkpoint, cosigned_notes):
-        agency = line[2:].split(" ", 1)[0].removeprefix(WITNESS_PREFIX)
-        for record in keys.get(agency, ()):
-            try:
-                public = Ed25519PublicKey.from_public_bytes(record.raw())
-                if verify_cosignature(line, checkpoint, witness_name(agency), public) is not None:
-                    verified.append(line)
-                    break
-            except AuditError:
-                continue
-    return verified

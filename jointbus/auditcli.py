@@ -24,7 +24,7 @@ from jointbus.audit.merkle import leaf_hash, verify_consistency, verify_inclusio
 from jointbus.audit.notes import open_checkpoint, parse_proof, proof_text
 from jointbus.audit.parallel import feed_parallel
 from jointbus.audit.verifier import Report, Verifier, check_registry_feed
-from jointbus.audit.witnessing import Witnessed, cosignature_lines, witness_lines, witnessed
+from jointbus.audit.witnessing import Witnessed, cosignature_lines, witnessed
 from jointbus.options import metrics_option, period_options
 from jointbus.schemas.projections import Projection
 from jointbus.schemas.records import AuditRecord
@@ -312,7 +312,7 @@ def audit_prove(event_id: str, out: Path | None, registry_file: Path | None) -> 
                     "that decision is not under a signed checkpoint yet; try again after the next checkpoint",
                     reason="not_checkpointed",
                 )
-            size, note = await _witnessed_checkpoint(cfg, registry, index, latest[2])
+            size, note = await _witnessed_checkpoint(cfg, registry, log.index.checkpoints(), index)
             record = await _record_at(cfg, offset)
             return proof_text(index, log.index.inclusion(index, size), note, record)
         finally:
@@ -327,23 +327,21 @@ def audit_prove(event_id: str, out: Path | None, registry_file: Path | None) -> 
 
 
 async def _witnessed_checkpoint(
-    cfg: Settings, registry: Registry, index: int, latest: str
+    cfg: Settings, registry: Registry, checkpoints: list[tuple[int, str]], index: int
 ) -> tuple[int, str]:
     """The checkpoint a proof of leaf ``index`` rests on, with its cosignatures: the largest
-    that covers the leaf and has as many as the policy asks (the latest, when none is
-    asked); ``not_witnessed`` when none has them yet."""
-    kw = context.kafka(cfg, AUDITOR)
-    cosigned = await cosigned_notes(cfg, kw)
-    notes = await read_texts(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)
+    of ``checkpoints`` (the index's, newest first) that covers the leaf and has as many as
+    the policy asks (the latest, when none is asked); ``not_witnessed`` when none has them."""
+    cosigned = await cosigned_notes(cfg, context.kafka(cfg, AUDITOR))
     public = registry.verifier(registry.current_key(AUDIT, "sign", registry.issued_at).kid)
     best: Witnessed | None = None
-    for note in [latest, *reversed(notes)]:
+    for size, note in checkpoints:
+        if size <= index:
+            break
         cp = open_checkpoint(note, public)
-        if cp.size <= index:
-            continue
         found = witnessed(cp, cosignature_lines(cp, cosigned), registry)
-        if found.enough:
-            return cp.size, with_cosignatures(note, witness_lines(cp, cosigned, registry))
+        if found.enough:  # the proof carries only lines that verify: a forged one would fail it
+            return cp.size, with_cosignatures(note, list(found.lines))
         best = best or found
     if best is None:
         raise AuditError("no signed checkpoint covers that decision yet", reason="not_checkpointed")

@@ -167,11 +167,10 @@ class Case:
 
 @dataclass
 class Suite:
-    """The whole suite: named registries, cases, and the lifecycle tables as data."""
+    """The whole suite: named registries and cases (the file also holds the lifecycle tables)."""
 
     registries: dict[str, Registry]
     cases: list[Case]
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def case(self, name: str) -> Case:
         return next(c for c in self.cases if c.name == name)
@@ -181,8 +180,7 @@ def load_suite(path: Path | None = None) -> Suite:
     """The suite file (default: the one shipped in ``schemas/vectors``)."""
     data = json.loads((path or VECTORS_DIR / SUITE_FILE).read_text(encoding="utf-8"))
     registries = {name: Registry.model_validate(r) for name, r in data["registries"].items()}
-    extra = {k: v for k, v in data.items() if k not in ("registries", "cases")}
-    return Suite(registries, [Case.from_json(c) for c in data["cases"]], extra)
+    return Suite(registries, [Case.from_json(c) for c in data["cases"]])
 
 
 class ReferenceBus:

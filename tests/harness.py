@@ -171,17 +171,26 @@ async def read_outbox(bootstrap: str, topic: str) -> list[tuple[int, int, bytes,
         await consumer.stop()
 
 
-async def jointbus_cli(home: Path, bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``jointbus <args>`` as a user would (a child process), against ``bootstrap``."""
-    env = {**os.environ, "JOINTBUS_HOME": str(home), "JOINTBUS_BOOTSTRAP": bootstrap}
-    return await asyncio.to_thread(
-        subprocess.run,
+def run_jointbus(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``jointbus <args>`` as a user would: a child process, its output captured."""
+    return subprocess.run(
         [sys.executable, "-m", "jointbus", *args],
+        input=stdin,
+        env=env if env is not None else dict(os.environ),
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=180,  # bounded: subprocess.TimeoutExpired fails the test
-        env=env,
+        check=False,
     )
+
+
+async def jointbus_cli(home: Path, bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``run_jointbus`` against ``bootstrap`` with ``home`` as its folder, off the event loop."""
+    env = {**os.environ, "JOINTBUS_HOME": str(home), "JOINTBUS_BOOTSTRAP": bootstrap}
+    return await asyncio.to_thread(run_jointbus, *args, env=env)
 
 
 def figures_of(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -6,9 +6,6 @@ audit log verifies."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,7 +25,7 @@ from jointbus.streams.reader import read_topic
 from jointbus.streams.sdk import Delivery, Publisher
 from jointbus.streams.settings import Settings
 from jointbus.streams.topics import AUDIT_TOPIC, outbox
-from tests.harness import collect, eventually
+from tests.harness import collect, eventually, jointbus_cli
 from tests.samples import SAMPLES
 from tests.stats import STATS
 
@@ -132,18 +129,11 @@ async def test_leaders_killed_mid_stream_lose_and_double_nothing(
         await eventually(decided, within=60, what="a decision for every event in the audit log")
     finally:
         worker.stop()
-    env = {**os.environ, "JOINTBUS_HOME": str(tmp_path), "JOINTBUS_BOOTSTRAP": cluster.bootstrap}
-    verified = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "jointbus", "audit", "verify"],
-        env=env, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+    verified = await jointbus_cli(tmp_path, cluster.bootstrap, "audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "decided exactly once" in verified.stdout
-    status = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "jointbus", "broker", "status", "--data-dir", str(cluster.data_dir)],
-        env={**env, "NO_COLOR": "1"}, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    status = await jointbus_cli(
+        tmp_path, cluster.bootstrap, "broker", "status", "--data-dir", str(cluster.data_dir)
+    )
     assert status.returncode == 0, status.stdout + status.stderr
     assert status.stdout.count("yes") == 3  # every node back and serving

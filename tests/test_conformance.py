@@ -5,9 +5,7 @@ verifier from a wrong one, and ``jointbus verify`` gives every case's verdict of
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from jointbus.schemas.forge import Forge
 from jointbus.schemas.jsonschema import documents
 from jointbus.schemas.transitions import markdown, tables
 from jointbus.schemas.vectors import WIRE_FILE, build, render, seed, vector_federation
+from tests.harness import run_jointbus
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = load_suite()
@@ -133,21 +132,11 @@ def test_wire_format_tables_are_the_rules() -> None:
     assert match.group(1) == markdown(tables(Forge(vector_federation()[0])))
 
 
-def _jointbus(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jointbus", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "NO_COLOR": "1"},
-        check=False,
-    )
-
-
 def test_runner_passes_a_faithful_verifier() -> None:
     """`conformance run` against jointbus's own line-protocol verifier: every step agrees."""
-    done = _jointbus("conformance", "run", "--", sys.executable, "-m", "jointbus", "conformance", "verifier")
+    done = run_jointbus(
+        "conformance", "run", "--", sys.executable, "-m", "jointbus", "conformance", "verifier"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     total = sum(len(c.steps) for c in SUITE.cases)
     assert (
@@ -165,7 +154,7 @@ def test_runner_catches_a_verifier_that_accepts_everything(tmp_path: Path) -> No
         "    step = json.loads(line)\n"
         "    print(json.dumps({'case': step['case'], 'step': step['step'], 'verdict': 'accepted'}))\n"
     )
-    done = _jointbus("conformance", "run", "--case", "signature/", "--", sys.executable, str(lenient))
+    done = run_jointbus("conformance", "run", "--case", "signature/", "--", sys.executable, str(lenient))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "signature/recipient-added" in done.stdout
     assert "rejected bad_signature" in done.stdout
@@ -175,7 +164,7 @@ def test_runner_catches_a_verifier_that_accepts_everything(tmp_path: Path) -> No
 
 def test_runner_says_when_the_verifier_cannot_start() -> None:
     """A missing command is one readable line, exit 2, not a traceback."""
-    done = _jointbus("conformance", "run", "--", "no-such-verifier-xyz")
+    done = run_jointbus("conformance", "run", "--", "no-such-verifier-xyz")
     assert done.returncode == 2
     assert "no such command: no-such-verifier-xyz" in done.stderr
     assert "Traceback" not in done.stderr
@@ -239,7 +228,7 @@ def test_verify_command_explains_a_forged_event_to_a_person(tmp_path: Path) -> N
     forged.write_bytes(case.steps[0].wire)
     registry = tmp_path / "registry.json"
     registry.write_text(SUITE.registries["base"].model_dump_json(), encoding="utf-8")
-    done = _jointbus("verify", str(forged), "--registry", str(registry), "--at", case.received_at)
+    done = run_jointbus("verify", str(forged), "--registry", str(registry), "--at", case.received_at)
     assert done.returncode == 1, done.stderr
     assert "rejected" in done.stdout
     assert "bad_signature" in done.stdout
@@ -251,7 +240,7 @@ def test_verify_command_explains_a_forged_event_to_a_person(tmp_path: Path) -> N
     ring = tmp_path / "cq-yongchuan.json"
     kid = "cq-yongchuan#seal-1"
     ring.write_text(json.dumps({"owner": "cq-yongchuan", "keys": {kid: b64e(seed(kid))}}))
-    done = _jointbus(
+    done = run_jointbus(
         "verify", str(clue), "--registry", str(registry), "--at", opens.received_at,
         "--open-as", "cq-yongchuan", "--key", str(ring),
     )  # fmt: skip
@@ -264,7 +253,7 @@ def test_verify_command_refuses_a_time_without_zone(tmp_path: Path) -> None:
     """An arrival time without a zone is two instants in two zones: refused, readably."""
     path = tmp_path / "e.json"
     path.write_bytes(SUITE.cases[0].steps[0].wire)
-    done = _jointbus("verify", str(path), "--at", "2026-03-01T08:30:01")
+    done = run_jointbus("verify", str(path), "--at", "2026-03-01T08:30:01")
     assert done.returncode == 2
     assert "has no zone" in done.stderr
 
@@ -281,6 +270,8 @@ def test_show_wire_gives_the_exact_bytes_a_verifier_is_handed() -> None:
 
 def test_runner_says_when_the_verifier_fails_without_answering() -> None:
     """A verifier that exits with an error and answers nothing: its status and stderr, exit 2."""
-    done = _jointbus("conformance", "run", "--", sys.executable, "-c", "import sys; sys.exit('no keys here')")
+    done = run_jointbus(
+        "conformance", "run", "--", sys.executable, "-c", "import sys; sys.exit('no keys here')"
+    )
     assert done.returncode == 2
     assert "exited with status 1: no keys here" in done.stderr

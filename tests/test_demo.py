@@ -12,7 +12,7 @@ import pytest
 
 from jointbus.schemas.catalog import family_of
 from jointbus.streams.broker import free_port
-from tests.harness import figures_of
+from tests.harness import figures_of, run_jointbus
 
 pytestmark = pytest.mark.broker
 
@@ -34,11 +34,11 @@ def test_demo_runs_and_replay_reproduces_its_summary(tmp_path: Path) -> None:
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         assert "6 hostile events rejected as expected" in run.stdout
         assert "replay of the audit log reproduces the summary above: yes, exactly" in run.stdout
-        verify = jointbus_run(env, tmp_path, "audit", "verify")
+        verify = run_jointbus("audit", "verify", env=env, cwd=tmp_path)
         assert verify.returncode == 0, verify.stderr
         assert "audit log OK" in verify.stdout
         assert "outbox records decided exactly once" in verify.stdout
-        replay = jointbus_run(env, tmp_path, "audit", "replay", "--json")
+        replay = run_jointbus("audit", "replay", "--json", env=env, cwd=tmp_path)
         summary = json.loads((tmp_path / "home" / "demo-summary.json").read_text())
         agencies, _ = figures_of(replay.stdout)
         assert agencies == summary["agencies"]
@@ -49,7 +49,7 @@ def test_demo_runs_and_replay_reproduces_its_summary(tmp_path: Path) -> None:
         assert sum(row["rejected"] for row in summary["agencies"]) == 6
         assert sum(row["mechanisms"] for row in summary["agencies"]) == 14
         assert by_agency["sc-yibin"]["bulletins_posted"] == 1  # the chair's arrangement
-        status = jointbus_run(env, tmp_path, "status", "--json")
+        status = run_jointbus("status", "--json", env=env, cwd=tmp_path)
         assert status.returncode == 0, status.stderr
         _, whole = figures_of(status.stdout)
         assert whole == totals_from_the_log(env, tmp_path) | {
@@ -87,7 +87,7 @@ def totals_from_the_log(env: dict[str, str], cwd: Path) -> dict[str, int]:
     emitted) events by family, rejections, acceptances among responses, open items by the
     last step of each clue and rectification."""
     bundle = cwd / "bundle"
-    done = jointbus_run(env, cwd, "audit", "export", str(bundle))
+    done = run_jointbus("audit", "export", str(bundle), env=env, cwd=cwd)
     assert done.returncode == 0, done.stderr
     lines = (bundle / "records.jsonl").read_text(encoding="utf-8").splitlines()
     by_position: dict[str, dict[str, object]] = {}
@@ -117,15 +117,3 @@ def totals_from_the_log(env: dict[str, str], cwd: Path) -> dict[str, int]:
     figures["clues_open"] = sum(1 for step in last_step.values() if step in open_clue)
     figures["rect_open"] = sum(1 for step in last_step.values() if step in open_rect)
     return figures
-
-
-def jointbus_run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``jointbus <args>`` as a user runs it after the demo (bounded: a hang fails the test)."""
-    return subprocess.run(
-        [sys.executable, "-m", "jointbus", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,7 +35,7 @@ from jointbus.streams.settings import Settings
 from jointbus.streams.topics import CHECKPOINT_TOPIC, CONSISTENCY_FROM_HEADER, COSIGNATURE_TOPIC
 from jointbus.witnesscli import state_path, witness_agency
 from tests.conftest import _broker
-from tests.harness import collect, eventually
+from tests.harness import collect, eventually, jointbus_cli
 from tests.samples import SAMPLES
 
 pytestmark = pytest.mark.broker
@@ -130,18 +127,6 @@ async def cosigned_by(bus: WitnessedBus, checkpoint: Checkpoint, agencies: set[s
     )
 
 
-def jointbus(bus: WitnessedBus, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "JOINTBUS_HOME": str(bus.home), "JOINTBUS_BOOTSTRAP": bus.bootstrap, "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "jointbus", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 async def hostile_cosignatures(bus: WitnessedBus, checkpoint: Checkpoint) -> None:
     """What a malicious agency can write to jointbus.cosignatures: no value, bytes that are
     not UTF-8, the real checkpoint with a forged audit line and a forged witness line, and a
@@ -184,21 +169,21 @@ async def test_eight_witnesses_cosign_and_a_proof_needs_five_of_them(
     finally:
         await wbus.stop_all()
     await hostile_cosignatures(wbus, checkpoint)  # any agency may write there: none of it counts
-    verified = await asyncio.to_thread(jointbus, wbus, "audit", "verify")
+    verified = await jointbus_cli(wbus.home, wbus.bootstrap, "audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert (
         f"checkpoint {checkpoint.size} cosigned by 8 of 8 agencies' witnesses (policy: 5 required)"
         in verified.stdout
     )
     proof = tmp_path / "event.tlog-proof"
-    made = await asyncio.to_thread(jointbus, wbus, "audit", "prove", event_id, "--out", str(proof))
+    made = await jointbus_cli(wbus.home, wbus.bootstrap, "audit", "prove", event_id, "--out", str(proof))
     assert made.returncode == 0, made.stderr
     text = proof.read_text(encoding="utf-8")
     assert text.count(f"— {WITNESS_PREFIX}") == 8
     for count, status in ((5, 0), (4, 1)):
         variant = tmp_path / f"with-{count}.tlog-proof"
         variant.write_text(keep_witness_lines(text, count), encoding="utf-8")
-        checked = await asyncio.to_thread(jointbus, wbus, "audit", "check-proof", str(variant))
+        checked = await jointbus_cli(wbus.home, wbus.bootstrap, "audit", "check-proof", str(variant))
         assert checked.returncode == status, checked.stdout + checked.stderr
         assert f"cosigned by {count} of 8" in checked.stdout + checked.stderr
     assert "[not_witnessed]" in checked.stderr
@@ -263,6 +248,6 @@ async def test_restarted_witness_carries_on_then_every_witness_refuses_a_truncat
     for agency in wbus.registry.voters:
         held = WitnessState.load(state_path(directory, agency))
         assert held.size == second.size, agency
-    verified = await asyncio.to_thread(jointbus, wbus, "audit", "verify")
+    verified = await jointbus_cli(wbus.home, wbus.bootstrap, "audit", "verify")
     assert verified.returncode == 1
     assert "[fork]" in verified.stderr
