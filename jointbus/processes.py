@@ -111,3 +111,14 @@ class WitnessProcess(JointbusProcess):
 
     args = ("witness", "run", "--all")
     ready_mark = "witnesses ready"
+
+
+class GatewayProcess(JointbusProcess):
+    """``jointbus gateway run --as <agency> --listen 127.0.0.1:<port>``: one agency's gateway."""
+
+    ready_mark = "gateway ready"
+
+    def __init__(self, home: Path, bootstrap: str, agency: str, port: int, *extra: str, **env: str) -> None:
+        super().__init__(home, bootstrap, **env)
+        self.args = ("gateway", "run", "--as", agency, "--listen", f"127.0.0.1:{port}", *extra)
+        self.url = f"http://127.0.0.1:{port}"

@@ -25,16 +25,21 @@ from jointbus.streams.sdk import Publisher, new_subject
 from jointbus.streams.settings import Settings
 
 
-def payload_problems(model: type[Payload], payload: object) -> list[str]:
-    """Every problem of ``payload`` as ``model`` at once (not one per try)."""
+def payload_errors(model: type[Payload], payload: object) -> list[tuple[str, str]]:
+    """Every problem of ``payload`` as ``model`` at once (not one per try), as (field, problem)."""
     try:
         model.from_json(payload)
     except ValidationError as exc:
         return [
-            f"{'.'.join(str(p) for p in e['loc']) or '(payload)'}: {e['msg']}"
+            (".".join(str(p) for p in e["loc"]) or "(payload)", e["msg"])
             for e in exc.errors(include_url=False)
         ]
     return []
+
+
+def payload_problems(model: type[Payload], payload: object) -> list[str]:
+    """``payload_errors`` as readable lines."""
+    return [f"{where}: {problem}" for where, problem in payload_errors(model, payload)]
 
 
 def field_list(model: type[BaseModel]) -> str:

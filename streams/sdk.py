@@ -23,7 +23,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from jointbus.schemas.catalog import CURRENT, Payload, parse_payload
+from jointbus.schemas.catalog import CURRENT, Payload, family_of, parse_payload
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, MAX_ENVELOPE_BYTES, Envelope, to_wire
 from jointbus.schemas.errors import ContractError, JointbusError, Reason, rejection
@@ -322,6 +322,22 @@ class Publisher:
     async def flush(self) -> None:
         await self._producer.flush()
 
+    async def submit_receipt(self, env: Envelope) -> tuple[str, asyncio.Future[Any]] | None:
+        """Queue the signed receipt of ``env`` to its sender (``opened`` when it was sealed,
+        ``received`` otherwise); None when its family is not answered by receipts."""
+        spec = CURRENT.get(family_of(env.type))
+        if spec is None or not spec.answered:
+            return None
+        status = "opened" if env.sealed else "received"
+        return await self.submit(
+            "receipt",
+            env.subject,
+            [env.sender],
+            {"event_id": env.id, "event_type": env.type, "status": status},
+            correlationid=env.correlationid,
+            causationid=env.id,
+        )
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -399,9 +415,13 @@ class Subscriber:
         seen_path: Path | None = None,
         from_beginning: bool = True,
         until_end: bool = False,
+        auto_receipts: bool = True,
         **kafka: Any,
     ) -> None:
         self.agency = agency
+        #: send each delivery's receipt once the application handled it; False leaves it to
+        #: the application (``Publisher.submit_receipt``), e.g. after a person confirmed it
+        self.auto_receipts = auto_receipts
         self.keyring = keyring
         self.registry = registry
         self._openers = keyring.openers()
@@ -613,19 +633,8 @@ class Subscriber:
         self.seen.add(env.id)
 
     async def _receipt(self, delivery: Delivery) -> None:
-        spec = CURRENT.get(delivery.family)
-        if self._publisher is None or spec is None or not spec.answered:
-            return
-        env = delivery.envelope
-        status = "opened" if env.sealed else "received"
-        await self._publisher.submit(
-            "receipt",
-            env.subject,
-            [env.sender],
-            {"event_id": env.id, "event_type": env.type, "status": status},
-            correlationid=env.correlationid,
-            causationid=env.id,
-        )
+        if self._publisher is not None and self.auto_receipts:
+            await self._publisher.submit_receipt(delivery.envelope)
 
     async def run(self, handler: Callable[[Delivery], Awaitable[bool | None]]) -> None:
         """Call ``handler`` for each delivery; stop after one for which it returns True.
