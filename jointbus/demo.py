@@ -20,7 +20,7 @@ from jointbus import ui
 from jointbus.attacks import play_attacks
 from jointbus.context import local_broker
 from jointbus.federation import ACK_DEADLINE, Federation
-from jointbus.processes import AuditProcess, WitnessProcess, WorkerProcess
+from jointbus.processes import AuditProcess, GatewayProcess, WitnessProcess, WorkerProcess
 from jointbus.schemas.errors import JointbusError
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import Keyring, new_federation
@@ -29,13 +29,16 @@ from jointbus.schemas.registry import Registry
 from jointbus.schemas.registry_chain import sign_genesis
 from jointbus.story import play_clues, play_governance, play_joint_check, play_rectifications
 from jointbus.streams import keystore
-from jointbus.streams.broker import LocalBroker
+from jointbus.streams.broker import LocalBroker, free_port
 from jointbus.streams.provision import provision
 from jointbus.streams.reader import read_texts, read_topic
 from jointbus.streams.security import ADMIN, ensure_credentials, kafka_kwargs
 from jointbus.streams.settings import Settings
 from jointbus.views import print_projection
 
+#: the agency that plays its part over HTTP through its own gateway, as an agency whose
+#: case system speaks neither Kafka nor Ed25519 would
+GATEWAY_AGENCY = "cq-rongchang"
 #: the demo federation trusts an audit checkpoint once 5 of its 8 agencies' witnesses cosigned it
 WITNESS_QUORUM = 5
 
@@ -44,7 +47,7 @@ WITNESS_QUORUM = 5
 def reset_demo_state(cfg: Settings, broker: LocalBroker) -> None:
     """A demo starts from nothing: stop its broker, delete its data, keys and worker state."""
     broker.stop()
-    for part in ("broker", "keys", "worker", "inbox", "audit", "witness"):
+    for part in ("broker", "keys", "worker", "inbox", "audit", "witness", "gateway"):
         shutil.rmtree(cfg.home / part, ignore_errors=True)
 
 
@@ -59,10 +62,29 @@ def start_worker(cfg: Settings) -> WorkerProcess:
     ).start()
 
 
-async def scenario(cfg: Settings, registry: Registry, rings: dict[str, Keyring]) -> Federation:
-    """Play the whole story; returns the federation with what it expected."""
+def start_gateway(cfg: Settings) -> tuple[GatewayProcess, str]:
+    """``GATEWAY_AGENCY``'s gateway on a free loopback port, and a token of its case system."""
+    from jointbus.gateway.service import gateway_dir
+    from jointbus.gateway.tokens import Tokens
+
+    token = Tokens(gateway_dir(cfg, GATEWAY_AGENCY) / "tokens.json").add("demo-case-system")
+    process = GatewayProcess(
+        cfg.home,
+        cfg.bootstrap_servers,
+        GATEWAY_AGENCY,
+        free_port(),
+        JOINTBUS_SECURITY_PROTOCOL=cfg.security_protocol,
+    ).start()
+    return process, token
+
+
+async def scenario(
+    cfg: Settings, registry: Registry, rings: dict[str, Keyring], gateways: dict[str, tuple[str, str]]
+) -> Federation:
+    """Play the whole story; returns the federation with what it expected. The agencies in
+    ``gateways`` (agency → (url, token)) play their part over HTTP through their gateway."""
     acts = [play_governance, play_clues, play_joint_check, play_rectifications, play_attacks]
-    async with Federation(cfg, registry, rings) as fed:
+    async with Federation(cfg, registry, rings, gateways) as fed:
         with Progress(console=ui.out, transient=False) as bar:
             task = bar.add_task("scenario", total=36)
 
@@ -180,12 +202,15 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
     witnesses = WitnessProcess(
         cfg.home, cfg.bootstrap_servers, JOINTBUS_SECURITY_PROTOCOL=cfg.security_protocol
     )
+    gateway: GatewayProcess | None = None
     try:
         auditor.start()
         witnesses.start()
+        gateway, token = start_gateway(cfg)
+        ui.say(f"      {GATEWAY_AGENCY} plays its part over HTTP through its gateway at {gateway.url}")
         ui.say("[4/6] scenario")
         began = time.monotonic()
-        fed = asyncio.run(scenario(cfg, registry, rings))
+        fed = asyncio.run(scenario(cfg, registry, rings, {GATEWAY_AGENCY: (gateway.url, token)}))
         asyncio.run(all_decided(cfg, registry))
         ui.say(
             f"scenario played in {time.monotonic() - began:.1f}s: "
@@ -193,6 +218,8 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
             f"{len(fed.expected.overdue)} overdue items alerted"
         )
     finally:
+        if gateway is not None:
+            gateway.stop()
         worker.stop()
         auditor.stop()  # signs a final checkpoint over everything routed
     try:

@@ -1,16 +1,20 @@
-"""The demo's federation harness: one Publisher and one Subscriber per agency, and what
-the scenario expects to see (deliveries, rejections, overdue alerts)."""
+"""The demo's federation harness: one Publisher and one Subscriber per agency (or its
+gateway, over HTTP), and what the scenario expects to see (deliveries, rejections, overdue
+alerts)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from jointbus.schemas.envelope import to_wire
+from pydantic import BaseModel
+
+from jointbus.schemas.catalog import parse_payload, spec_of
+from jointbus.schemas.envelope import Envelope, to_wire
 from jointbus.schemas.errors import JointbusError
 from jointbus.schemas.families.governance import GOVERNANCE_SUBJECT
 from jointbus.schemas.families.notice import ItemOverdue, RejectionNotice
@@ -20,6 +24,8 @@ from jointbus.schemas.keys import Keyring
 from jointbus.schemas.projections import Projection, apply
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import ROUTER, Registry
+from jointbus.schemas.verify import VerifiedEvent
+from jointbus.streams.registry_feed import follow
 from jointbus.streams.sdk import Delivery, Publisher, Subscriber
 from jointbus.streams.security import kafka_kwargs
 from jointbus.streams.settings import Settings
@@ -35,13 +41,124 @@ class Expected:
     overdue: set[str] = field(default_factory=set)  # subjects
 
 
-class Federation:
-    """The registry's agencies at work: a Publisher and a Subscriber each."""
+class Sender(Protocol):
+    """What the scenario asks of an agency's publishing side: the SDK's ``Publisher``, or
+    ``GatewayMember`` for an agency behind its gateway."""
 
-    def __init__(self, cfg: Settings, registry: Registry, rings: dict[str, Keyring]) -> None:
+    agency: str
+
+    @property
+    def registry(self) -> Registry: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def follow_registry(self) -> bool: ...
+    async def publish(
+        self, family: str, subject: str, recipients: Sequence[str], payload: Any, **kw: Any
+    ) -> str: ...
+    async def send_wire(self, wire: bytes, key: str) -> asyncio.Future[Any]: ...
+
+
+class GatewayMember:
+    """An agency that plays its part over HTTP through its own gateway (``jointbus gateway
+    run``): it publishes with POST /v1/events, sends pre-signed envelopes to /v1/envelopes,
+    proposes registry changes at /v1/governance/proposals, reads its inbox as Server-Sent
+    Events and acknowledges each delivery (the gateway then sends the receipt)."""
+
+    def __init__(
+        self, agency: str, url: str, token: str, registry: Registry, bootstrap: str, **kafka: Any
+    ) -> None:
+        from jointbus.gateway.client import GatewayClient
+
+        self.agency = agency
+        self.client = GatewayClient(url, token)
+        self._registry = registry
+        self._bootstrap, self._kafka = bootstrap, kafka
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    async def start(self) -> None:
+        await self.client.registry()  # the gateway answers (and the token works) before anything else
+
+    async def stop(self) -> None:
+        await self.client.http.aclose()
+
+    async def follow_registry(self) -> bool:
+        """True once the gateway signs under a newer registry version than this one knew;
+        the version itself is followed from the registry topic (the scenario holds none of
+        this agency's keys or credentials)."""
+        version = int((await self.client.registry())["version"])
+        if version == self._registry.version:
+            return False
+        self._registry = await follow(self._registry, self._bootstrap, **self._kafka)
+        return self._registry.version == version
+
+    async def publish(
+        self, family: str, subject: str, recipients: Sequence[str], payload: Any, **kw: Any
+    ) -> str:
+        if isinstance(payload, BaseModel):
+            payload = payload.model_dump(mode="json", exclude_none=True)
+        sent = await self.client.publish(
+            family,
+            list(recipients),
+            payload,
+            subject=subject,
+            causation=kw.pop("causationid", None),
+            correlation=kw.pop("correlationid", None),
+        )
+        event_id: str = sent["id"]
+        return event_id
+
+    async def propose(self, changes: list[Change], reason: str) -> str:
+        sent = await self.client.propose(
+            [c.model_dump(mode="json", exclude_none=True) for c in changes], reason
+        )
+        event_id: str = sent["id"]
+        return event_id
+
+    async def send_wire(self, wire: bytes, key: str) -> asyncio.Future[Any]:
+        await self.client.forward(wire)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def run(self, handler: Callable[[Delivery], Awaitable[bool]]) -> None:
+        """Each delivery of the gateway's event stream to ``handler``, then acknowledged."""
+        async for item in self.client.stream():
+            delivery = delivery_of(item, self._registry)
+            await handler(delivery)
+            await self.client.ack(delivery.id)
+
+
+def delivery_of(item: dict[str, Any], registry: Registry) -> Delivery:
+    """A gateway inbox item as the SDK's ``Delivery`` (the gateway verified and opened it)."""
+    envelope = Envelope.model_validate(item["envelope"])
+    spec = spec_of(envelope.type)
+    payload = parse_payload(envelope.type, item["data"])
+    verified = VerifiedEvent(item["envelope"], envelope, spec, registry.member(envelope.sender), payload)
+    return Delivery(envelope, payload, verified, 0, int(item["cursor"]))
+
+
+class Federation:
+    """The registry's agencies at work: a Publisher and a Subscriber each, or, for those
+    named in ``gateways`` (agency → (url, token)), their gateway."""
+
+    def __init__(
+        self,
+        cfg: Settings,
+        registry: Registry,
+        rings: dict[str, Keyring],
+        gateways: dict[str, tuple[str, str]] | None = None,
+    ) -> None:
         self.cfg, self.registry, self.rings = cfg, registry, rings
-        self.pubs = {
-            a: Publisher(a, rings[a], registry, cfg.bootstrap_servers, **kafka_kwargs(cfg, a))
+        self.members = {
+            a: GatewayMember(a, url, token, registry, cfg.bootstrap_servers, **kafka_kwargs(cfg, a))
+            for a, (url, token) in (gateways or {}).items()
+        }
+        self.pubs: dict[str, Sender] = {
+            a: self.members.get(a)
+            or Publisher(a, rings[a], registry, cfg.bootstrap_servers, **kafka_kwargs(cfg, a))
             for a in registry.agencies
         }
         self.subs = {
@@ -55,6 +172,7 @@ class Federation:
                 **kafka_kwargs(cfg, a),
             )
             for a in registry.agencies
+            if a not in self.members
         }
         self.inbox: dict[str, dict[str, Delivery]] = defaultdict(dict)
         self.arrived = asyncio.Condition()
@@ -64,8 +182,10 @@ class Federation:
     async def __aenter__(self) -> Federation:
         for a in self.registry.agencies:
             await self.pubs[a].start()
-            await self.subs[a].start()
-            self.tasks.append(asyncio.create_task(self.subs[a].run(self._on(a))))
+            reader = self.members.get(a) or self.subs[a]
+            if isinstance(reader, Subscriber):
+                await reader.start()
+            self.tasks.append(asyncio.create_task(reader.run(self._on(a))))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -74,7 +194,8 @@ class Federation:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for a in self.registry.agencies:
             await self.pubs[a].stop()
-            await self.subs[a].stop()
+        for sub in self.subs.values():
+            await sub.stop()
 
     def observed(self) -> Projection:
         """The figures as the agencies themselves saw them: every event in any inbox once,
@@ -146,21 +267,30 @@ class Federation:
         delivered to every member; then every agency's Publisher follows the registry (no
         restart anywhere). Returns the version in force after it."""
         pub = self.pubs[proposer]
-        now = utcnow()
-        payload = proposal(pub.registry, changes, now, reason)
         voters = pub.registry.voters
         others = [a for a in voters if a != proposer]
-        proposal_id = await self.send(
-            proposer, "governance.proposed", GOVERNANCE_SUBJECT, others, payload, now=now
-        )
+        member = self.members.get(proposer)
+        if member is not None:  # the gateway signs the proposal at its own clock
+            proposal_id = await member.propose(changes, reason)
+            for r in others:
+                await self.wait_for(r, lambda d: d.id == proposal_id)
+            seen = await self.wait_for(others[0], lambda d: d.id == proposal_id)
+            new_digest = str(getattr(seen.payload, "new_digest"))  # noqa: B009 - any proposal payload
+        else:
+            now = utcnow()
+            payload = proposal(pub.registry, changes, now, reason)
+            new_digest = str(payload["new_digest"])
+            proposal_id = await self.send(
+                proposer, "governance.proposed", GOVERNANCE_SUBJECT, others, payload, now=now
+            )
         for agency in approvers:
-            approval = {"proposal_id": proposal_id, "new_digest": payload["new_digest"]}
+            approval = {"proposal_id": proposal_id, "new_digest": new_digest}
             to = [a for a in voters if a != agency]
             await self.send(agency, "governance.approved", GOVERNANCE_SUBJECT, to, approval)
         for publisher in self.pubs.values():
             await eventually_moved(publisher)
-        self.registry = pub.registry
-        return pub.registry
+        self.registry = self.pubs[approvers[0]].registry
+        return self.registry
 
     async def attack(self, agency: str, envelope: dict[str, Any], reason: str) -> None:
         """Send a hostile event through ``agency``'s outbox; wait for the rejection notice."""
@@ -186,7 +316,7 @@ def subject(kind: str) -> str:
     return f"{kind}/{uuid.uuid4()}"
 
 
-async def eventually_moved(publisher: Publisher, within: float = 30.0) -> None:
+async def eventually_moved(publisher: Sender, within: float = 30.0) -> None:
     """Wait (bounded) until ``publisher`` follows the registry to a newer version: the
     router writes the version to the registry topic as it decides the last approval."""
     try:

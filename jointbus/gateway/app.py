@@ -403,7 +403,7 @@ def _routes(app: FastAPI) -> None:
     @app.get("/v1/registry", tags=["aggregates"])
     async def registry(request: Request, _: Reader_) -> models.RegistryInfo:
         """The registry version in force: the members (Chinese and English names), the chair."""
-        return runtime(request).gateway.registry_info()
+        return await runtime(request).gateway.registry_info()
 
     @app.get("/v1/catalog", tags=["publish"])
     async def catalog(_: Reader_) -> dict[str, dict[str, Any]]:

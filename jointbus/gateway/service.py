@@ -356,7 +356,9 @@ class Gateway:
             history=[s for s, _ in steps],
         )
 
-    def registry_info(self) -> models.RegistryInfo:
+    async def registry_info(self) -> models.RegistryInfo:
+        """The registry version in force, followed from the registry topic first."""
+        await self.publisher.follow_registry()
         reg = self.publisher.registry
         return models.RegistryInfo(
             version=reg.version,
