@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import threading
 import uuid
 from collections.abc import Iterator
@@ -401,3 +402,83 @@ def test_token_cli_shows_the_token_once_and_keeps_only_its_hash(tmp_path: Path) 
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
     assert "[bad_name]" in bad.stderr
+
+
+def issue(
+    name: str, issuer: tuple[Any, Any] | None, *, ca: bool = False, ip: str | None = None
+) -> tuple[Any, Any]:
+    """A certificate and key for ``name``, self-signed (``ca``) or signed by ``issuer``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    signer_cert, signer_key = issuer if issuer else (None, key)
+    now = utcnow()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(signer_cert.subject if signer_cert else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ip:
+        import ipaddress
+
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False
+        )
+    return builder.sign(signer_key, hashes.SHA256()), key
+
+
+def write_pem(folder: Path, name: str, cert: Any, key: Any) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_mutual_tls_refuses_a_client_without_a_certificate_of_the_agencys_ca(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """With --client-ca, a caller needs a certificate from that CA *and* a token: one with
+    a certificate from another CA, or none, fails the TLS handshake; the right one is in."""
+    ca = issue("agency CA", None, ca=True)
+    rogue_ca = issue("rogue CA", None, ca=True)
+    ca_path, _ = write_pem(tmp_path, "ca", *ca)
+    server = write_pem(tmp_path, "server", *issue("gateway", ca, ip="127.0.0.1"))
+    client = write_pem(tmp_path, "client", *issue("case-system", ca))
+    rogue = write_pem(tmp_path, "rogue", *issue("case-system", rogue_ca))
+    tls = ("--tls-cert", str(server[0]), "--tls-key", str(server[1]), "--client-ca", str(ca_path))
+    running = start_gateway(bus, "sc-neijiang", *tls)
+    url = running.url.replace("http://", "https://")
+    auth = {"Authorization": f"Bearer {running.token}"}
+
+    def context(cert: tuple[Path, Path] | None) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(ca_path))
+        if cert is not None:
+            ctx.load_cert_chain(*cert)
+        return ctx
+
+    try:
+        async with httpx.AsyncClient(verify=context(client)) as http:
+            answer = await http.get(f"{url}/v1/registry", headers=auth)
+            assert answer.status_code == 200
+            assert (await http.get(f"{url}/v1/registry")).status_code == 401  # the token still counts
+        for cert in (None, rogue):
+            async with httpx.AsyncClient(verify=context(cert)) as http:
+                with pytest.raises(httpx.HTTPError):
+                    await http.get(f"{url}/v1/registry", headers=auth)
+    finally:
+        running.proc.stop()

@@ -141,6 +141,18 @@ def run_command(
                 )
             await asyncio.sleep(0.05)
         ui.err.print(f"gateway ready: {agency} at {scheme}://{host}:{port}")
+        failed = asyncio.create_task(gateway.failed.wait())
+        await asyncio.wait([task, failed], return_when=asyncio.FIRST_COMPLETED)
+        if gateway.failed.is_set():  # serving a stale inbox helps nobody: stop, be restarted
+            server.should_exit = True
+            await task
+            raise GatewayError(
+                f"the inbox reader stopped ({type(gateway.failure).__name__}: {gateway.failure})",
+                reason="inbox_failed",
+                status=503,
+                retriable=True,
+            )
+        failed.cancel()
         await task
 
     asyncio.run(serve())

@@ -76,6 +76,9 @@ class Gateway:
         self.arrived = asyncio.Condition()  # notified on every stored delivery or decision
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._reader: asyncio.Task[None] | None = None
+        #: set when the inbox reader died: the process exits so its supervisor restarts it
+        self.failed = asyncio.Event()
+        self.failure: BaseException | None = None
         self.rules = Rules()
 
     # ------------------------------------------------------------------ lifecycle
@@ -105,8 +108,10 @@ class Gateway:
             await self.subscriber.run(self._store_delivery)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("inbox reader stopped", agency=self.agency)
+            self.failure = exc
+            self.failed.set()
             raise
 
     async def _store_delivery(self, d: Delivery) -> None:
