@@ -117,7 +117,7 @@ class Gateway:
     async def _store_delivery(self, d: Delivery) -> None:
         """Store one verified, opened delivery; note the decisions and receipts it carries."""
         env = d.envelope
-        cursor = self.store.add_delivery(
+        cursor = await self.store.add_delivery(
             event_id=env.id,
             type_=env.type,
             family=d.family,
@@ -129,17 +129,17 @@ class Gateway:
         )
         payload = d.payload
         if isinstance(payload, AcceptanceNotice):
-            self.store.note_decision(
+            await self.store.note_decision(
                 payload.accepted_event_id, accepted=True, reason=None, detail="",
                 delivered_to=list(payload.delivered_to),
             )  # fmt: skip
         elif isinstance(payload, RejectionNotice):
-            self.store.note_decision(
+            await self.store.note_decision(
                 payload.rejected_event_id, accepted=False, reason=payload.reason, detail=payload.detail,
                 delivered_to=[],
             )  # fmt: skip
         elif isinstance(payload, Receipt):
-            self.store.note_receipt(
+            await self.store.note_receipt(
                 env.id, event_id=payload.event_id, recipient=env.sender, status=payload.status,
                 reason=payload.reason, time=env.time,
             )  # fmt: skip
@@ -176,7 +176,7 @@ class Gateway:
                 )
             if earlier.state != "published":  # written, then the send failed or the gateway died
                 await self._send(earlier.wire, earlier.subject)
-                self.store.mark_published(earlier.event_id)
+                await self.store.mark_published(earlier.event_id)
             return self.status(earlier.event_id, replayed=True)
 
     async def _publish_new(
@@ -200,12 +200,12 @@ class Gateway:
                 reason="too_large",
                 status=413,
             )
-        self.store.reserve(
+        await self.store.reserve(
             event_id=envelope["id"], caller=caller.name, idem_key=idem_key, request_hash=digest,
             type_=envelope["type"], subject=subject, time=envelope["time"], recipients=request.to, wire=wire,
         )  # fmt: skip
         await self._send(wire, subject)
-        self.store.mark_published(envelope["id"])
+        await self.store.mark_published(envelope["id"])
         log.info(
             "event published", agency=self.agency, caller=caller.name, event_id=envelope["id"],
             type=envelope["type"], correlation_id=envelope["correlationid"],
@@ -227,12 +227,12 @@ class Gateway:
                 status=403,
             )
         if self.store.sent(env.id) is None:
-            self.store.reserve(
+            await self.store.reserve(
                 event_id=env.id, caller=caller.name, idem_key=None, request_hash=None, type_=env.type,
                 subject=env.subject, time=env.time, recipients=list(env.recipients), wire=wire,
             )  # fmt: skip
         await self._send(wire, env.subject)
-        self.store.mark_published(env.id)
+        await self.store.mark_published(env.id)
         return self.status(env.id)
 
     async def propose(self, caller: Caller, request: models.ProposalRequest) -> models.EventStatus:
@@ -317,7 +317,7 @@ class Gateway:
                 if queued is not None:
                     receipt_id, future = queued
                     await future
-                self.store.mark_acked(event_id, caller.name, receipt_id)
+                await self.store.mark_acked(event_id, caller.name, receipt_id)
                 log.info(
                     "delivery acknowledged", agency=self.agency, caller=caller.name, event_id=event_id,
                     receipt_id=receipt_id, correlation_id=env.correlationid,

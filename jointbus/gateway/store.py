@@ -10,6 +10,7 @@ and a retry re-sends the same event id, which the bus refuses to deliver twice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -85,27 +86,77 @@ class SentRow:
 
 
 class GatewayStore:
-    """The SQLite file of one agency's gateway (created private: it holds opened payloads)."""
+    """The SQLite file of one agency's gateway (created private: it holds opened payloads).
+
+    Reads run on the event loop's own connection. Writes are queued and committed by one
+    writer connection in a worker thread, every write queued meanwhile in the same
+    transaction: one fsync (``synchronous=FULL``: a stored delivery survives a power cut)
+    for all the requests in flight, and the event loop never waits on the disk.
+    """
 
     def __init__(self, path: Path) -> None:
         private_dir(path.parent)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None)  # autocommit; explicit transactions
+        self._writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         path.chmod(0o600)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a stored delivery survives a power cut
-        self._db.executescript(SCHEMA)
+        self._writer.execute("PRAGMA journal_mode=WAL")
+        self._writer.execute("PRAGMA synchronous=FULL")
+        self._writer.executescript(SCHEMA)
+        self._db = sqlite3.connect(path, isolation_level=None)  # reads only
+        self._queue: list[tuple[str, tuple[Any, ...], asyncio.Future[int | None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     def close(self) -> None:
         self._db.close()
+        self._writer.close()
+
+    async def _write(self, sql: str, params: tuple[Any, ...]) -> int | None:
+        """Queue one statement; once committed, the row id it wrote (None: it changed nothing)."""
+        done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._queue.append((sql, params, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await done
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                results = await asyncio.to_thread(self._commit, [(sql, params) for sql, params, _ in batch])
+            except sqlite3.Error as exc:  # the transaction failed as a whole
+                results = [exc] * len(batch)
+            for (_, _, done), result in zip(batch, results, strict=True):
+                if done.cancelled():
+                    continue
+                if isinstance(result, Exception):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
+
+    def _commit(self, batch: list[tuple[str, tuple[Any, ...]]]) -> list[int | Exception | None]:
+        """Run ``batch`` in one transaction (in the writer thread); each statement's result."""
+        results: list[int | Exception | None] = []
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in batch:
+                try:
+                    cur = self._writer.execute(sql, params)
+                    results.append(cur.lastrowid if cur.rowcount else None)
+                except sqlite3.Error as exc:  # this statement only (e.g. a unique key taken)
+                    results.append(exc)
+            self._writer.execute("COMMIT")
+        except BaseException:
+            self._writer.execute("ROLLBACK")
+            raise
+        return results
 
     # ------------------------------------------------------------------ inbox
-    def add_delivery(
+    async def add_delivery(
         self, *, event_id: str, type_: str, family: str, sender: str, subject: str, time: str,
         envelope: dict[str, Any], payload: dict[str, Any],
     ) -> int | None:  # fmt: skip
         """Store a delivery; its cursor, or None when this event id is stored already."""
-        cur = self._db.execute(
+        return await self._write(
             "INSERT OR IGNORE INTO inbox (event_id, type, family, sender, subject, time, envelope,"
             " payload, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -114,7 +165,6 @@ class GatewayStore:
                 format_time(utcnow()),
             ),
         )  # fmt: skip
-        return cur.lastrowid if cur.rowcount else None
 
     def inbox_after(self, after: int, limit: int) -> list[InboxRow]:
         """Deliveries after ``after`` in inbox order, at most ``limit``."""
@@ -132,20 +182,20 @@ class GatewayStore:
         row = self._db.execute("SELECT COALESCE(MAX(cursor), 0) FROM inbox").fetchone()
         return int(row[0])
 
-    def mark_acked(self, event_id: str, caller: str, receipt_id: str | None) -> None:
-        self._db.execute(
+    async def mark_acked(self, event_id: str, caller: str, receipt_id: str | None) -> None:
+        await self._write(
             "UPDATE inbox SET acked_at = ?, acked_by = ?, receipt_id = ?"
             " WHERE event_id = ? AND acked_at IS NULL",
             (format_time(utcnow()), caller, receipt_id, event_id),
         )
 
     # ------------------------------------------------------------------ sent
-    def reserve(
+    async def reserve(
         self, *, event_id: str, caller: str, idem_key: str | None, request_hash: str | None, type_: str,
         subject: str, time: str, recipients: list[str], wire: bytes,
     ) -> None:  # fmt: skip
         """Write an event about to be sent (state ``pending``) before it is sent."""
-        self._db.execute(
+        await self._write(
             "INSERT INTO sent (event_id, caller, idem_key, request_hash, type, subject, time, recipients,"
             " wire, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
             (
@@ -154,8 +204,8 @@ class GatewayStore:
             ),
         )  # fmt: skip
 
-    def mark_published(self, event_id: str) -> None:
-        self._db.execute("UPDATE sent SET state = 'published' WHERE event_id = ?", (event_id,))
+    async def mark_published(self, event_id: str) -> None:
+        await self._write("UPDATE sent SET state = 'published' WHERE event_id = ?", (event_id,))
 
     def by_idempotency_key(self, caller: str, key: str) -> SentRow | None:
         row = self._db.execute(
@@ -168,19 +218,29 @@ class GatewayStore:
         row = self._db.execute(f"SELECT {_SENT} FROM sent WHERE event_id = ?", (event_id,)).fetchone()
         return _sent_row(row) if row else None
 
-    def note_decision(
+    async def note_decision(
         self, event_id: str, *, accepted: bool, reason: str | None, detail: str, delivered_to: list[str]
     ) -> None:
-        """The router's decision on one of this agency's events (from its signed notice)."""
-        self._db.execute(
-            "UPDATE sent SET decision = ?, reason = ?, detail = ?, delivered_to = ? WHERE event_id = ?",
-            ("accepted" if accepted else "rejected", reason, detail, json.dumps(delivered_to), event_id),
+        """The router's decision on one of this agency's events (from its signed notice). A
+        ``duplicate`` refusal of a copy re-sent after a crash never replaces the decision on
+        the first copy."""
+        await self._write(
+            "UPDATE sent SET decision = ?, reason = ?, detail = ?, delivered_to = ?"
+            " WHERE event_id = ? AND (decision IS NULL OR ? IS NOT 'duplicate')",
+            (
+                "accepted" if accepted else "rejected",
+                reason,
+                detail,
+                json.dumps(delivered_to),
+                event_id,
+                reason,
+            ),
         )
 
-    def note_receipt(
+    async def note_receipt(
         self, receipt_id: str, *, event_id: str, recipient: str, status: str, reason: str | None, time: str
     ) -> None:
-        self._db.execute(
+        await self._write(
             "INSERT OR IGNORE INTO receipts VALUES (?, ?, ?, ?, ?, ?)",
             (receipt_id, event_id, recipient, status, reason, time),
         )
@@ -211,8 +271,8 @@ class GatewayStore:
         row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row else None
 
-    def set_setting(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, value))
+    async def set_setting(self, key: str, value: str) -> None:
+        await self._write("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, value))
 
 
 _INBOX = (

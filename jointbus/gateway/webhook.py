@@ -65,7 +65,7 @@ class Webhook:
                 rows = self.gateway.store.inbox_after(self.position, 50)
                 for row in rows:
                     await self._deliver(client, row.event_id, inbox_item(row).model_dump_json().encode())
-                    self.gateway.store.set_setting(self._key, str(row.cursor))
+                    await self.gateway.store.set_setting(self._key, str(row.cursor))
                 if not rows:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(5.0), self.gateway.arrived:
