@@ -45,6 +45,12 @@ def test_compose_parses_and_every_service_command_exists() -> None:
         assert passed <= known, f"{name}: unknown options {passed - known}"
 
 
+def test_one_router_worker_per_cluster() -> None:
+    """Several workers would split the outbox partitions, which the router does not support
+    yet (docs/scaling.md): the compose file runs exactly one."""
+    assert compose()["services"]["worker"]["deploy"]["replicas"] == 1
+
+
 def test_every_volume_and_secret_a_service_uses_is_declared() -> None:
     """Named volumes and secrets are declared at the top level (compose refuses otherwise)."""
     doc = compose()

@@ -256,6 +256,12 @@ async def test_refusals_name_status_and_reason(gateways: dict[str, Running], bus
         assert (bad.status_code, bad.json()["reason"], bad.json()["field"]) == (422, "schema", "data.persons")
         unknown = await http.post("/v1/events", json={**body, "type": "clue.stolen"}, headers=auth)
         assert (unknown.status_code, unknown.json()["reason"]) == (422, "unknown_type")
+        stranger = await http.post("/v1/events", json={**body, "to": ["xx-nowhere"]}, headers=auth)
+        assert (stranger.status_code, stranger.json()["reason"], stranger.json()["field"]) == (
+            422,
+            "unknown_recipient",
+            "to",
+        )
         missing = await http.get(f"/v1/events/{uuid.uuid4()}", headers=auth)
         assert (missing.status_code, missing.json()["reason"]) == (404, "not_found")
 

@@ -183,6 +183,12 @@ class Gateway:
         self, caller: Caller, request: models.PublishRequest, idem_key: str | None, digest: str
     ) -> models.EventStatus:
         family = family_checked(request.type, request.data)
+        registry = self.publisher.registry
+        unknown = [r for r in request.to if not registry.is_agency(r)]
+        if unknown or len(set(request.to)) != len(request.to):
+            reason = "unknown_recipient" if unknown else "duplicate_recipient"
+            what = f"{', '.join(unknown)} not a member agency" if unknown else "an agency named twice"
+            raise GatewayError(f"to: {what} (nothing was sent)", reason=reason, status=422, field="to")
         kind = kind_of(family)
         subject = request.subject or f"{kind.name if kind else 'event'}/{uuid.uuid4()}"
         try:
