@@ -174,31 +174,47 @@ def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float, 
         else:
             verifier, report, complete = asyncio.run(verify_complete(cfg, registry, grace, jobs=jobs))
     except VerificationError as exc:
-        where = f"at index {exc.index}" if exc.index is not None else "(outboxes, registry topic)"
-        ui.fail(f"audit log FAILED {where}: {exc.message} [{exc.why}]")
+        ui.fail(failure_line(exc))
         raise SystemExit(1) from None
     seconds = time.monotonic() - began
     witnessed = report.witnessed
     if witnessed is not None and not witnessed.enough:
-        ui.fail(f"audit log NOT WITNESSED: {witnessed.describe()} [not_witnessed]")
+        ui.fail(unwitnessed_line(witnessed))
         raise SystemExit(1)
+    for line in verdict_lines(report, complete, grace, seconds):
+        ui.say(line)
+
+
+def failure_line(exc: VerificationError) -> str:
+    """The line `audit verify` fails with: where, what, the reason code."""
+    where = f"at index {exc.index}" if exc.index is not None else "(outboxes, registry topic)"
+    return f"audit log FAILED {where}: {exc.message} [{exc.why}]"
+
+
+def unwitnessed_line(witnessed: Witnessed) -> str:
+    """The line `audit verify` fails with when the checkpoints lack their cosignatures."""
+    return f"audit log NOT WITNESSED: {witnessed.describe()} [not_witnessed]"
+
+
+def verdict_lines(report: Report, complete: Completeness | None, grace: float, seconds: float) -> list[str]:
+    """What `audit verify` says of a log that passed (the console's verify job says the same)."""
     d = report.decisions
-    ui.say(
+    lines = [
         f"audit log OK: {report.leaves} leaves ({d['accepted']} accepted, {d['rejected']} rejected, "
         f"{d['emitted']} alerts; {report.repeats} repeated records skipped), "
         f"{report.checkpoints} signed checkpoints match, root {report.root.hex()[:16]}…, "
         f"{report.records / max(seconds, 1e-9):,.0f} records/s"
-    )
-    if witnessed is not None:
-        ui.say(f"witnesses: {witnessed.describe()}")
-    ui.say(
+    ]
+    if report.witnessed is not None:
+        lines.append(f"witnesses: {report.witnessed.describe()}")
+    lines.append(
         f"registry chain: v{report.registry_version} in force, re-derived from the genesis"
         + (f"; every record on jointbus.registry ({report.registry_records}) matches it" if complete else "")
     )
     if complete is None:
-        ui.say("completeness against the outboxes: not checked (offline bundle; chains checked)")
+        lines.append("completeness against the outboxes: not checked (offline bundle; chains checked)")
     else:
-        ui.say(
+        lines.append(
             f"complete: {complete.decided} of {complete.positions} outbox records decided exactly once"
             + (
                 f"; {complete.pending} still on their way (younger than {grace:g} s)"
@@ -206,6 +222,7 @@ def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float, 
                 else ""
             )
         )
+    return lines
 
 
 #: how verification reports progress: given the records to check, a context manager whose

@@ -45,6 +45,7 @@ class JointbusGroup(click.Group):
         "conformance": "jointbus.conformancecli:conformance_group",
         "verify": "jointbus.conformancecli:verify_command",
         "witness": "jointbus.witnesscli:witness_group",
+        "console": "jointbus.console.cli:console_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
