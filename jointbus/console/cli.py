@@ -59,34 +59,35 @@ def loopback(host: str) -> bool:
 def console_command(listen: str, registry_file: Path | None) -> None:
     """Serve the read-only web console of the audit log (figures, clue flow, deadlines,
     histories, checkpoints, proofs), as the auditor principal."""
+    host, port = listen_address(listen)
+    sock = bound_socket(host, port)  # a taken port is said first, before Kafka is asked
+    try:
+        asyncio.run(_serve(sock, host, port, registry_file))
+    finally:
+        sock.close()
+
+
+async def _serve(sock: socket.socket, host: str, port: int, registry_file: Path | None) -> None:
+    """Read the log as it is, then serve the console on ``sock`` while following the log."""
     import uvicorn
 
     from jointbus.console.app import create_app
     from jointbus.console.reading import catch_up
     from jointbus.console.state import LogState
 
-    host, port = listen_address(listen)
     cfg = context.settings()
     registry = trusted_registry(cfg, registry_file)
     if not loopback(host):
         ui.say(
             f"[yellow]warning:[/] serving on {host}, not loopback: anyone who reaches it reads the figures"
         )
-    sock = bound_socket(host, port)
-
-    async def serve() -> None:
-        state = LogState(registry)
-        await catch_up(state, cfg)
-        app = create_app(cfg, registry, state)
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-        shown = f"[{host}]" if ":" in host else host
-        ui.say(
-            f"console at http://{shown}:{port}/ — {len(state.entries)} decisions read from {AUDIT_TOPIC}, "
-            "following it (Ctrl-C stops)"
-        )
-        await uvicorn.Server(config).serve(sockets=[sock])
-
-    try:
-        asyncio.run(serve())
-    finally:
-        sock.close()
+    state = LogState(registry)
+    await catch_up(state, cfg)
+    app = create_app(cfg, registry, state)
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    shown = f"[{host}]" if ":" in host else host
+    ui.say(
+        f"console at http://{shown}:{port}/ — {len(state.entries)} decisions read from {AUDIT_TOPIC}, "
+        "following it (Ctrl-C stops)"
+    )
+    await uvicorn.Server(config).serve(sockets=[sock])
