@@ -25,6 +25,7 @@ $(ECHARTS): $(CONSOLE)/vendor/package-lock.json
 	cd $(CONSOLE)/vendor && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	mkdir -p $(dir $(ECHARTS))
 	cp $(CONSOLE)/vendor/node_modules/echarts/dist/echarts.min.js $@
+	rm -rf $(CONSOLE)/vendor/node_modules
 
 charts: $(ECHARTS)
 

@@ -78,9 +78,7 @@ async def _serve(sock: socket.socket, host: str, port: int, registry_file: Path 
     cfg = context.settings()
     registry = trusted_registry(cfg, registry_file)
     if not loopback(host):
-        ui.say(
-            f"[yellow]warning:[/] serving on {host}, not loopback: anyone who reaches it reads the figures"
-        )
+        ui.say(f"[yellow]warning:[/] serving on {host}, not loopback: whoever reaches it reads figures")
     state = LogState(registry)
     await catch_up(state, cfg)
     app = create_app(cfg, registry, state)
