@@ -5,11 +5,20 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import auditlog, cli, contract, deadlines, e2e, router, witness
+from bench import auditlog, cli, console, contract, deadlines, e2e, router, witness
 
 
 def main() -> None:
-    which = set(sys.argv[1:]) or {"contract", "audit", "router", "deadlines", "e2e", "cli", "witness"}
+    which = set(sys.argv[1:]) or {
+        "contract",
+        "audit",
+        "router",
+        "deadlines",
+        "e2e",
+        "cli",
+        "witness",
+        "console",
+    }
     if "contract" in which:
         print(json.dumps({"bench": "contract", **contract.run()}, ensure_ascii=False), flush=True)
     if "audit" in which:
@@ -22,6 +31,8 @@ def main() -> None:
         print(json.dumps({"bench": "cli", **cli.run()}, ensure_ascii=False), flush=True)
     if "witness" in which:
         print(json.dumps({"bench": "witness", **witness.run()}, ensure_ascii=False), flush=True)
+    if "console" in which:
+        print(json.dumps({"bench": "console", **console.run()}, ensure_ascii=False), flush=True)
     if "e2e" in which:
         print(json.dumps({"bench": "e2e", **e2e.run()}, ensure_ascii=False), flush=True)
 

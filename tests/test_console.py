@@ -10,7 +10,6 @@ the figures follow the log live, and a sealed clue's content appears in no page 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from jointbus.schemas.deadlines import china_date
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.projections import COLUMNS
 from jointbus.streams.broker import free_port
-from tests.harness import figures_of, run_jointbus
+from tests.harness import figures_of, play_demo, run_jointbus
 
 pytestmark = pytest.mark.broker
 T = TypeVar("T")
@@ -95,18 +94,8 @@ def until(probe: Callable[[], T | None], within: float, what: str) -> T:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """`jointbus demo` on a broker of its own, then `jointbus console` on it."""
     cwd = tmp_path_factory.mktemp("console")
-    port = free_port()
-    env = {**os.environ, "JOINTBUS_HOME": str(cwd / "home"), "JOINTBUS_BROKER_PORT": str(port)}
-    env.pop("JOINTBUS_BOOTSTRAP", None)
-    played = subprocess.run(
-        [sys.executable, "-m", "jointbus", "demo"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    bootstrap = f"127.0.0.1:{port}"
+    env, played = play_demo(cwd)
+    bootstrap = f"127.0.0.1:{env['JOINTBUS_BROKER_PORT']}"
     web = free_port()
     console = ConsoleProcess(cwd / "home", bootstrap, web, **SECURED)
     bus = Demo(cwd / "home", bootstrap, env, cwd, f"http://127.0.0.1:{web}")
