@@ -122,8 +122,13 @@ def create_app(
         return since or None, until or None
 
     def live(since: str | None, until: str | None) -> dict[str, Any]:
-        projection, entries = state.period(*period(since, until))
-        return {**figures.overview(projection), **figures.series(entries), "version": state.version}
+        since, until = period(since, until)
+        projection, _ = state.period(since, until)
+        return {
+            **figures.overview(projection),
+            **figures.series(state, since, until),
+            "version": state.version,
+        }
 
     @app.get("/healthz")
     async def healthz() -> dict[str, int]:
@@ -181,13 +186,14 @@ def create_app(
     ) -> HTMLResponse:
         if column not in figures.column_names() or (agency != ALL and agency not in registry.agency_ids):
             raise JointbusError(f"no figure {column} of {agency}", reason="not_found")
-        projection, entries = state.period(*period(since, until))
+        since, until = period(since, until)
+        projection, _ = state.period(since, until)
         who = WHOLE if agency == ALL else agency
         shown: dict[str, Any] = {"subjects": None, "events": None}
         if figures.is_open_column(column):
             shown["subjects"] = figures.open_subjects(projection, who, column)
         else:
-            shown["events"] = figures.contributors(entries, who, column)
+            shown["events"] = figures.contributors(state, who, column, since, until)
         return page(request, "figure.html", lang, agency=agency, column=column, **shown)
 
     @app.get("/aggregate/{subject:path}", response_class=HTMLResponse)

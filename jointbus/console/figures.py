@@ -31,22 +31,23 @@ def overview(projection: Projection) -> dict[str, Any]:
     }
 
 
-def series(entries: list[Entry]) -> dict[str, Any]:
+def series(state: LogState, since: str | None, until: str | None) -> dict[str, Any]:
     """Per China Standard Time day, how many events added to each of ``SERIES`` (each once)."""
     days: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    for entry in entries:
-        for agency, column in entry.added:
-            if agency == WHOLE and column in SERIES:
-                days[china_date(entry.moment).isoformat()][column] += 1
+    for column in SERIES:
+        for entry in state.making((WHOLE, column), since, until):
+            days[china_date(entry.moment).isoformat()][column] += 1
     dates = sorted(days)
     return {"dates": dates, "series": {c: [days[d][c] for d in dates] for c in SERIES}}
 
 
-def contributors(entries: list[Entry], agency: str, column: str) -> list[Entry]:
-    """The records that make up one figure (``agency`` WHOLE: the collaboration's)."""
+def contributors(
+    state: LogState, agency: str, column: str, since: str | None, until: str | None
+) -> list[Entry]:
+    """The records of the period that make up one figure (``agency`` WHOLE: the collaboration's)."""
     if column == "clues_received" and agency == WHOLE:
         column = "clues_transferred"  # the collaboration receives each transferred clue once
-    return [e for e in entries if (agency, column) in e.added]
+    return state.making((agency, column), since, until)
 
 
 def open_subjects(projection: Projection, agency: str, column: str) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -142,6 +143,8 @@ class LogState:
         self.by_event: dict[str, int] = {}
         self.by_subject: defaultdict[str, list[int]] = defaultdict(list)
         self.caused: defaultdict[str, list[int]] = defaultdict(list)
+        #: (agency or WHOLE, column) -> the entries that added to that figure, in log order
+        self.by_figure: defaultdict[tuple[str, str], list[int]] = defaultdict(list)
         self.next_offset = 0
         self.version = 0
         self._changed = asyncio.Condition()
@@ -168,6 +171,8 @@ class LogState:
             self.by_subject[entry.subject].append(at)
         if entry.causation and entry.causation != entry.event_id:
             self.caused[entry.causation].append(at)
+        for figure in dict.fromkeys(entry.added):
+            self.by_figure[figure].append(at)
 
     async def grew(self) -> None:
         """Tell the waiters the log grew."""
@@ -189,12 +194,24 @@ class LogState:
         same ``apply`` as ``jointbus status --since/--until``."""
         if since is None and until is None:
             return self.projection, self.entries
-        start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
+        inside = window(since, until)
         projection = Projection(self.registry.agencies, since=since, until=until)
         chosen = []
         for entry, value in zip(self.entries, self.raw, strict=True):
-            moment = entry.moment
-            if (start is None or moment >= start) and (end is None or moment <= end):
+            if inside(entry):
                 apply(projection, AuditRecord.model_validate_json(value))
                 chosen.append(entry)
         return projection, chosen
+
+    def making(self, figure: tuple[str, str], since: str | None, until: str | None) -> list[Entry]:
+        """The entries of the period that added to ``figure`` ((agency or WHOLE, column))."""
+        inside = window(since, until)
+        return [e for e in (self.entries[i] for i in self.by_figure.get(figure, ())) if inside(e)]
+
+
+def window(since: str | None, until: str | None) -> Callable[[Entry], bool]:
+    """Whether an entry was received in [since, until] (either end open), as ``views.in_period``."""
+    start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
+    if start is None and end is None:
+        return lambda _: True
+    return lambda e: (start is None or e.moment >= start) and (end is None or e.moment <= end)
