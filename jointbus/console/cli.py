@@ -82,7 +82,10 @@ async def _serve(sock: socket.socket, host: str, port: int, registry_file: Path 
     state = LogState(registry)
     await catch_up(state, cfg)
     app = create_app(cfg, registry, state)
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    # live streams stay open: a stop waits for them at most 2 s
+    config = uvicorn.Config(
+        app, lifespan="on", timeout_graceful_shutdown=2, log_config=None, access_log=False
+    )
     shown = f"[{host}]" if ":" in host else host
     ui.say(
         f"console at http://{shown}:{port}/ — {len(state.entries)} decisions read from {AUDIT_TOPIC}, "
