@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install kafka lint typecheck test demo bench clean
+.PHONY: install kafka lint typecheck test demo bench clean charts browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "jointbus needs Python 3.11+")'
@@ -14,7 +14,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) charts
+
+# The console's charting library (Apache ECharts, version pinned by the committed lock file),
+# fetched from the npm registry at build time into a git-ignored folder of package data.
+CONSOLE := jointbus/console
+ECHARTS := $(CONSOLE)/static/vendor/echarts.min.js
+$(ECHARTS): $(CONSOLE)/vendor/package-lock.json
+	@command -v npm >/dev/null || { echo "the console's charts need npm (apt-get install npm)"; exit 2; }
+	cd $(CONSOLE)/vendor && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	mkdir -p $(dir $(ECHARTS))
+	cp $(CONSOLE)/vendor/node_modules/echarts/dist/echarts.min.js $@
+	rm -rf $(CONSOLE)/vendor/node_modules
+
+charts: $(ECHARTS)
+
+# The console's browser tests: Debian's chromium and a CJK font (installed once, as root)
+browser:
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi 'wenquanyi micro hei'; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    chromium fonts-wqy-microhei; fi
 
 kafka: install
 	$(BIN)/jointbus broker fetch
@@ -26,7 +45,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: kafka lint typecheck
+test: kafka lint typecheck browser
 	$(BIN)/pytest
 
 demo: kafka

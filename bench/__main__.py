@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import auditlog, cli, contract, deadlines, e2e, gateway, router, witness
+from bench import auditlog, cli, console, contract, deadlines, e2e, gateway, router, witness
 
 
 def main() -> None:
@@ -18,6 +18,7 @@ def main() -> None:
         "cli",
         "witness",
         "gateway",
+        "console",
     }
     if "contract" in which:
         print(json.dumps({"bench": "contract", **contract.run()}, ensure_ascii=False), flush=True)
@@ -33,6 +34,8 @@ def main() -> None:
         print(json.dumps({"bench": "witness", **witness.run()}, ensure_ascii=False), flush=True)
     if "gateway" in which:
         print(json.dumps({"bench": "gateway", **gateway.run()}, ensure_ascii=False), flush=True)
+    if "console" in which:
+        print(json.dumps({"bench": "console", **console.run()}, ensure_ascii=False), flush=True)
     if "e2e" in which:
         print(json.dumps({"bench": "e2e", **e2e.run()}, ensure_ascii=False), flush=True)
 

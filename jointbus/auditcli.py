@@ -7,7 +7,8 @@ import base64
 import json
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -171,33 +172,49 @@ def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float, 
                         step()
             report = verifier.finish()
         else:
-            verifier, report, complete = asyncio.run(_verify_complete(cfg, registry, grace, jobs=jobs))
+            verifier, report, complete = asyncio.run(verify_complete(cfg, registry, grace, jobs=jobs))
     except VerificationError as exc:
-        where = f"at index {exc.index}" if exc.index is not None else "(outboxes, registry topic)"
-        ui.fail(f"audit log FAILED {where}: {exc.message} [{exc.why}]")
+        ui.fail(failure_line(exc))
         raise SystemExit(1) from None
     seconds = time.monotonic() - began
     witnessed = report.witnessed
     if witnessed is not None and not witnessed.enough:
-        ui.fail(f"audit log NOT WITNESSED: {witnessed.describe()} [not_witnessed]")
+        ui.fail(unwitnessed_line(witnessed))
         raise SystemExit(1)
+    for line in verdict_lines(report, complete, grace, seconds):
+        ui.say(line)
+
+
+def failure_line(exc: VerificationError) -> str:
+    """The line `audit verify` fails with: where, what, the reason code."""
+    where = f"at index {exc.index}" if exc.index is not None else "(outboxes, registry topic)"
+    return f"audit log FAILED {where}: {exc.message} [{exc.why}]"
+
+
+def unwitnessed_line(witnessed: Witnessed) -> str:
+    """The line `audit verify` fails with when the checkpoints lack their cosignatures."""
+    return f"audit log NOT WITNESSED: {witnessed.describe()} [not_witnessed]"
+
+
+def verdict_lines(report: Report, complete: Completeness | None, grace: float, seconds: float) -> list[str]:
+    """What `audit verify` says of a log that passed (the console's verify job says the same)."""
     d = report.decisions
-    ui.say(
+    lines = [
         f"audit log OK: {report.leaves} leaves ({d['accepted']} accepted, {d['rejected']} rejected, "
         f"{d['emitted']} alerts; {report.repeats} repeated records skipped), "
         f"{report.checkpoints} signed checkpoints match, root {report.root.hex()[:16]}…, "
         f"{report.records / max(seconds, 1e-9):,.0f} records/s"
-    )
-    if witnessed is not None:
-        ui.say(f"witnesses: {witnessed.describe()}")
-    ui.say(
+    ]
+    if report.witnessed is not None:
+        lines.append(f"witnesses: {report.witnessed.describe()}")
+    lines.append(
         f"registry chain: v{report.registry_version} in force, re-derived from the genesis"
         + (f"; every record on jointbus.registry ({report.registry_records}) matches it" if complete else "")
     )
     if complete is None:
-        ui.say("completeness against the outboxes: not checked (offline bundle; chains checked)")
+        lines.append("completeness against the outboxes: not checked (offline bundle; chains checked)")
     else:
-        ui.say(
+        lines.append(
             f"complete: {complete.decided} of {complete.positions} outbox records decided exactly once"
             + (
                 f"; {complete.pending} still on their way (younger than {grace:g} s)"
@@ -205,18 +222,31 @@ def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float, 
                 else ""
             )
         )
+    return lines
 
 
-async def _verify_complete(
-    cfg: Settings, registry: Registry, grace: float, replay: Projection | None = None, *, jobs: int = 1
+#: how verification reports progress: given the records to check, a context manager whose
+#: value is called once per record checked (a bar on stderr, or the console's job)
+Meter = Callable[[int], AbstractContextManager[Callable[[], None]]]
+
+
+async def verify_complete(
+    cfg: Settings,
+    registry: Registry,
+    grace: float,
+    replay: Projection | None = None,
+    *,
+    jobs: int = 1,
+    meter: Meter | None = None,
 ) -> tuple[Verifier, Report, Completeness]:
-    """Verify the live log, then check every outbox record has its decision."""
+    """Verify the live log, then check every outbox record has its decision: what `audit
+    verify` runs (and the console's verify job, which brings its own ``meter``)."""
     kw = context.kafka(cfg, AUDITOR)
     now_ms = int(time.time() * 1000)
     outboxes = await outbox_records(
         cfg.bootstrap_servers, [outbox(a) for a in sorted(registry.agency_ids)], **kw
     )
-    verifier, _ = await _verify_live(cfg, registry, replay, outboxes, jobs=jobs)
+    verifier, _ = await _verify_live(cfg, registry, replay, outboxes, jobs=jobs, meter=meter or _Progress)
     report = verifier.finish()
     feed = [v async for _, _, v in read_topic(cfg.bootstrap_servers, REGISTRY_TOPIC, **kw)]
     report.registry_records = check_registry_feed(verifier.ledger.versions, feed)
@@ -231,13 +261,14 @@ async def _verify_live(
     outboxes: Mapping[str, list[OutboxRow]] | None = None,
     *,
     jobs: int = 1,
+    meter: Meter,
 ) -> tuple[Verifier, int]:
     kw = context.kafka(cfg, AUDITOR)
     notes = await read_texts(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)
     cosigned = await cosigned_notes(cfg, kw)
     verifier = Verifier(registry, notes, replay=replay, outboxes=outboxes, cosigned_notes=cosigned)
     total = await end_offset(cfg.bootstrap_servers, AUDIT_TOPIC, **kw)
-    with _Progress(total) as step:
+    with meter(total) as step:
         records = read_topic(cfg.bootstrap_servers, AUDIT_TOPIC, **kw)
         if jobs > 1:
             await feed_parallel(verifier, records, jobs, step)
@@ -299,31 +330,35 @@ def audit_prove(event_id: str, out: Path | None, registry_file: Path | None) -> 
     cfg = context.settings()
     registry = trusted_registry(cfg, registry_file)
 
-    async def go() -> str:
-        log = await _reader_index(cfg, registry)
-        try:
-            leaves = log.index.leaves_of(event_id)
-            if not leaves:
-                raise AuditError(f"no audit record about event {event_id}", reason="not_found")
-            latest = log.index.latest_checkpoint()
-            index, offset = leaves[0]
-            if latest is None or latest[0] <= index:
-                raise AuditError(
-                    "that decision is not under a signed checkpoint yet; try again after the next checkpoint",
-                    reason="not_checkpointed",
-                )
-            size, note = await _witnessed_checkpoint(cfg, registry, log.index.checkpoints(), index)
-            record = await _record_at(cfg, offset)
-            return proof_text(index, log.index.inclusion(index, size), note, record)
-        finally:
-            await log.stop()
-
-    text = asyncio.run(go())
+    text = asyncio.run(build_proof(cfg, registry, event_id))
     if out is None:
         ui.out.print(text, end="", markup=False, highlight=False)
     else:
         out.write_text(text, encoding="utf-8")
         ui.say(f"proof written to {out}")
+
+
+async def build_proof(cfg: Settings, registry: Registry, event_id: str) -> str:
+    """The C2SP tlog-proof of ``event_id``'s decision against the latest witnessed checkpoint
+    that covers it, from the local index caught up with the topic (`audit prove`, and the
+    console's proof downloads)."""
+    log = await _reader_index(cfg, registry)
+    try:
+        leaves = log.index.leaves_of(event_id)
+        if not leaves:
+            raise AuditError(f"no audit record about event {event_id}", reason="not_found")
+        latest = log.index.latest_checkpoint()
+        index, offset = leaves[0]
+        if latest is None or latest[0] <= index:
+            raise AuditError(
+                "that decision is not under a signed checkpoint yet; try again after the next checkpoint",
+                reason="not_checkpointed",
+            )
+        size, note = await _witnessed_checkpoint(cfg, registry, log.index.checkpoints(), index)
+        record = await _record_at(cfg, offset)
+        return proof_text(index, log.index.inclusion(index, size), note, record)
+    finally:
+        await log.stop()
 
 
 async def _witnessed_checkpoint(

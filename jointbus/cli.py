@@ -46,6 +46,7 @@ class JointbusGroup(click.Group):
         "verify": "jointbus.conformancecli:verify_command",
         "witness": "jointbus.witnesscli:witness_group",
         "gateway": "jointbus.gateway.cli:gateway_group",
+        "console": "jointbus.console.cli:console_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

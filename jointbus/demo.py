@@ -154,10 +154,10 @@ async def all_witnessed(cfg: Settings, registry: Registry, within: float = 60.0)
 
 def verify_and_replay(cfg: Settings, registry: Registry) -> tuple[str, Projection]:
     """`audit verify` (with completeness) and `audit replay` of the live log, in-process."""
-    from jointbus.auditcli import _verify_complete
+    from jointbus.auditcli import verify_complete
 
     replay = Projection(registry.agencies)
-    _, report, complete = asyncio.run(_verify_complete(cfg, registry, 0.0, replay))
+    _, report, complete = asyncio.run(verify_complete(cfg, registry, 0.0, replay))
     if report.witnessed is not None and not report.witnessed.enough:
         raise report.witnessed.refusal()
     d = report.decisions

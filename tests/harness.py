@@ -201,3 +201,21 @@ def figures_of(stdout: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         {k: v for k, v in line.items() if k != "kind"} for line in lines if line["kind"] == "collaboration"
     ]
     return rows, whole
+
+
+def play_demo(cwd: Path) -> tuple[dict[str, str], subprocess.CompletedProcess[str]]:
+    """`jointbus demo` in ``cwd`` on a broker of its own (home ``cwd/home``, a free port):
+    the environment that reaches that bus, and how the demo ended (the broker keeps running)."""
+    from jointbus.streams.broker import free_port
+
+    env = {**os.environ, "JOINTBUS_HOME": str(cwd / "home"), "JOINTBUS_BROKER_PORT": str(free_port())}
+    env.pop("JOINTBUS_BOOTSTRAP", None)
+    played = subprocess.run(
+        [sys.executable, "-m", "jointbus", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=cwd,
+    )
+    return env, played

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from jointbus.schemas.catalog import family_of
-from jointbus.streams.broker import free_port
-from tests.harness import figures_of, run_jointbus
+from tests.harness import figures_of, play_demo, run_jointbus
 
 pytestmark = pytest.mark.broker
 
@@ -20,16 +18,7 @@ pytestmark = pytest.mark.broker
 def test_demo_runs_and_replay_reproduces_its_summary(tmp_path: Path) -> None:
     """The demo succeeds; `audit verify` passes; `audit replay --json` equals the demo's own
     summary (which it computed from the agencies' inboxes, not from the audit log)."""
-    env = {**os.environ, "JOINTBUS_HOME": str(tmp_path / "home"), "JOINTBUS_BROKER_PORT": str(free_port())}
-    env.pop("JOINTBUS_BOOTSTRAP", None)
-    run = subprocess.run(
-        [sys.executable, "-m", "jointbus", "demo"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-        cwd=tmp_path,
-    )
+    env, run = play_demo(tmp_path)
     try:
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         assert "6 hostile events rejected as expected" in run.stdout

@@ -20,7 +20,9 @@ def test_install_puts_only_the_jointbus_namespace_into_site_packages(tmp_path: P
     target: the only package is ``jointbus``, and it carries the four folders and their data."""
     target = tmp_path / "site-packages"
     source = tmp_path / "source"  # a copy: the build leaves build/ and *.egg-info behind
-    skip = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "tests", "bench")
+    skip = shutil.ignore_patterns(
+        ".*", "build", "*.egg-info", "__pycache__", "tests", "bench", "node_modules"
+    )
     shutil.copytree(ROOT, source, symlinks=True, ignore=skip)
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
     subprocess.run(
@@ -37,6 +39,10 @@ def test_install_puts_only_the_jointbus_namespace_into_site_packages(tmp_path: P
         assert not (package / sub).is_symlink(), f"jointbus.{sub} installed as a link"
     assert (package / "streams" / "kafka" / "pom.xml").is_file()
     assert list((package / "schemas" / "json").glob("*.schema.json"))
+    console = package / "console"  # the console's pages, style, script and (fetched) charting library
+    assert (console / "templates" / "overview.html").is_file()
+    assert (console / "static" / "console.js").is_file()
+    assert (console / "static" / "vendor" / "echarts.min.js").is_file(), "run `make charts` before building"
     probe = "import jointbus.schemas.ledger, jointbus.agents.routing; print(jointbus.schemas.ledger.__file__)"
     where = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {probe}"],

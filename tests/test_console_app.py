@@ -1,0 +1,147 @@
+"""The console's pages over a log folded in memory (no broker): figures and their events,
+periods, deadlines with a pinned clock, pages without the charting library, and the
+command's one-line refusals."""
+
+from __future__ import annotations
+
+import re
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from jointbus.cli import cli
+from jointbus.console import app as console_app
+from jointbus.console.app import ALL, create_app
+from jointbus.console.state import LogState
+from jointbus.schemas.ids import format_time
+from jointbus.schemas.projections import COLUMNS, Projection, apply
+from jointbus.schemas.records import AuditRecord
+from jointbus.streams.settings import Settings
+from tests.test_projections import NOW, REGISTRY, Bus
+
+CLUE = [
+    ("sc-zigong", "clue.transferred", ["cq-yongchuan"], None),
+    ("cq-yongchuan", "clue.acknowledged", ["sc-zigong"], None),
+]
+RECTIFICATION = [("sc-yibin", "rectification.issued", ["cq-dazu"], None)]
+
+
+def the_log() -> list[AuditRecord]:
+    """Clues, rectifications and a rejection, received one day apart (day 0 ... day 5)."""
+    bus = Bus()
+    for steps in (CLUE, RECTIFICATION, CLUE, RECTIFICATION):
+        ids: list[str | None] = []
+        subject = f"{steps[0][1].split('.')[0]}/{uuid.uuid4()}"
+        for step in steps:
+            ids.append(bus.send(subject, step, ids).event_id)
+    bus.send(f"meeting/{uuid.uuid4()}", ("sc-zigong", "meeting.held", ["sc-luzhou"], None), [])  # rejected
+    return [
+        r.model_copy(update={"received_at": format_time(NOW + timedelta(days=i))})
+        for i, r in enumerate(bus.records)
+    ]
+
+
+@pytest.fixture
+def log() -> LogState:
+    state = LogState(REGISTRY)
+    for offset, record in enumerate(the_log()):
+        state.add(offset, record.to_bytes())
+    return state
+
+
+@pytest.fixture
+async def http(log: LogState) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(Settings(), REGISTRY, log, clock=lambda: NOW + timedelta(days=10), follow_log=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
+        yield client
+
+
+def figures_in(html: str) -> dict[tuple[str, str], int]:
+    """The overview's linked numbers: (agency, column) -> value."""
+    found = re.findall(r'data-agency="([^"]*)" data-column="([^"]*)" href="[^"]*">(\d+)<', html)
+    return {(agency, column): int(value) for agency, column, value in found}
+
+
+async def test_every_figure_links_to_the_events_that_make_it_up(http: httpx.AsyncClient) -> None:
+    """Each number of the overview opens a page listing exactly that many events (or, for
+    open items, that many items)."""
+    shown = figures_in((await http.get("/")).text)
+    assert len(shown) == (len(REGISTRY.agencies) + 1) * len(COLUMNS)
+    assert shown[(ALL, "clues_transferred")] == 2
+    assert shown[("sc-zigong", "rejected")] == 1
+    for (agency, column), value in shown.items():
+        page = (await http.get(f"/figure/{agency}/{column}")).text
+        listed = page.count('<tr class="event"') + page.count('<li><a href="/aggregate/')
+        assert listed == value, (agency, column)
+
+
+async def test_a_period_is_folded_like_status_since_until(log: LogState, http: httpx.AsyncClient) -> None:
+    """Figures of a period are the records received in it folded afresh (as `status --since
+    --until`): day 1 to day 3 holds one acknowledgement, one rectification, one transfer."""
+    since, until = format_time(NOW + timedelta(days=1)), format_time(NOW + timedelta(days=3))
+    answer = (await http.get("/api/figures", params={"since": since, "until": until})).json()
+    expected = Projection(REGISTRY.agencies, since=since, until=until)
+    for record in the_log()[1:4]:
+        apply(expected, record)
+    assert answer["rows"] == expected.rows()
+    assert answer["totals"] == expected.collaboration()
+    assert answer["records"] == 3
+    assert (await http.get("/", params={"since": "yesterday"})).status_code == 400
+
+
+async def test_deadlines_count_open_items_by_age_at_the_console_clock(http: httpx.AsyncClient) -> None:
+    """With the clock pinned at day 10, the clue opened on day 0 is 10 days old and the one
+    opened on day 3 is 7: both in the 7–30 bucket of their holder, cq-yongchuan."""
+    page = (await http.get("/deadlines?lang=en")).text
+    row = re.search(r'<tr data-agency="cq-yongchuan">(.*?)</tr>', page, re.S)
+    assert row is not None
+    assert re.findall(r"<td[^>]*>(\d+)</td>", row.group(1)) == ["0", "0", "2", "0", "0"]
+    assert "10 days" in page
+    assert "Yongchuan" in page
+
+
+async def test_pages_without_the_charting_library_say_so(
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """When ECharts was not fetched the pages still serve their figures and say why there is
+    no chart, instead of failing or loading a script from elsewhere."""
+    monkeypatch.setattr(console_app, "ECHARTS", tmp_path / "missing.js")
+    for path in ("/", "/flow"):
+        page = (await http.get(path)).text
+        assert 'id="no-charts"' in page
+        assert "make charts" in page
+        assert "echarts.min.js" not in page
+    assert figures_in((await http.get("/")).text)[(ALL, "rect_issued")] == 2
+
+
+async def test_unknown_things_are_refused_with_their_reason(http: httpx.AsyncClient) -> None:
+    """An unknown event, subject or figure is a 404 naming the reason code; nothing writes."""
+    for path in ("/event/nope", "/aggregate/clue/nope", "/figure/sc-nowhere/rejected", "/figure/_all/nope"):
+        answer = await http.get(path)
+        assert answer.status_code == 404, path
+        assert "not_found" in answer.text, path
+    assert (await http.get("/event/nope/proof")).json()["reason"] == "not_found"
+    assert (await http.put("/log/verify")).status_code == 405
+    assert "default-src 'self'" in (await http.get("/")).headers["content-security-policy"]
+
+
+def test_the_command_refuses_a_bad_or_taken_address_in_one_line() -> None:
+    """`--listen` must be host:port, and free: each refusal is one line and exit status 2."""
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["console", "--listen", "nowhere"])
+    assert bad.exit_code == 2
+    assert bad.output.strip().endswith("[bad_address]")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        busy = runner.invoke(cli, ["console", "--listen", f"127.0.0.1:{port}"])
+    assert busy.exit_code == 2
+    assert busy.output.strip().endswith("[address_in_use]")
+    assert len(busy.output.strip().splitlines()) == 1
