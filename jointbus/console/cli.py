@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 from pathlib import Path
 
@@ -12,19 +11,11 @@ import structlog
 
 from jointbus import context, ui
 from jointbus.auditcli import registry_opt, trusted_registry
+from jointbus.options import listen_address, loopback
 from jointbus.schemas.errors import JointbusError
 from jointbus.streams.topics import AUDIT_TOPIC
 
 log = structlog.get_logger(__name__)
-
-
-def listen_address(text: str) -> tuple[str, int]:
-    """``host:port`` (IPv6 in brackets) as a pair; a typed error when it is not one."""
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise JointbusError(f"--listen wants host:port, not {text!r}", reason="bad_address")
-    return host, int(port)
 
 
 def bound_socket(host: str, port: int) -> socket.socket:
@@ -41,16 +32,6 @@ def bound_socket(host: str, port: int) -> socket.socket:
     sock.listen(128)
     sock.setblocking(False)
     return sock
-
-
-def loopback(host: str) -> bool:
-    """True for a loopback address or ``localhost``."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @click.command("console")

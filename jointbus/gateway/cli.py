@@ -15,6 +15,7 @@ import click
 from jointbus import context, ui
 from jointbus.gateway.errors import GatewayError
 from jointbus.gateway.tokens import SCOPES, Tokens
+from jointbus.options import listen_address, loopback
 from jointbus.streams import keystore
 
 #: where the OpenAPI document is written in the repository (a test fails when it drifts)
@@ -48,13 +49,6 @@ def webhook_secret(path: Path | None, directory: Path) -> tuple[bytes, str]:
     if not kept.exists():
         write_private(kept, secrets.token_urlsafe(32) + "\n")
     return kept.read_bytes().strip(), str(kept)
-
-
-def listen_address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.BadParameter(f"{text!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
 
 
 @click.group("gateway")
@@ -106,6 +100,10 @@ def run_command(
     if (tls_cert is None) != (tls_key is None) or (client_ca is not None and tls_cert is None):
         raise click.UsageError("--tls-cert and --tls-key go together; --client-ca needs them")
     host, port = listen_address(listen)
+    if not loopback(host) and tls_cert is None:
+        ui.err.print(
+            f"[yellow]warning:[/] serving on {host} without TLS: tokens and events cross the network in clear"
+        )
     directory = gateway_dir(cfg, agency)
     tokens = Tokens(directory / "tokens.json")
     if not tokens.listing():
