@@ -422,6 +422,9 @@ class Subscriber:
         #: send each delivery's receipt once the application handled it; False leaves it to
         #: the application (``Publisher.submit_receipt``), e.g. after a person confirmed it
         self.auto_receipts = auto_receipts
+        #: awaited before offsets are committed: an application that stores deliveries
+        #: asynchronously makes them durable here, so a committed offset never outruns them
+        self.before_commit: Callable[[], Awaitable[None]] | None = None
         self.keyring = keyring
         self.registry = registry
         self._openers = keyring.openers()
@@ -657,6 +660,8 @@ class Subscriber:
 
     async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
         self.seen.commit()
+        if self.before_commit is not None:  # the application's own writes are durable first
+            await self.before_commit()
         if self._publisher is not None:
             await self._publisher.flush()
         if self._group is not None:

@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import ssl
+import sys
 from pathlib import Path
 
 import click
@@ -112,6 +113,7 @@ def run_command(
     scheme = "https" if tls_cert else "http"
 
     async def serve() -> None:
+        sys.setswitchinterval(0.001)  # the store's commit thread hands its results back promptly
         gateway = Gateway(cfg, agency)  # its Kafka clients belong to this event loop
         rt = Runtime(gateway, tokens, RateLimit(rate, burst))
         if secret is not None:

@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +73,12 @@ class Gateway:
             auto_receipts=False,
             **kafka,
         )
+        self.subscriber.before_commit = self._settle
+        self._unsettled: list[asyncio.Future[list[int | None]]] = []
         self.arrived = asyncio.Condition()  # notified on every stored delivery or decision
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._writes: set[asyncio.Future[object]] = set()
         #: set when the inbox reader died: the process exits so its supervisor restarts it
         self.failed = asyncio.Event()
         self.failure: BaseException | None = None
@@ -117,40 +120,62 @@ class Gateway:
     async def _store_delivery(self, d: Delivery) -> None:
         """Store one verified, opened delivery; note the decisions and receipts it carries."""
         env = d.envelope
-        cursor = await self.store.add_delivery(
-            event_id=env.id,
-            type_=env.type,
-            family=d.family,
-            sender=env.sender,
-            subject=env.subject,
-            time=env.time,
-            envelope=d.verified.raw,
-            payload=d.payload.model_dump(mode="json", exclude_none=True),
-        )
+        writes = [
+            self.store.add_delivery(
+                event_id=env.id,
+                type_=env.type,
+                family=d.family,
+                sender=env.sender,
+                subject=env.subject,
+                time=env.time,
+                envelope=d.verified.raw,
+                payload=d.payload.model_dump(mode="json", exclude_none=True),
+            )
+        ]
         payload = d.payload
         if isinstance(payload, AcceptanceNotice):
-            await self.store.note_decision(
+            writes.append(self.store.note_decision(
                 payload.accepted_event_id, accepted=True, reason=None, detail="",
                 delivered_to=list(payload.delivered_to),
-            )  # fmt: skip
+            ))  # fmt: skip
         elif isinstance(payload, RejectionNotice):
-            await self.store.note_decision(
+            writes.append(self.store.note_decision(
                 payload.rejected_event_id, accepted=False, reason=payload.reason, detail=payload.detail,
                 delivered_to=[],
-            )  # fmt: skip
+            ))  # fmt: skip
         elif isinstance(payload, Receipt):
-            await self.store.note_receipt(
+            writes.append(self.store.note_receipt(
                 env.id, event_id=payload.event_id, recipient=env.sender, status=payload.status,
                 reason=payload.reason, time=env.time,
-            )  # fmt: skip
+            ))  # fmt: skip
+        stored = asyncio.gather(*writes)  # one transaction with the fetch's other records
+        self._unsettled.append(stored)
+        stored.add_done_callback(lambda done: self._stored(env, done))
         if d.family.startswith("governance."):
+            await stored
             await self.publisher.follow_registry()  # sign under the version now in force
+
+    def _stored(self, env: Envelope, done: asyncio.Future[list[int | None]]) -> None:
+        """A delivery is durable: say so, and wake the streams and webhooks waiting for it."""
+        if done.cancelled() or done.exception() is not None:
+            return  # ``settle`` raises it before any offset is committed
         log.info(
             "delivery stored", agency=self.agency, event_id=env.id, type=env.type,
-            correlation_id=env.correlationid, cursor=cursor,
+            correlation_id=env.correlationid, cursor=done.result()[0],
         )  # fmt: skip
-        async with self.arrived:
-            self.arrived.notify_all()
+        self._wake()
+
+    async def _settle(self) -> None:
+        """Before the inbox reader commits offsets: every delivery it read is durable."""
+        unsettled, self._unsettled = self._unsettled, []
+        await asyncio.gather(*unsettled)
+
+    def _wake(self) -> None:
+        async def notify() -> None:
+            async with self.arrived:
+                self.arrived.notify_all()
+
+        self._background(notify())
 
     # ------------------------------------------------------------------ publish
     def _lock(self, caller: str, key: str) -> asyncio.Lock:
@@ -211,12 +236,23 @@ class Gateway:
             type_=envelope["type"], subject=subject, time=envelope["time"], recipients=request.to, wire=wire,
         )  # fmt: skip
         await self._send(wire, subject)
-        await self.store.mark_published(envelope["id"])
+        marked = self.store.mark_published(envelope["id"])
+        if idem_key is None:  # nobody can retry it: the mark joins a later commit
+            self._background(marked)
+        else:  # a retry under the key's lock must find it published, not send it again
+            await marked
         log.info(
             "event published", agency=self.agency, caller=caller.name, event_id=envelope["id"],
             type=envelope["type"], correlation_id=envelope["correlationid"],
         )  # fmt: skip
-        return self.status(envelope["id"])
+        return self.status(envelope["id"]).model_copy(update={"state": "published"})
+
+    def _background(self, write: Coroutine[Any, Any, object]) -> None:
+        """Something nobody waits for (a write joins the next commit; a crash before it
+        leaves an event without an Idempotency-Key marked pending, which is all it says)."""
+        task = asyncio.ensure_future(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
     async def forward(self, caller: Caller, wire: bytes) -> models.EventStatus:
         """A pre-signed envelope (signed in the agency's own HSM): verified as the router

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,25 +89,30 @@ class SentRow:
 class GatewayStore:
     """The SQLite file of one agency's gateway (created private: it holds opened payloads).
 
-    Reads run on the event loop's own connection. Writes are queued and committed by one
-    writer connection in a worker thread, every write queued meanwhile in the same
-    transaction: one fsync (``synchronous=FULL``: a stored delivery survives a power cut)
-    for all the requests in flight, and the event loop never waits on the disk.
+    Writes are group-committed: one thread commits what is queued in one transaction, with
+    one fsync (``synchronous=FULL``: a stored delivery survives a power cut), while the
+    writes that arrive meanwhile queue for the next. The event loop never waits on the disk
+    (under load an fsync took 2–6 ms here); it reads on its own connection, which WAL never
+    blocks behind a commit.
     """
 
     def __init__(self, path: Path) -> None:
         private_dir(path.parent)
         self.path = path
+        # commits run in the store's one thread on their own connection; reads run on the
+        # event loop on another (WAL: a reader never waits for a commit's fsync)
         self._writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         path.chmod(0o600)
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA synchronous=FULL")
         self._writer.executescript(SCHEMA)
-        self._db = sqlite3.connect(path, isolation_level=None)  # reads only
+        self._db = sqlite3.connect(path, isolation_level=None)
         self._queue: list[tuple[str, tuple[Any, ...], asyncio.Future[int | None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="gateway-store")
 
     def close(self) -> None:
+        self._thread.shutdown()
         self._db.close()
         self._writer.close()
 
@@ -119,10 +125,13 @@ class GatewayStore:
         return await done
 
     async def _flush(self) -> None:
+        """Commit what is queued, in the store's thread; what queues meanwhile goes next."""
+        loop = asyncio.get_running_loop()
         while self._queue:
             batch, self._queue = self._queue, []
+            statements = [(sql, params) for sql, params, _ in batch]
             try:
-                results = await asyncio.to_thread(self._commit, [(sql, params) for sql, params, _ in batch])
+                results = await loop.run_in_executor(self._thread, self._commit, statements)
             except sqlite3.Error as exc:  # the transaction failed as a whole
                 results = [exc] * len(batch)
             for (_, _, done), result in zip(batch, results, strict=True):
@@ -134,7 +143,7 @@ class GatewayStore:
                     done.set_result(result)
 
     def _commit(self, batch: list[tuple[str, tuple[Any, ...]]]) -> list[int | Exception | None]:
-        """Run ``batch`` in one transaction (in the writer thread); each statement's result."""
+        """Run ``batch`` in one transaction; each statement's result."""
         results: list[int | Exception | None] = []
         self._writer.execute("BEGIN IMMEDIATE")
         try:
