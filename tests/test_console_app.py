@@ -128,6 +128,21 @@ async def test_unknown_things_are_refused_with_their_reason(http: httpx.AsyncCli
         assert "not_found" in answer.text, path
     assert (await http.get("/event/nope/proof")).json()["reason"] == "not_found"
     assert (await http.put("/log/verify")).status_code == 405
+
+
+async def test_another_site_cannot_start_a_verification_from_an_auditors_browser(
+    http: httpx.AsyncClient,
+) -> None:
+    """Cross-site request forgery: a form of another site (its Origin, or the browser's
+    Sec-Fetch-Site) cannot make the console start a verify job; its own page can."""
+    forged = await http.post("/log/verify", headers={"Origin": "http://evil.example"})
+    fetched = await http.post("/log/verify", headers={"Sec-Fetch-Site": "cross-site"})
+    assert (forged.status_code, fetched.status_code) == (403, 403)
+    assert (await http.get("/api/verify")).json() == {"state": "idle"}
+    own = await http.post(
+        "/log/verify", headers={"Origin": "http://console", "Sec-Fetch-Site": "same-origin"}
+    )
+    assert own.status_code == 303
     assert "default-src 'self'" in (await http.get("/")).headers["content-security-policy"]
 
 

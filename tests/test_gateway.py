@@ -10,7 +10,7 @@ import os
 import ssl
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -266,6 +266,59 @@ async def test_refusals_name_status_and_reason(gateways: dict[str, Running], bus
         assert (missing.status_code, missing.json()["reason"]) == (404, "not_found")
 
 
+async def test_hostile_input_is_a_problem_never_a_500(gateways: dict[str, Running], bus: Bus) -> None:
+    """What a careless or hostile internal system sends is refused with a status and reason:
+    a chunked 5 MB body (413, read no further), malformed JSON without a token (401 before
+    the body is read), an integer beyond any JSON canonical form, a lone surrogate, cursors
+    past SQLite's integers, an empty Idempotency-Key, an event to oneself or on another
+    kind's subject, a pre-signed envelope over 256 KiB (413). Nothing yields a 500."""
+    auth = {"Authorization": f"Bearer {gateways[SENDER].token}"}
+    body = {
+        "type": "bulletin.posted",
+        "to": [RECIPIENT],
+        "data": {"title": "t", "body": "b", "category": "arrangement"},
+    }
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"type": "bulletin.posted", "data": "'
+        for _ in range(5):
+            yield b"x" * 1024 * 1024
+        yield b'"}'
+
+    expectations: list[tuple[httpx.Response, int, str]] = []
+    async with httpx.AsyncClient(base_url=gateways[SENDER].url, timeout=30) as http:
+
+        async def post(path: str, status: int, reason: str, **kw: Any) -> None:
+            expectations.append((await http.post(path, **kw), status, reason))
+
+        await post("/v1/events", 413, "too_large", content=chunks(), headers=auth)
+        await post("/v1/events", 401, "unauthenticated", content=b'{"type":')
+        await post("/v1/events", 422, "schema", content=b'{"type":', headers=auth)
+        await post("/v1/events", 422, "schema", json={**body, "data": {"x": 10**40}}, headers=auth)
+        lone = (
+            b'{"type": "bulletin.posted", "to": ["cq-rongchang"], "data": {"title": "\\ud800", "body": "b"}}'
+        )
+        await post(
+            "/v1/events", 422, "schema", content=lone, headers={**auth, "content-type": "application/json"}
+        )
+        await post("/v1/events", 422, "schema", json=body, headers={**auth, "Idempotency-Key": ""})
+        await post("/v1/events", 422, "not_authorized", json={**body, "to": [SENDER]}, headers=auth)
+        await post(
+            "/v1/events", 422, "bad_transition", json={**body, "subject": "rectification/zz2"}, headers=auth
+        )
+        envelope = compose(
+            keyring=bus.rings[SENDER], registry=bus.registry, event_type="bulletin.posted",
+            subject=f"bulletin/{uuid.uuid4()}", recipients=[RECIPIENT],
+            payload={"title": "t", "body": "b", "category": "arrangement"},
+        )  # fmt: skip
+        oversized = to_wire({**envelope, "padding": "x" * 300_000})
+        await post("/v1/envelopes", 413, "too_large", content=oversized, headers=auth)
+        for after in ("9223372036854775808", "99999999999999999999"):
+            expectations.append((await http.get(f"/v1/inbox?after={after}", headers=auth), 422, "schema"))
+    for answer, status, reason in expectations:
+        assert (answer.status_code, answer.json()["reason"]) == (status, reason), answer.text
+
+
 async def test_agency_cannot_read_another_agencys_events_through_its_gateway(
     gateways: dict[str, Running], bus: Bus
 ) -> None:
@@ -488,3 +541,58 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate_of_the_agencys_
                     await http.get(f"{url}/v1/registry", headers=auth)
     finally:
         running.proc.stop()
+
+
+async def test_read_only_token_cannot_read_an_opened_clue(gateways: dict[str, Running], bus: Bus) -> None:
+    """A token with only the ``read`` scope sees a clue's state and history but none of its
+    opened content; a token that may read the inbox sees it."""
+    async with gateways[SENDER].client() as sender, gateways[RECIPIENT].client() as recipient:
+        sent = await sender.publish("clue.transferred", [RECIPIENT], clue("只读令牌"), wait=20)
+        await delivered(recipient, sent["id"])
+        ident = sent["subject"].split("/", 1)[1]
+        full = await recipient.aggregate("clues", ident)
+        reports = Tokens(gateway_dir(Settings(home=bus.home), RECIPIENT) / "tokens.json").add(
+            "reports", ("read",)
+        )
+        async with GatewayClient(gateways[RECIPIENT].url, reports) as reader:
+            view = await reader.aggregate("clues", ident)
+    assert full["history"][0]["data"]["title"] == "只读令牌"
+    assert view["status"] == full["status"] == "transferred"
+    assert [h["data"] for h in view["history"]] == [{}]
+    assert "只读令牌" not in json.dumps(view, ensure_ascii=False)
+
+
+async def test_removed_token_ends_its_open_stream_and_streams_are_bounded(
+    gateways: dict[str, Running], bus: Bus
+) -> None:
+    """A system holds at most 8 event streams (the 9th is a 429); removing its token ends
+    every stream it holds within seconds, before anything published later reaches it."""
+    tokens = Tokens(gateway_dir(Settings(home=bus.home), RECIPIENT) / "tokens.json")
+    streamer = tokens.add("streamer", ("inbox",))
+    url = f"{gateways[RECIPIENT].url}/v1/inbox/stream"
+    headers = {"Authorization": f"Bearer {streamer}"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        last = 0
+        async with GatewayClient(gateways[RECIPIENT].url, gateways[RECIPIENT].token) as recipient:
+            while page := (await recipient.inbox(after=last, limit=500))["items"]:
+                last = page[-1]["cursor"]
+        held = [
+            await http.send(
+                http.build_request("GET", url, headers={**headers, "Last-Event-ID": str(last)}), stream=True
+            )
+            for _ in range(8)
+        ]
+        assert [r.status_code for r in held] == [200] * 8
+        ninth = await http.get(url, headers=headers)
+        assert (ninth.status_code, ninth.json()["reason"]) == (429, "too_many_streams")
+        tokens.remove("streamer")
+
+        async def ended(answer: httpx.Response) -> str:
+            return b"".join([chunk async for chunk in answer.aiter_bytes()]).decode()
+
+        leftovers = await asyncio.wait_for(asyncio.gather(*(ended(r) for r in held)), 15)
+        async with gateways[SENDER].client() as sender:
+            later = await sender.publish("clue.transferred", [RECIPIENT], clue("撤销令牌后"), wait=20)
+        assert all(later["id"] not in text for text in leftovers)
+        again = await http.get(url, headers=headers)
+        assert again.status_code == 401

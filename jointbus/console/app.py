@@ -232,7 +232,9 @@ def create_app(
         return page(request, "log.html", lang, rows=rows, job=job, next_offset=state.next_offset)
 
     @app.post("/log/verify")
-    async def verify(lang: str | None = None) -> RedirectResponse:
+    async def verify(request: Request, lang: str | None = None) -> RedirectResponse:
+        if not same_origin(request):  # a page of another site may not start jobs here
+            raise HTTPException(403, "the verify button works from the console's own pages only")
         jobs.start()
         return RedirectResponse(f"/log?lang={language(lang)}", status_code=303)
 
@@ -241,3 +243,15 @@ def create_app(
         return jobs.latest.view() if jobs.latest else {"state": "idle"}
 
     return app
+
+
+def same_origin(request: Request) -> bool:
+    """True unless the browser says the request comes from another site (its ``Origin`` or
+    ``Sec-Fetch-Site``): a form of another site open in an auditor's browser is refused."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser's cross-site form (browsers send Origin on POST)
+    host = request.headers.get("host", "")
+    return origin in (f"http://{host}", f"https://{host}")

@@ -9,7 +9,9 @@ stable reason code; nothing a caller sends yields a 500.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -39,6 +41,10 @@ PROBLEM = {"model": models.Problem}
 ANSWERS: dict[int | str, dict[str, Any]] = {
     401: PROBLEM, 403: PROBLEM, 413: PROBLEM, 422: PROBLEM, 429: PROBLEM, 503: PROBLEM,
 }  # fmt: skip
+#: cursors are SQLite integers; a larger ``after`` is refused, not overflowed
+MAX_CURSOR = 2**63 - 1
+#: event streams one internal system may hold open at once
+MAX_STREAMS = 8
 STATUS_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
@@ -70,6 +76,8 @@ class Runtime:
     tokens: Tokens
     limit: RateLimit
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    #: open event streams per system
+    streams: Counter[str] = field(default_factory=Counter)
 
 
 bearer = HTTPBearer(auto_error=False, description="a token from `jointbus gateway token add NAME`")
@@ -81,42 +89,76 @@ def runtime(request: Request) -> Runtime:
 
 
 def needs(scope: str) -> Callable[..., Awaitable[Caller]]:
-    """A dependency: the calling system, which must hold a token with ``scope``."""
+    """A dependency: the calling system (authenticated by ``AuthGate`` before its body was
+    read), which must hold a token with ``scope``. Declares the bearer scheme for OpenAPI."""
 
     async def caller(
         request: Request,
-        cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Caller:
-        rt = runtime(request)
-        if cred is None:
-            raise GatewayError("a bearer token is required", reason="unauthenticated", status=401)
-        who = rt.tokens.authenticate(cred.credentials)
-        if who is None:
-            raise GatewayError("the token is not one of this gateway's", reason="unauthenticated", status=401)
-        request.scope.setdefault("state", {})["caller"] = who.name
+        who: Caller = request.scope["state"]["system"]
         if scope not in who.scopes:
             raise GatewayError(
                 f"{who.name} may not {scope} (its scopes: {', '.join(sorted(who.scopes))})",
                 reason="forbidden",
                 status=403,
             )
-        wait = rt.limit.take(who.name)
-        if wait:
-            raise GatewayError(
-                f"{who.name} is over its request rate; retry in {wait:.2f} s",
-                reason="rate_limited",
-                status=429,
-                retriable=True,
-            )
         return who
 
     return caller
+
+
+class AuthGate:
+    """Every ``/v1/`` call but the health check needs a valid token, checked before the
+    body is read, and stays within its system's request rate (429 otherwise)."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app, self.rt = app, runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/") or scope["path"] == "/v1/health":
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        kind, _, token = header.partition(" ")
+        who = self.rt.tokens.authenticate(token.strip()) if kind.lower() == "bearer" and token else None
+        if who is None:
+            detail = "a bearer token is required" if not token else "the token is not one of this gateway's"
+            await problem(401, "unauthenticated", detail)(scope, receive, send)
+            return
+        scope.setdefault("state", {}).update(caller=who.name, system=who)
+        wait = self.rt.limit.take(who.name)
+        if wait:
+            detail = f"{who.name} is over its request rate; retry in {wait:.2f} s"
+            await problem(429, "rate_limited", detail, retriable=True)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 Publisher_ = Annotated[Caller, Depends(needs("publish"))]
 Inbox_ = Annotated[Caller, Depends(needs("inbox"))]
 Reader_ = Annotated[Caller, Depends(needs("read"))]
 EventIdPath = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
+
+
+async def stream_slot(request: Request, caller: Inbox_) -> AsyncIterator[Caller]:
+    """One of the ``MAX_STREAMS`` event streams a system may hold open (429 beyond)."""
+    streams = runtime(request).streams
+    if streams[caller.name] >= MAX_STREAMS:
+        raise GatewayError(
+            f"{caller.name} already holds {MAX_STREAMS} open event streams",
+            reason="too_many_streams",
+            status=429,
+            retriable=True,
+        )
+    streams[caller.name] += 1
+    try:
+        yield caller
+    finally:
+        streams[caller.name] -= 1
+
+
+StreamSlot_ = Annotated[Caller, Depends(stream_slot)]
 
 
 def problem(
@@ -142,21 +184,35 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > MAX_BODY:
-            await too_large(int(declared))(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > MAX_BODY:
+                await too_large(int(declared))(scope, receive, send)
+                return
+            await self.app(scope, receive, send)  # the server reads no more than it declares
             return
-        seen = 0
-
-        async def counting() -> Message:
-            nonlocal seen
+        chunks, size = [], 0  # no length declared (chunked): read it here, up to the limit
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > MAX_BODY:
-                raise too_large_error(seen)
-            return message
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > MAX_BODY:
+                await too_large(size)(scope, receive, send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        await self.app(scope, counting, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 def too_large_error(size: int) -> GatewayError:
@@ -232,9 +288,13 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
         ),
         lifespan=lifespan,
         responses=ANSWERS,
+        docs_url=None,  # the document is docs/gateway-openapi.json; no page loading scripts from a CDN
+        redoc_url=None,
     )
     app.state.runtime = rt
     app.add_middleware(BodyLimit)
+    if rt is not None:
+        app.add_middleware(AuthGate, runtime=rt)
     app.add_middleware(AccessLog)
     app.openapi = lambda: openapi_31(app)  # type: ignore[method-assign]
     _handlers(app)
@@ -274,7 +334,9 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        first: dict[str, Any] = dict(errors[0]) if errors else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            return problem(422, "schema", f"the body is not JSON: {first.get('ctx', {}).get('error', '')}")
         where = ".".join(str(p) for p in first["loc"][1:]) or None
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in errors)
         return problem(422, "schema", detail or str(first["msg"]), field=where)
@@ -288,13 +350,12 @@ def _handlers(app: FastAPI) -> None:
 def _routes(app: FastAPI) -> None:
     @app.get("/v1/health", tags=["operations"])
     async def health(request: Request) -> models.Health:
-        """Whether the gateway reads its inbox, and where it is (no token needed)."""
+        """Whether the gateway runs and reads its inbox (no token needed: for supervisors)."""
         gw = runtime(request).gateway
         return models.Health(
             agency=gw.agency,
             inbox_reader="running" if gw.reading else "stopped",
             registry_version=gw.publisher.registry.version,
-            inbox_cursor=gw.store.last_cursor(),
         )
 
     @app.post("/v1/events", status_code=201, tags=["publish"])
@@ -302,7 +363,7 @@ def _routes(app: FastAPI) -> None:
         request: Request,
         body: models.PublishRequest,
         caller: Publisher_,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
         wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait for the router")] = 0,
     ) -> models.EventStatus:
         """Validate, sign, seal (sensitive types) and publish; answers once the broker has it.
@@ -352,7 +413,7 @@ def _routes(app: FastAPI) -> None:
     async def inbox(
         request: Request,
         _: Inbox_,
-        after: Annotated[int, Query(ge=0, description="the cursor of the last item already read")] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_CURSOR, description="the cursor of the last item read")] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> models.InboxPage:
         """Deliveries in order: verified, opened, each event once. The cursor is durable."""
@@ -361,14 +422,21 @@ def _routes(app: FastAPI) -> None:
     @app.get("/v1/inbox/stream", response_class=EventSourceResponse, tags=["inbox"])
     async def stream(
         request: Request,
-        _: Inbox_,
-        after: Annotated[int, Query(ge=0)] = 0,
+        caller: StreamSlot_,
+        after: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
         last_event_id: Annotated[str | None, Header(description="resume after this SSE id")] = None,
     ) -> AsyncIterator[ServerSentEvent]:
         """Deliveries as Server-Sent Events (id: the cursor); a reconnecting client sends
-        ``Last-Event-ID`` and misses nothing."""
-        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
-        async for item in runtime(request).gateway.follow(start):
+        ``Last-Event-ID`` and misses nothing. The stream ends when its token is removed."""
+        rt = runtime(request)
+        resumed = last_event_id is not None and re.fullmatch(r"[0-9]{1,18}", last_event_id)
+        start = int(last_event_id) if resumed and last_event_id else after
+        token = request.headers.get("authorization", "").partition(" ")[2].strip()
+
+        def still_held() -> bool:
+            return rt.tokens.authenticate(token) is not None
+
+        async for item in rt.gateway.follow(start, still_held):
             yield ServerSentEvent(data=item.model_dump(mode="json"), id=str(item.cursor), event="delivery")
 
     @app.get("/v1/inbox/{event_id}", tags=["inbox"])
@@ -390,9 +458,9 @@ def _routes(app: FastAPI) -> None:
 
     def aggregate_route(path: str) -> None:
         async def read(
-            request: Request, ident: Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,80}$")], _: Reader_
+            request: Request, ident: Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,80}$")], caller: Reader_
         ) -> models.AggregateView:
-            return runtime(request).gateway.aggregate(path, ident)
+            return runtime(request).gateway.aggregate(path, ident, contents="inbox" in caller.scopes)
 
         read.__doc__ = f"A {AGGREGATE_PATHS[path]}'s state and history, as this agency saw it."
         app.get(f"/v1/{path}/{{ident}}", tags=["aggregates"], name=f"read_{path}")(read)

@@ -119,7 +119,10 @@ class HistoryEntry(BaseModel):
     reason: str | None = None
     causation: str | None = None
     correlation: str | None = None
-    data: dict[str, Any] = Field(description="the payload; empty for a sealed event this agency sent")
+    data: dict[str, Any] = Field(
+        description="the payload: empty for a sealed event this agency sent, and for a caller "
+        "without the `inbox` scope"
+    )
 
 
 class AggregateView(BaseModel):
@@ -150,7 +153,6 @@ class Health(BaseModel):
     agency: str
     inbox_reader: Literal["running", "stopped"]
     registry_version: int
-    inbox_cursor: int
 
 
 class Problem(BaseModel):

@@ -15,11 +15,10 @@ import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import rfc8785
 import structlog
 from aiokafka.errors import KafkaError
 
@@ -45,13 +44,38 @@ from jointbus.streams.settings import Settings
 
 log = structlog.get_logger("jointbus.gateway")
 
+#: how often an open event stream asks whether its token still holds
+STILL_HELD_EVERY = 2.0
 #: the aggregate kinds the gateway shows, by the path they are read at
 AGGREGATE_PATHS = {"clues": "clue", "checks": "jointcheck", "rectifications": "rectification"}
 
 
 def request_hash(body: dict[str, Any]) -> str:
-    """The SHA-256 of a request's canonical JSON (RFC 8785): the same request, however spelt."""
-    return hashlib.sha256(rfc8785.dumps(body)).hexdigest()
+    """The SHA-256 of a request with its keys sorted: the same request, however spelt (any
+    JSON number and string, even those the payload check refuses later)."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def lone_surrogate(value: object, where: str = "") -> str | None:
+    """The path of the first string holding a lone UTF-16 surrogate (JSON's ``\\ud800``
+    escapes decode to one; UTF-8, and so the wire, cannot carry it), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "(body)"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = lone_surrogate(key, where) or lone_surrogate(item, f"{where}.{key}".lstrip("."))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = lone_surrogate(item, f"{where}.{i}".lstrip("."))
+            if found:
+                return found
+    return None
 
 
 class Gateway:
@@ -186,6 +210,14 @@ class Gateway:
     ) -> models.EventStatus:
         """Validate, sign, seal, publish and wait for the broker: once per idempotency key."""
         body = request.model_dump(mode="json", exclude_none=True)
+        broken = lone_surrogate(body)
+        if broken is not None:
+            raise GatewayError(
+                f"{broken}: a lone surrogate is no character (UTF-8 cannot carry it)",
+                reason="schema",
+                status=422,
+                field=broken,
+            )
         digest = request_hash(body)
         if idem_key is None:
             return await self._publish_new(caller, request, None, digest)
@@ -214,7 +246,21 @@ class Gateway:
             reason = "unknown_recipient" if unknown else "duplicate_recipient"
             what = f"{', '.join(unknown)} not a member agency" if unknown else "an agency named twice"
             raise GatewayError(f"to: {what} (nothing was sent)", reason=reason, status=422, field="to")
+        if self.agency in request.to:
+            raise GatewayError(
+                f"to: {self.agency} may not address itself (nothing was sent)",
+                reason="not_authorized",
+                status=422,
+                field="to",
+            )
         kind = kind_of(family)
+        if request.subject is not None and kind is not None and request.subject.split("/")[0] != kind.name:
+            raise GatewayError(
+                f"subject: a {family} event belongs on a {kind.name}/… subject (nothing was sent)",
+                reason="bad_transition",
+                status=422,
+                field="subject",
+            )
         subject = request.subject or f"{kind.name if kind else 'event'}/{uuid.uuid4()}"
         try:
             envelope = self.publisher.build(
@@ -260,7 +306,8 @@ class Gateway:
         try:
             verified = verify_event(wire, self.publisher.registry, received_at=utcnow())
         except ContractError as exc:
-            raise GatewayError(exc.message, reason=str(exc.reason), status=422) from None
+            status = 413 if exc.reason == "too_large" else 422
+            raise GatewayError(exc.message, reason=str(exc.reason), status=status) from None
         env = verified.envelope
         if env.sender != self.agency:
             raise GatewayError(
@@ -334,17 +381,19 @@ class Gateway:
             items=[inbox_item(r) for r in rows], next_cursor=rows[-1].cursor if rows else after
         )
 
-    async def follow(self, after: int) -> AsyncIterator[models.InboxItem]:
-        """Every delivery after ``after``, then each new one as it is stored (for SSE)."""
-        while True:
+    async def follow(self, after: int, still_held: Callable[[], bool]) -> AsyncIterator[models.InboxItem]:
+        """Every delivery after ``after``, then each new one as it is stored (for SSE), while
+        ``still_held()`` (the caller's token is not removed; asked at least every few seconds)."""
+        while still_held():
             rows = self.store.inbox_after(after, 100)
             for row in rows:
                 yield inbox_item(row)
                 after = row.cursor
             if not rows:
-                async with self.arrived:
-                    if self.store.last_cursor() <= after:
-                        await self.arrived.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(STILL_HELD_EVERY), self.arrived:
+                        if self.store.last_cursor() <= after:
+                            await self.arrived.wait()
 
     async def ack(self, caller: Caller, event_id: str) -> models.AckAnswer:
         """The internal system has the delivery: send its signed receipt (once)."""
@@ -369,9 +418,11 @@ class Gateway:
         return models.AckAnswer(id=event_id, acked_at=row.acked_at or "", receipt_id=row.receipt_id)
 
     # ------------------------------------------------------------------ aggregates
-    def aggregate(self, path: str, ident: str) -> models.AggregateView:
+    def aggregate(self, path: str, ident: str, *, contents: bool) -> models.AggregateView:
         """An aggregate as this agency saw it: its events (sent and received, in time order)
-        run through the lifecycle rules; ``partial`` when some step was not seen here."""
+        run through the lifecycle rules; ``partial`` when some step was not seen here. The
+        payloads are shown only with ``contents`` (a caller that may read the inbox: they
+        may be opened clues)."""
         kind = AGGREGATE_PATHS[path]
         subject = f"{kind}/{ident}"
         sent, received = self.store.subject_history(subject)
@@ -400,7 +451,7 @@ class Gateway:
             status=state["status"] if state else None,
             state=state,
             partial=partial,
-            history=[s for s, _ in steps],
+            history=[s if contents else s.model_copy(update={"data": {}}) for s, _ in steps],
         )
 
     async def registry_info(self) -> models.RegistryInfo:
