@@ -43,12 +43,19 @@ class Tokens:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._cached: tuple[tuple[int, int, int], dict[str, dict[str, object]]] | None = None
 
     def _load(self) -> dict[str, dict[str, object]]:
-        if not self.path.exists():
+        """The file's systems; read again whenever the file changed (a stat per call)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
             return {}
-        systems: dict[str, dict[str, object]] = json.loads(self.path.read_text())["systems"]
-        return systems
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)  # a rewrite is a new inode (atomic replace)
+        if self._cached is None or self._cached[0] != stamp:
+            systems: dict[str, dict[str, object]] = json.loads(self.path.read_text())["systems"]
+            self._cached = (stamp, systems)
+        return self._cached[1]
 
     def _save(self, systems: dict[str, dict[str, object]]) -> None:
         private_dir(self.path.parent)
@@ -70,14 +77,14 @@ class Tokens:
                 status=400,
             )
         token = PREFIX + secrets.token_urlsafe(32)
-        systems = self._load()
+        systems = dict(self._load())
         systems[name] = {"sha256": _digest(token), "scopes": sorted(scopes), "created": format_time(utcnow())}
         self._save(systems)
         return token
 
     def remove(self, name: str) -> bool:
         """Revoke ``name``'s token (True if there was one)."""
-        systems = self._load()
+        systems = dict(self._load())
         if systems.pop(name, None) is None:
             return False
         self._save(systems)
