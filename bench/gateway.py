@@ -112,6 +112,9 @@ def run(n: int = 1500, rate: float = 200.0, paced_seconds: float = 10.0) -> dict
             sdk = max(asyncio.run(sdk_rate(boot, reg, ring, n)) for _ in range(2))
             http = max(asyncio.run(gateway_rate(*ends[SENDER], n)) for _ in range(2))
             paced = asyncio.run(latency(ends[SENDER], ends[RECIPIENT], int(rate * paced_seconds), rate))
+            half = asyncio.run(
+                latency(ends[SENDER], ends[RECIPIENT], int(rate * paced_seconds / 2), rate / 2)
+            )
         finally:
             for proc in running:
                 proc.stop()
@@ -123,6 +126,8 @@ def run(n: int = 1500, rate: float = 200.0, paced_seconds: float = 10.0) -> dict
         "offered_per_s": rate,
         "http_to_sse_p50_ms": round(paced["p50_ms"], 1),
         "http_to_sse_p99_ms": round(paced["p99_ms"], 1),
+        "at_half_rate_p50_ms": round(half["p50_ms"], 1),
+        "at_half_rate_p99_ms": round(half["p99_ms"], 1),
     }
 
 
