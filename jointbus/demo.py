@@ -250,7 +250,8 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
     elif cfg.uses_local_broker:
         ui.say(
             f"the broker keeps running at {broker.bootstrap}: try `.venv/bin/jointbus status`, "
-            "`.venv/bin/jointbus inbox --agency cq-yongchuan`, `.venv/bin/jointbus audit verify`; "
+            "`.venv/bin/jointbus inbox --agency cq-yongchuan`, `.venv/bin/jointbus audit verify`, "
+            "`.venv/bin/jointbus console` (the auditors' web console); "
             "stop it with `.venv/bin/jointbus broker stop`"
         )
     if not same:
