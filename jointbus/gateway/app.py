@@ -27,8 +27,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jointbus.gateway import models
-from jointbus.gateway.errors import GatewayError
+from jointbus.gateway.errors import GatewayError, not_found
 from jointbus.gateway.service import AGGREGATE_PATHS, Gateway
+from jointbus.gateway.service import inbox_item as item_of
 from jointbus.gateway.tokens import Caller, Tokens
 from jointbus.schemas.catalog import CURRENT
 
@@ -442,9 +443,6 @@ def _routes(app: FastAPI) -> None:
     @app.get("/v1/inbox/{event_id}", tags=["inbox"])
     async def inbox_item(request: Request, event_id: EventIdPath, _: Inbox_) -> models.InboxItem:
         """One delivery by its event id."""
-        from jointbus.gateway.errors import not_found
-        from jointbus.gateway.service import inbox_item as item_of
-
         row = runtime(request).gateway.store.inbox_item(event_id)
         if row is None:
             raise not_found(f"delivery {event_id}")

@@ -100,7 +100,7 @@ class Gateway:
         self.subscriber.before_commit = self._settle
         self._unsettled: list[asyncio.Future[list[int | None]]] = []
         self.arrived = asyncio.Condition()  # notified on every stored delivery or decision
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks: dict[tuple[str, ...], list[Any]] = {}  # key -> [lock, holders and waiters]
         self._reader: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Future[object]] = set()
         #: set when the inbox reader died: the process exits so its supervisor restarts it
@@ -202,8 +202,19 @@ class Gateway:
         self._background(notify())
 
     # ------------------------------------------------------------------ publish
-    def _lock(self, caller: str, key: str) -> asyncio.Lock:
-        return self._locks.setdefault((caller, key), asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, *key: str) -> AsyncIterator[None]:
+        """One holder at a time per ``key`` (an idempotency key, an acknowledged event); the
+        lock is dropped when nobody holds or waits for it, so the map does not grow forever."""
+        entry = self._locks.setdefault(key, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[key]
 
     async def publish(
         self, caller: Caller, request: models.PublishRequest, idem_key: str | None
@@ -221,7 +232,7 @@ class Gateway:
         digest = request_hash(body)
         if idem_key is None:
             return await self._publish_new(caller, request, None, digest)
-        async with self._lock(caller.name, idem_key):
+        async with self._exclusive(caller.name, idem_key):
             earlier = self.store.by_idempotency_key(caller.name, idem_key)
             if earlier is None:
                 return await self._publish_new(caller, request, idem_key, digest)
@@ -397,7 +408,7 @@ class Gateway:
 
     async def ack(self, caller: Caller, event_id: str) -> models.AckAnswer:
         """The internal system has the delivery: send its signed receipt (once)."""
-        async with self._lock("ack", event_id):
+        async with self._exclusive("ack", event_id):
             row = self.store.inbox_item(event_id)
             if row is None:
                 raise not_found(f"delivery {event_id}")
