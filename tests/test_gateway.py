@@ -596,3 +596,24 @@ async def test_removed_token_ends_its_open_stream_and_streams_are_bounded(
         assert all(later["id"] not in text for text in leftovers)
         again = await http.get(url, headers=headers)
         assert again.status_code == 401
+
+
+async def test_a_system_over_its_request_rate_is_told_when_to_retry(bus: Bus) -> None:
+    """With --rate 0.1 --burst 2, a system's third call in a row is a 429 ``rate_limited``
+    with Retry-After, refused before anything else is looked at; another system is
+    unaffected. (A tenth of a token a second: however slow the machine, no refill counts.)"""
+    running = start_gateway(bus, "sc-yibin", "--rate", "0.1", "--burst", "2")
+    other = Tokens(gateway_dir(Settings(home=bus.home), "sc-yibin") / "tokens.json").add("reports", ("read",))
+    path = f"/v1/events/{uuid.uuid4()}"  # a cheap 404 while the rate allows
+    try:
+        async with httpx.AsyncClient(base_url=running.url, timeout=30) as http:
+            auth = {"Authorization": f"Bearer {running.token}"}
+            answers = [await http.get(path, headers=auth) for _ in range(3)]
+            elsewhere = await http.get(path, headers={"Authorization": f"Bearer {other}"})
+    finally:
+        running.proc.stop()
+    assert [a.status_code for a in answers] == [404, 404, 429]
+    assert answers[2].json()["reason"] == "rate_limited"
+    assert answers[2].json()["retriable"] is True
+    assert 1 <= int(answers[2].headers["retry-after"]) <= 10  # when a whole token is back
+    assert elsewhere.status_code == 404

@@ -9,6 +9,7 @@ stable reason code; nothing a caller sends yields a 500.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections import Counter
@@ -131,7 +132,9 @@ class AuthGate:
         wait = self.rt.limit.take(who.name)
         if wait:
             detail = f"{who.name} is over its request rate; retry in {wait:.2f} s"
-            await problem(429, "rate_limited", detail, retriable=True)(scope, receive, send)
+            await problem(429, "rate_limited", detail, retriable=True, retry_after=math.ceil(wait))(
+                scope, receive, send
+            )
             return
         await self.app(scope, receive, send)
 
@@ -163,13 +166,20 @@ StreamSlot_ = Annotated[Caller, Depends(stream_slot)]
 
 
 def problem(
-    status: int, reason: str, detail: str, *, field: str | None = None, retriable: bool = False
+    status: int,
+    reason: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    retriable: bool = False,
+    retry_after: int = 1,
 ) -> JSONResponse:
+    """The one error answer: a ``Problem`` body, and the headers its status calls for."""
     headers: dict[str, str] = {}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if status in (429, 503):
-        headers["Retry-After"] = "1"
+        headers["Retry-After"] = str(retry_after)
     body = models.Problem(reason=reason, detail=detail, field=field, retriable=retriable)
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
