@@ -74,6 +74,7 @@ def start_gateway(cfg: Settings) -> tuple[GatewayProcess, str]:
         GATEWAY_AGENCY,
         free_port(),
         JOINTBUS_SECURITY_PROTOCOL=cfg.security_protocol,
+        JOINTBUS_ACK_DEADLINE_SECONDS=str(ACK_DEADLINE),  # its aggregate views use the router's rules
     ).start()
     return process, token
 

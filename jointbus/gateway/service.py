@@ -16,6 +16,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,9 @@ class Gateway:
         #: set when the inbox reader died: the process exits so its supervisor restarts it
         self.failed = asyncio.Event()
         self.failure: BaseException | None = None
-        self.rules = Rules()
+        #: the router's rules with the bus's acknowledgement deadline (the registry's policy,
+        #: when it sets one, takes precedence in both)
+        self.rules = Rules(ack_within=timedelta(seconds=cfg.ack_deadline_seconds))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
