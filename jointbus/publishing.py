@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jointbus import context, ui
-from jointbus.schemas.catalog import CURRENT, EventSpec, Payload
+from jointbus.schemas.catalog import CURRENT, EventSpec, Payload, family_of
 from jointbus.schemas.envelope import Envelope
 from jointbus.schemas.errors import JointbusError
 from jointbus.streams import keystore
@@ -47,20 +47,33 @@ def field_list(model: type[BaseModel]) -> str:
     return ", ".join(f"{name}{'' if f.is_required() else '?'}" for name, f in model.model_fields.items())
 
 
+class PayloadError(JointbusError):
+    """An event refused before signing (``unknown_type`` or ``schema``), naming the field
+    at fault (``type``, or ``data.<path>`` of the first payload problem)."""
+
+    def __init__(self, message: str, *, reason: str, field: str) -> None:
+        super().__init__(message, reason=reason)
+        self.field = field
+
+
 def checked(family: str, payload: object) -> EventSpec:
-    """The catalog entry of ``family`` if agencies publish it and ``payload`` fits it;
-    otherwise a ``JointbusError`` naming every problem (``unknown_type`` or ``schema``)."""
-    spec = CURRENT.get(family)
+    """The catalog entry of ``family`` (or a full type name: its family) if agencies publish
+    it and ``payload`` fits it; otherwise a ``PayloadError`` naming every problem."""
+    spec = CURRENT.get(family_of(family) if family.startswith("org.") else family)
     if spec is None or "agency" not in spec.publishers:
         agencies_send = sorted(f for f, s in CURRENT.items() if "agency" in s.publishers)
-        raise JointbusError(
+        raise PayloadError(
             f"{family!r} is not a family agencies publish; they publish: {', '.join(agencies_send)}",
             reason="unknown_type",
+            field="type",
         )
-    problems = payload_problems(spec.model, payload)
+    problems = payload_errors(spec.model, payload)
     if problems:
-        raise JointbusError(
-            f"{family} payload: {'; '.join(problems)} (fields: {field_list(spec.model)})", reason="schema"
+        raise PayloadError(
+            f"{spec.family} payload: {'; '.join(f'{where}: {what}' for where, what in problems)} "
+            f"(fields: {field_list(spec.model)})",
+            reason="schema",
+            field=f"data.{problems[0][0]}",
         )
     return spec
 

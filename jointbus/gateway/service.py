@@ -28,8 +28,8 @@ from jointbus.gateway import models
 from jointbus.gateway.errors import GatewayError, not_found
 from jointbus.gateway.store import GatewayStore, InboxRow, SentRow
 from jointbus.gateway.tokens import Caller
-from jointbus.publishing import payload_errors
-from jointbus.schemas.catalog import CURRENT, family_of, kind_of, parse_payload
+from jointbus.publishing import PayloadError, checked
+from jointbus.schemas.catalog import family_of, kind_of, parse_payload
 from jointbus.schemas.envelope import MAX_ENVELOPE_BYTES, Envelope, to_wire
 from jointbus.schemas.errors import ContractError
 from jointbus.schemas.families.governance import GOVERNANCE_SUBJECT
@@ -47,6 +47,8 @@ log = structlog.get_logger("jointbus.gateway")
 
 #: how often an open event stream asks whether its token still holds
 STILL_HELD_EVERY = 2.0
+#: GET /v1/registry follows the registry topic at most this often
+FOLLOW_EVERY = 2.0
 #: the aggregate kinds the gateway shows, by the path they are read at
 AGGREGATE_PATHS = {"clues": "clue", "checks": "jointcheck", "rectifications": "rectification"}
 
@@ -107,6 +109,7 @@ class Gateway:
         #: set when the inbox reader died: the process exits so its supervisor restarts it
         self.failed = asyncio.Event()
         self.failure: BaseException | None = None
+        self._followed_at = float("-inf")  # when GET /v1/registry last followed the topic
         #: the router's rules with the bus's acknowledgement deadline (the registry's policy,
         #: when it sets one, takes precedence in both)
         self.rules = Rules(ack_within=timedelta(seconds=cfg.ack_deadline_seconds))
@@ -253,7 +256,10 @@ class Gateway:
     async def _publish_new(
         self, caller: Caller, request: models.PublishRequest, idem_key: str | None, digest: str
     ) -> models.EventStatus:
-        family = family_checked(request.type, request.data)
+        try:
+            family = checked(request.type, request.data).family
+        except PayloadError as exc:
+            raise GatewayError(exc.message, reason=exc.reason, status=422, field=exc.field) from None
         registry = self.publisher.registry
         unknown = [r for r in request.to if not registry.is_agency(r)]
         if unknown or len(set(request.to)) != len(request.to):
@@ -469,8 +475,12 @@ class Gateway:
         )
 
     async def registry_info(self) -> models.RegistryInfo:
-        """The registry version in force, followed from the registry topic first."""
-        await self.publisher.follow_registry()
+        """The registry version in force, followed from the registry topic first (at most
+        every ``FOLLOW_EVERY`` seconds: each follow reads the topic with a new consumer)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._followed_at >= FOLLOW_EVERY:
+            self._followed_at = now
+            await self.publisher.follow_registry()
         reg = self.publisher.registry
         return models.RegistryInfo(
             version=reg.version,
@@ -488,14 +498,15 @@ def _history(sent: list[SentRow], received: list[InboxRow]) -> list[tuple[models
     """Sent and received events of one subject in time order, each with its envelope."""
     steps: list[tuple[models.HistoryEntry, Envelope]] = []
     for s in sent:
-        env = Envelope.model_validate(json.loads(s.wire))
+        raw = json.loads(s.wire)
+        env = Envelope.model_validate(raw)
         steps.append(
             (
                 models.HistoryEntry(
                     id=s.event_id, type=s.type, direction="sent", sender=env.sender,
                     recipients=s.recipients, time=s.time, decision=s.decision or "pending",
                     reason=s.reason, causation=env.causationid, correlation=env.correlationid,
-                    data=_own_data(s),
+                    data={} if env.sealed else raw["data"],  # a sealed one's content is not kept
                 ),
                 env,
             )
@@ -514,36 +525,6 @@ def _history(sent: list[SentRow], received: list[InboxRow]) -> list[tuple[models
         )  # fmt: skip
     steps.sort(key=lambda s: (parse_time(s[0].time), s[0].id))
     return steps
-
-
-def _own_data(row: SentRow) -> dict[str, Any]:
-    """The payload of an event this agency sent: plain in its wire, or (sealed) not kept."""
-    env = json.loads(row.wire)
-    data: dict[str, Any] = env["data"]
-    return {} if env.get("datacontenttype", "").endswith("sealed+json") else data
-
-
-def family_checked(event_type: str, data: dict[str, Any]) -> str:
-    """The family of ``event_type`` if agencies publish it and ``data`` fits it; otherwise a
-    422 naming the first field at fault (every problem in the detail)."""
-    family = family_of(event_type) if event_type.startswith("org.") else event_type
-    spec = CURRENT.get(family)
-    if spec is None or "agency" not in spec.publishers:
-        raise GatewayError(
-            f"{event_type!r} is not a type agencies publish (GET /v1/catalog lists them)",
-            reason="unknown_type",
-            status=422,
-            field="type",
-        )
-    problems = payload_errors(spec.model, data)
-    if problems:
-        raise GatewayError(
-            "; ".join(f"{where}: {what}" for where, what in problems),
-            reason="schema",
-            status=422,
-            field=f"data.{problems[0][0]}",
-        )
-    return family
 
 
 def event_status(
