@@ -96,6 +96,8 @@ class Router:
         #: ``jointbus.registry`` again after a restart (keyed by version: a repeat is harmless)
         self.versions: dict[int, Output] = {}
         self.counts = {"internal_error": 0, "quarantined": 0, "history_mismatch": 0}
+        #: leaves the audit log holds (set by the rebuild): the index the next record takes
+        self.leaves = 0
 
     @property
     def registry(self) -> Registry:
@@ -140,6 +142,7 @@ class Router:
             outcome = self.ledger.refused(topic, partition, offset, Reason.INTERNAL, type(exc).__name__)
             routed = self._last_resort(data, topic, outcome, timestamp_ms)
         self.ledger.commit(outcome)
+        routed = self._numbered(routed)
         assert routed.record is not None
         self._remember(routed.record)
         self._track_due(outcome)
@@ -364,7 +367,17 @@ class Router:
                 self.overdue_open.add(subject)
             except Exception as exc:  # contained: quarantine this aggregate, scan the rest
                 routed.append(self._quarantine(subject, now, exc))
-        return routed
+        return [self._numbered(r) for r in routed]
+
+    def _numbered(self, routed: Routed) -> Routed:
+        """``routed`` with its audit record stamped with the leaf index it takes (its
+        position is new: a decision written again keeps the number it had)."""
+        if routed.record is None:
+            return routed
+        record = routed.record.model_copy(update={"leaf": self.leaves})
+        self.leaves += 1
+        assert routed.outputs[-1].topic == AUDIT_TOPIC  # the audit record is always last
+        return Routed(record, [*routed.outputs[:-1], _audit(record)], routed.again)
 
     def _alerts(self, subject: str, now: datetime) -> list[Routed]:
         state = self.ledger.aggregate(subject)

@@ -4,10 +4,16 @@ faust consumes the outboxes (group membership, partition assignment, offset comm
 router's memory is rebuilt from the audit log at start (``Router.fold``), not kept in a
 changelog, so what the router remembers is exactly what the log holds.
 
-Writes are ordered and checked (``OrderedWriter``): an input is acknowledged to faust, and
-so its offset committed, only once every output it produced is on the broker. If a write
-fails, routing stops, the producer is replaced, the memory is rebuilt from what the log
-really holds, and every unacknowledged input is routed again, in order, until written.
+Writes are ordered, checked and fenced (``OrderedWriter``): the outputs of a batch of inputs
+go to the broker in one Kafka transaction, and an input is acknowledged to faust, and so its
+offset committed, only once that transaction is committed. If a write fails, routing stops,
+the producer is replaced, the memory is rebuilt from what the log really holds, and every
+unacknowledged input is routed again, in order, until written.
+
+Several workers may run; one leads (``jointbus.streams.lease``) and the others stand by. The
+transactional id is the same for every worker, so the leader's first act fences every
+earlier one: a leader that stalled and lost its lease can write nothing more, and what it
+had not committed is aborted. Readers of the router's topics read committed records only.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import socket
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -26,6 +34,7 @@ import faust
 import faust.tables
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import ProducerFenced, TransactionalIdAuthorizationFailed
 
 from jointbus.agents.routing import HEADERS, Routed, Router, outputs_of
 from jointbus.schemas.catalog import spec_of
@@ -38,16 +47,38 @@ from jointbus.streams import keystore, metrics
 from jointbus.streams.broker import probe
 from jointbus.streams.errors import KafkaAuthenticationError, KafkaAuthorizationError, KafkaProtocolError
 from jointbus.streams.faustapp import make_app
+from jointbus.streams.lease import Lease
 from jointbus.streams.reader import read_topic
 from jointbus.streams.registry_feed import follow
-from jointbus.streams.security import kafka_kwargs
+from jointbus.streams.security import ROUTER_APP, kafka_kwargs
 from jointbus.streams.settings import Settings
 from jointbus.streams.topics import AUDIT_TOPIC, outbox, registry_header
 
 log = structlog.get_logger("jointbus.worker")
-APP_ID = "jointbus-router"
-#: inputs whose outputs may be in flight at once (beyond it, routing waits for the broker)
+APP_ID = ROUTER_APP
+#: the router's transactional id, one per cluster: a starting router fences every earlier one
+TRANSACTIONAL_ID = APP_ID
+#: the lease group the workers join; the one that holds it routes
+LEASE_GROUP = f"{APP_ID}-lease"
+#: inputs whose outputs may be in one transaction (beyond it, routing waits for the commit)
 WINDOW = 2000
+#: how long a transaction gathers outputs before it is committed (latency for fewer commits)
+COMMIT_EVERY = 0.02
+#: bounds on the broker's confirmation of a transaction's sends, and of its commit
+SENT_WITHIN = 60.0
+COMMITTED_WITHIN = 60.0
+#: exit statuses of a worker that must stop routing because another one leads
+EXIT_FENCED = 75
+EXIT_LEASE_LOST = 76
+
+
+def stop_now(status: int, why: str) -> None:
+    """End the process at once: another router leads, and nothing this one still has in
+    flight may be retried (a retry with a new producer would fence the leader)."""
+    log.critical(why, exit_status=status)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(status)
 
 
 def new_router(settings: Settings, registry: Registry) -> Router:
@@ -62,20 +93,19 @@ def new_router(settings: Settings, registry: Registry) -> Router:
 async def rebuild(router: Router, bootstrap: str, **kafka: Any) -> int:
     """Fold every leaf of the audit log into ``router`` (first record of each position)."""
     seen: set[str] = set()
-    leaves = 0
     async for _, key, value in read_topic(bootstrap, AUDIT_TOPIC, **kafka):
         position = (key or b"").decode("utf-8", errors="replace")
-        if position in seen:
+        if key is not None and position in seen:
             continue
         seen.add(position)
+        router.leaves += 1  # a leaf even if unreadable: the tree counts it
         try:
             record = AuditRecord.model_validate_json(value)
         except ValueError:
             log.error("unreadable audit record skipped", position=position[:120])
             continue
         router.fold(record)
-        leaves += 1
-    return leaves
+    return router.leaves
 
 
 Ack = Callable[[], Awaitable[object]]
@@ -91,8 +121,11 @@ class OrderedWriter:
     only once all its outputs are on the broker; recovers from a failed write by routing
     every unacknowledged input again with a new producer and a rebuilt memory."""
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(
+        self, settings: Settings, registry: Registry, leads: Callable[[], bool] = lambda: True
+    ) -> None:
         self.settings = settings
+        self.leads = leads  # whether this worker still holds the lease
         self.registry = registry
         self.kafka = kafka_kwargs(settings, ROUTER)
         self.router = new_router(settings, registry)
@@ -104,15 +137,18 @@ class OrderedWriter:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._broken: Exception | None = None  # a send of this producer failed at once
+        self._open = False  # a transaction has begun on this producer
         self._acker: asyncio.Task[None] | None = None
         self.recoveries = 0
+        self.commits = 0
 
     async def start(self) -> None:
-        """Rebuild the memory from the audit log and open the producer."""
+        """Open the producer, fencing every earlier router, then rebuild the memory from the
+        audit log: only once no earlier router can write is the log final."""
         async with self.lock:
-            self.router, leaves = await self._rebuilt()
             self._producer = await self._new_producer()
-            self._acker = asyncio.create_task(self._ack_in_order())
+            self.router, leaves = await self._rebuilt()
+            self._acker = asyncio.create_task(self._commit_in_order())
             await self._resend_recent_alerts()
         log.info("router memory rebuilt from the audit log", leaves=leaves)
         self.ready.set()
@@ -143,9 +179,14 @@ class OrderedWriter:
                 await asyncio.sleep(1.0)
 
     async def _new_producer(self) -> AIOKafkaProducer:
+        """A started transactional producer with its first transaction begun: its id's
+        epoch is bumped, so every earlier producer of the router is fenced and its open
+        transaction aborted."""
         while True:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.bootstrap_servers,
+                transactional_id=TRANSACTIONAL_ID,
+                transaction_timeout_ms=15_000,
                 acks="all",
                 enable_idempotence=True,
                 linger_ms=2,
@@ -156,11 +197,19 @@ class OrderedWriter:
             )
             try:
                 await producer.start()
-                return producer
+                await asyncio.wait_for(producer.begin_transaction(), 30.0)
+            except TransactionalIdAuthorizationFailed:
+                log.critical("the router may not use its transactional id", transactional_id=TRANSACTIONAL_ID)
+                await _stopped(producer)
+                raise
             except Exception as exc:  # broker away: keep trying, nothing moves meanwhile
                 log.warning("producer not started; retrying", error=repr(exc)[:200])
-                await producer.stop()
+                await _stopped(producer)
                 await asyncio.sleep(1.0)
+                continue
+            self._open = True
+            _on_fenced(producer)
+            return producer
 
     async def route(self, source: Source, ack: Ack) -> None:
         """Decide one outbox record and send its outputs; ``ack`` runs once they are written."""
@@ -197,6 +246,9 @@ class OrderedWriter:
         assert self._producer is not None
         futures: list[Any] = []
         try:
+            if not self._open and routed.outputs:
+                await self._producer.begin_transaction()
+                self._open = True
             for out in routed.outputs:
                 if self._broken is not None:  # nothing may overtake an output that failed
                     raise self._broken
@@ -207,7 +259,6 @@ class OrderedWriter:
                 )
                 futures.append(await self._producer.send(out.topic, out.value, key=out.key, headers=headers))
         except Exception as exc:  # a send refused at once fails like a late failure
-            metrics.PRODUCE_ERRORS.labels("worker").inc()
             self._broken = exc
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
@@ -215,54 +266,78 @@ class OrderedWriter:
         self._pending.append((source, ack, futures))
         self._wake.set()
 
-    async def _ack_in_order(self) -> None:
-        """The acknowledging task: never dies while the worker runs."""
+    async def _commit_in_order(self) -> None:
+        """The committing task: never dies while the worker runs."""
         while True:
             try:
-                await self._ack_next()
-            except Exception:  # contained: log, breathe, carry on with the same head
-                log.exception("acknowledging failed; retrying")
+                await self._commit_next()
+            except Exception:  # contained: log, breathe, carry on with the same inputs
+                log.exception("committing failed; retrying")
                 await asyncio.sleep(1.0)
 
-    async def _ack_next(self) -> None:
+    async def _commit_next(self) -> None:
+        """Commit the open transaction once its sends are confirmed, then acknowledge its
+        inputs in order; a failure routes them all again (``_recover``)."""
         if not self._pending:
             self._wake.clear()
             await self._wake.wait()
             return
-        _, ack, futures = self._pending[0]
-        if not all(f.done() for f in futures):
-            await asyncio.wait(futures)
-        errors = [e for e in map(_failure, futures) if e is not None]
-        if errors:
-            self._broken = self._broken or Exception(repr(errors[0]))  # stop sending at once
-            await self._recover(errors[0])
-            return
-        self._pending.popleft()
-        if len(self._pending) < WINDOW:
+        if len(self._pending) < WINDOW:  # let a batch gather: one commit for many inputs
+            await asyncio.sleep(COMMIT_EVERY)
+        async with self.lock:
+            items = list(self._pending)
+            error = await _confirmed([f for _, _, futures in items for f in futures])
+            if error is None:
+                error = await self._commit()
+            if error is not None:
+                self._broken = self._broken or Exception(repr(error))  # stop sending at once
+                await self._recover(error)
+                return
+            self._pending.clear()
             self._room.set()
-        if ack is not None:
-            await ack()
+        for _, ack, _ in items:
+            if ack is not None:
+                await ack()
+
+    async def _commit(self) -> BaseException | None:
+        """Commit the open transaction (if one began); the failure, if any."""
+        assert self._producer is not None
+        if not self._open:
+            return None
+        try:
+            await asyncio.wait_for(self._producer.commit_transaction(), COMMITTED_WITHIN)
+        except ProducerFenced:
+            stop_now(EXIT_FENCED, "fenced: another router has taken over; this one stops")
+        except Exception as exc:
+            return exc
+        self._open = False
+        self.commits += 1
+        return None
 
     async def _recover(self, error: BaseException) -> None:
-        """A write failed: nothing after it is acknowledged; route it all again."""
-        async with self.lock:
-            self.recoveries += 1
-            log.error("write failed; routing stopped until it is written", error=repr(error)[:300])
-            items = list(self._pending)
-            for _, _, futures in items:  # let every send of the old producer settle
-                await asyncio.gather(*futures, return_exceptions=True)
-            assert self._producer is not None
-            await self._producer.stop()
-            self.router, _ = await self._rebuilt(patient=True)
-            self._producer = await self._new_producer()
-            self._broken = None
-            self._pending.clear()  # only now: a failure above leaves them for the next try
-            await self._resend_recent_alerts()
-            for source, ack, _ in items:
-                if source is None:
-                    continue  # alerts: the log's are sent again above, the next scan raises the rest
-                await self._send(source, ack, self._decide(source))
-            log.info("recovered: inputs routed again", inputs=len(items))
+        """A write failed: nothing after it is acknowledged; route it all again. Called
+        with the lock held."""
+        if isinstance(error, ProducerFenced):
+            stop_now(EXIT_FENCED, "fenced: another router has taken over; this one stops")
+        if not self.leads():  # a new producer would fence the router that leads now
+            stop_now(EXIT_LEASE_LOST, "lease lost while a write failed; this router stops")
+        self.recoveries += 1
+        metrics.PRODUCE_ERRORS.labels("worker").inc()
+        log.error("write failed; routing stopped until it is written", error=repr(error)[:300])
+        items = list(self._pending)
+        assert self._producer is not None
+        await _stopped(self._producer)
+        # the new producer aborts the old one's transaction before the log is read again
+        self._producer = await self._new_producer()
+        self.router, _ = await self._rebuilt(patient=True)
+        self._broken = None
+        self._pending.clear()  # only now: a failure above leaves them for the next try
+        await self._resend_recent_alerts()
+        for source, ack, _ in items:
+            if source is None:
+                continue  # alerts: the log's are sent again above, the next scan raises the rest
+            await self._send(source, ack, self._decide(source))
+        log.info("recovered: inputs routed again", inputs=len(items))
 
     async def _resend_recent_alerts(self) -> None:
         """Write again the deliveries of the alerts the log holds most recently: an alert's
@@ -279,6 +354,41 @@ def _failure(future: asyncio.Future[Any]) -> BaseException | None:
     if future.cancelled():
         return asyncio.CancelledError("send cancelled")
     return future.exception()
+
+
+async def _confirmed(futures: list[Any]) -> BaseException | None:
+    """Wait (bounded) until the broker confirmed every send; the first failure, or None.
+    A fenced producer's sends stop the process: it no longer leads."""
+    if futures:
+        _, waiting = await asyncio.wait(futures, timeout=SENT_WITHIN)
+        if waiting:
+            return TimeoutError(f"{len(waiting)} sends not confirmed within {SENT_WITHIN:g} s")
+    for error in map(_failure, futures):
+        if isinstance(error, ProducerFenced):
+            stop_now(EXIT_FENCED, "fenced: another router has taken over; this one stops")
+        if error is not None:
+            return error
+    return None
+
+
+def _on_fenced(producer: AIOKafkaProducer) -> None:
+    """Stop the process the moment ``producer`` is fenced: aiokafka's sender task then
+    ends with ``ProducerFenced`` and the sends it still held would wait forever."""
+    sender: asyncio.Task[None] = producer._sender.sender_task
+
+    def ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and isinstance(task.exception(), ProducerFenced):
+            stop_now(EXIT_FENCED, "fenced: another router has taken over; this one stops")
+
+    sender.add_done_callback(ended)
+
+
+async def _stopped(producer: AIOKafkaProducer) -> None:
+    """Stop a producer that may be broken (bounded; a failure to stop is logged)."""
+    try:
+        await asyncio.wait_for(producer.stop(), 10.0)
+    except Exception as exc:
+        log.warning("producer not stopped cleanly", error=repr(exc)[:200])
 
 
 class TableManager(faust.tables.TableManager):
@@ -305,10 +415,11 @@ def _family(record: AuditRecord) -> str:
         return "unknown"
 
 
-def build_worker(settings: Settings) -> faust.App:
-    """The faust app with the router agent and the deadline timer, ready to run."""
+def build_worker(settings: Settings, leads: Callable[[], bool] = lambda: True) -> faust.App:
+    """The faust app with the router agent and the deadline timer, ready to run (once this
+    worker leads: ``leads`` says whether it still does)."""
     registry = keystore.load_registry(settings.keystore_dir)  # the genesis: the log derives the rest
-    writer = OrderedWriter(settings, registry)
+    writer = OrderedWriter(settings, registry, leads)
     members = in_force(settings, registry).agency_ids  # members admitted since the genesis too
     if settings.worker_instance_id is None:
         # static membership gives a restarted worker its old partitions back without a new
@@ -408,9 +519,25 @@ def in_force(settings: Settings, genesis: Registry) -> Registry:
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
-    """Run the worker in the foreground until SIGINT/SIGTERM."""
+    """Run the worker in the foreground until SIGINT/SIGTERM: stand by until it holds the
+    router lease, then route until it stops (and hand the lease over) or loses it (exit)."""
     wait_for_kafka(settings)
     metrics.serve(settings.metrics_port, "worker", settings.metrics_host)
-    app = build_worker(settings)
+    lease = Lease(
+        settings.bootstrap_servers,
+        AUDIT_TOPIC,
+        LEASE_GROUP,
+        lambda: stop_now(EXIT_LEASE_LOST, "lease lost: another router leads; this one stops"),
+        name=settings.worker_instance_id or f"{socket.gethostname()}-{os.getpid()}",
+        **kafka_kwargs(settings, ROUTER),
+    )
+    lease.start()
+    lease.acquired.wait()  # a standby waits here (SIGTERM ends it as it would any process)
+    metrics.ROUTER_LEADS.set(1)
+    # built only now: a standby that takes over reads the outboxes of the members in force now
+    app = build_worker(settings, lambda: lease.holding)
     worker = Worker(app, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        lease.release()

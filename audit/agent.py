@@ -200,7 +200,11 @@ class AuditLog:
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the audit topic until ``stop`` is set, signing checkpoints as they fall due."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, **self.kafka
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",  # a fenced router's aborted writes are no leaves
+            **self.kafka,
         )
         await consumer.start()
         try:

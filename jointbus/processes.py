@@ -93,10 +93,21 @@ class JointbusProcess:
 
 
 class WorkerProcess(JointbusProcess):
-    """`jointbus worker`: the router and deadline agents."""
+    """`jointbus worker`: the router and deadline agents (ready once it leads and routes)."""
 
     args = ("worker",)
     ready_mark = "Worker]: Ready"
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` (e.g. SIGSTOP, SIGCONT) to the worker."""
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+
+class StandbyWorkerProcess(WorkerProcess):
+    """`jointbus worker` started while another leads: ready once it stands by."""
+
+    ready_mark = "standing by"
 
 
 class AuditProcess(JointbusProcess):

@@ -29,7 +29,9 @@ class AuditRecord(BaseModel):
     ``sender`` is the sender of record: the agency whose outbox the record came from (the
     authenticated Kafka writer), whatever the event claims; the router for its own events.
     ``prev`` is the offset of the previous decision of the same outbox partition (None for
-    a partition's first), so a missing decision leaves a visible hole.
+    a partition's first), so a missing decision leaves a visible hole. ``leaf`` is the index
+    the record takes in the log's Merkle tree, so a deleted or moved leaf is named at once
+    (the log's Kafka offsets have gaps: each transaction's commit marker takes one).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -50,6 +52,8 @@ class AuditRecord(BaseModel):
     prev: int | None = None
     #: the registry version the decision was made under (governance changes it live)
     registry_version: int | None = None
+    #: the leaf index this record takes (None in logs written before it was kept)
+    leaf: Annotated[int, Field(ge=0)] | None = None
 
     def to_bytes(self) -> bytes:
         """The canonical bytes of the record: what the Merkle leaf hashes."""

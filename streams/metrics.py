@@ -26,6 +26,9 @@ ROUTING_SECONDS = Histogram(
     "From an outbox record's append by the broker to the router's decision on it",
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
 )
+ROUTER_LEADS = Gauge(
+    "jointbus_router_leads", "1 while this worker holds the router lease and routes, 0 on standby"
+)
 OUTBOX_LAG = Gauge(
     "jointbus_outbox_lag_records",
     "Records of an outbox partition not yet decided by this worker",

@@ -48,13 +48,13 @@ async def read_topic(
         tp = TopicPartition(topic, 0)
         end = (await consumer.end_offsets([tp]))[tp]
         consumer.seek(tp, start)
-        position = start
-        while follow or position < end:
+        while follow or await consumer.position(tp) < end:
+            # the position, not the last record's offset: a transaction's commit marker, or
+            # records it aborted, take offsets a committed reader never sees
             batch = await consumer.getmany(tp, timeout_ms=1000, max_records=2000)
             for record in batch.get(tp, []):
-                position = record.offset + 1
                 yield record.offset, record.key, record.value
-                if not follow and position >= end:
+                if not follow and record.offset + 1 >= end:
                     return
     finally:
         await consumer.stop()

@@ -195,7 +195,12 @@ class Publisher:
     async def _watcher(self) -> AIOKafkaConsumer:
         """A reader of this agency's inbox positioned at its end (before the send)."""
         if self._watch is None:
-            watch = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, **self._kafka)
+            watch = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap,
+                group_id=None,
+                isolation_level="read_committed",
+                **self._kafka,
+            )
             await start_client(watch, self._bootstrap, self._kafka)
             tps = [
                 TopicPartition(inbox(self.agency), p)

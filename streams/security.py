@@ -39,7 +39,7 @@ ADMIN = "admin"
 ROUTER_APP = "jointbus-router"  # the faust app id: its group and its changelog topics' prefix
 
 # Kafka protocol codes (org.apache.kafka.common.acl / resource)
-TOPIC, GROUP, CLUSTER = 2, 3, 4
+TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID = 2, 3, 4, 5
 LITERAL, PREFIXED = 3, 4
 ALL, READ, WRITE, CREATE, DESCRIBE, DESCRIBE_CONFIGS = 2, 3, 4, 5, 8, 10
 ALLOW = 3
@@ -149,7 +149,9 @@ def acl_plan(agencies: Iterable[str]) -> list[Acl]:
     topic(ROUTER, REGISTRY_TOPIC, READ)
     topic(ROUTER, REGISTRY_TOPIC, WRITE)  # each registry version governance brings into force
     topic(ROUTER, f"{ROUTER_APP}-", ALL, pattern=PREFIXED)  # faust changelogs
-    group(ROUTER, ROUTER_APP)
+    group(ROUTER, ROUTER_APP)  # and the workers' lease group, ROUTER_APP-lease
+    # the routers' one transactional id: whichever starts fences the others' writes
+    rules.extend(Acl(ROUTER, op, TRANSACTIONAL_ID, ROUTER_APP, LITERAL) for op in (WRITE, DESCRIBE))
     rules.append(Acl(ROUTER, CREATE, CLUSTER, "kafka-cluster"))  # faust declares its changelogs
     rules.append(Acl(ROUTER, DESCRIBE_CONFIGS, CLUSTER, "kafka-cluster"))
     topic(AUDIT, AUDIT_TOPIC, READ)

@@ -7,18 +7,28 @@ import json
 import os
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
+from jointbus.audit.completeness import check_complete, outbox_records
+from jointbus.audit.leaves import LeafRule
+from jointbus.audit.verifier import Report, Verifier
+from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import Keyring, new_federation, revoke, rotate
+from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import Registry
 from jointbus.streams import keystore
-from jointbus.streams.sdk import Delivery, Subscriber
+from jointbus.streams.reader import read_topic
+from jointbus.streams.sdk import Delivery, Publisher, Subscriber
+from jointbus.streams.topics import AUDIT_TOPIC, outbox
 
 T = TypeVar("T")
 
@@ -115,9 +125,6 @@ async def eventually(
 async def audit_settled(bootstrap: str, leaves: int, within: float = 60.0) -> None:
     """Wait (bounded) until the audit topic holds ``leaves`` leaves: a recipient can see an
     event before its audit record (another partition) is flushed."""
-    from jointbus.audit.leaves import LeafRule
-    from jointbus.streams.reader import read_topic
-    from jointbus.streams.topics import AUDIT_TOPIC
 
     async def enough() -> int | None:
         rule = LeafRule()
@@ -219,3 +226,60 @@ def play_demo(cwd: Path) -> tuple[dict[str, str], subprocess.CompletedProcess[st
         cwd=cwd,
     )
     return env, played
+
+
+async def decisions_are_complete(bootstrap: str, registry: Registry, sent: list[str]) -> Report:
+    """Each published event decided exactly once (decisions = leaves = published), the log
+    verifies, and every outbox record has its decision."""
+    await audit_settled(bootstrap, len(sent))
+    rule, leaves = LeafRule(), []
+    outboxes = await outbox_records(bootstrap, [outbox(a) for a in sorted(registry.agency_ids)])
+    verifier = Verifier(registry, [], outboxes=outboxes)  # each decision about what was sent
+    async for offset, key, value in read_topic(bootstrap, AUDIT_TOPIC):
+        verifier.feed(offset, key, value)
+        if rule.admit(key):
+            leaves.append(AuditRecord.model_validate_json(value))
+    report = verifier.finish()
+    decided = [r.event_id for r in leaves if r.decision == "accepted"]
+    assert sorted(decided) == sorted(sent), "each decision exactly once in the audit log"
+    complete = check_complete(verifier.decided, outboxes, now_ms=int(time.time() * 1000), grace_ms=0)
+    assert complete.positions == complete.decided == len(sent)
+    return report
+
+
+async def publish_through_faults(
+    bootstrap: str,
+    registry: Registry,
+    rings: dict[str, Keyring],
+    more: Callable[[], bool],
+    sent: list[str],
+    pause: float,
+    on_sent: Callable[[], None] = lambda: None,
+    recipients: tuple[str, ...] = ("cq-jiangjin", "sc-neijiang"),
+) -> None:
+    """sc-yibin publishes rectifications while ``more()`` says so, retrying each through
+    broker restarts (bounded: 60 s an event), appending each id to ``sent`` once the broker
+    has it."""
+    async with Publisher(
+        "sc-yibin", rings["sc-yibin"], registry, bootstrap, request_timeout_ms=60_000
+    ) as pub:
+        i = 0
+        while more():
+            i += 1
+            envelope = pub.build(
+                "rectification.issued",
+                f"rectification/{uuid.uuid4()}",
+                list(recipients),
+                {"responsible_unit": f"单位{i}", "problem": "问题", "deadline": "2099-12-31"},
+            )
+            for attempt in range(120):
+                try:
+                    await (await pub.send_wire(to_wire(envelope), envelope["subject"]))
+                    break
+                except KafkaError:
+                    if attempt == 119:
+                        raise
+                    await asyncio.sleep(0.5)
+            sent.append(envelope["id"])
+            on_sent()
+            await asyncio.sleep(pause)

@@ -7,27 +7,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka.errors import KafkaError
 
-from jointbus.audit.completeness import check_complete, outbox_records
-from jointbus.audit.leaves import LeafRule
-from jointbus.audit.verifier import Report, Verifier
 from jointbus.processes import WorkerProcess
-from jointbus.schemas.envelope import to_wire
-from jointbus.schemas.keys import Keyring
-from jointbus.schemas.records import AuditRecord
-from jointbus.schemas.registry import Registry
 from jointbus.streams.broker import LocalBroker
-from jointbus.streams.reader import read_topic
-from jointbus.streams.sdk import Publisher
-from jointbus.streams.topics import AUDIT_TOPIC, outbox
 from tests.conftest import _broker
-from tests.harness import audit_settled, first_deliveries, make_federation
+from tests.harness import decisions_are_complete, first_deliveries, make_federation, publish_through_faults
 from tests.stats import STATS
 
 pytestmark = pytest.mark.broker
@@ -37,62 +25,6 @@ TAIL = 100
 #: a bound on the events of the kill test: the chaos must be over before it (fails loudly)
 MAX_EVENTS = 3000
 RECIPIENTS = ["cq-jiangjin", "sc-neijiang"]
-
-
-async def decisions_are_complete(bootstrap: str, registry: Registry, sent: list[str]) -> Report:
-    """Each published event decided exactly once (decisions = leaves = published), the log
-    verifies, and every outbox record has its decision."""
-    await audit_settled(bootstrap, len(sent))
-    rule, leaves = LeafRule(), []
-    outboxes = await outbox_records(bootstrap, [outbox(a) for a in sorted(registry.agency_ids)])
-    verifier = Verifier(registry, [], outboxes=outboxes)  # each decision about what was sent
-    async for offset, key, value in read_topic(bootstrap, AUDIT_TOPIC):
-        verifier.feed(offset, key, value)
-        if rule.admit(key):
-            leaves.append(AuditRecord.model_validate_json(value))
-    report = verifier.finish()
-    decided = [r.event_id for r in leaves if r.decision == "accepted"]
-    assert sorted(decided) == sorted(sent), "each decision exactly once in the audit log"
-    complete = check_complete(verifier.decided, outboxes, now_ms=int(time.time() * 1000), grace_ms=0)
-    assert complete.positions == complete.decided == len(sent)
-    return report
-
-
-async def publish_through_faults(
-    bootstrap: str,
-    registry: Registry,
-    rings: dict[str, Keyring],
-    more: Callable[[], bool],
-    sent: list[str],
-    pause: float,
-    on_sent: Callable[[], None] = lambda: None,
-) -> None:
-    """sc-yibin publishes rectifications while ``more()`` says so, retrying each through
-    broker restarts (bounded: 60 s an event), appending each id to ``sent`` once the broker
-    has it."""
-    async with Publisher(
-        "sc-yibin", rings["sc-yibin"], registry, bootstrap, request_timeout_ms=60_000
-    ) as pub:
-        i = 0
-        while more():
-            i += 1
-            envelope = pub.build(
-                "rectification.issued",
-                f"rectification/{uuid.uuid4()}",
-                RECIPIENTS,
-                {"responsible_unit": f"单位{i}", "problem": "问题", "deadline": "2099-12-31"},
-            )
-            for attempt in range(120):
-                try:
-                    await (await pub.send_wire(to_wire(envelope), envelope["subject"]))
-                    break
-                except KafkaError:
-                    if attempt == 119:
-                        raise
-                    await asyncio.sleep(0.5)
-            sent.append(envelope["id"])
-            on_sent()
-            await asyncio.sleep(pause)
 
 
 @pytest.fixture(scope="module")

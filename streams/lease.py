@@ -1,0 +1,187 @@
+"""One leader among several processes: a lease held through a Kafka consumer group.
+
+Every candidate joins one consumer group subscribed to a single-partition topic it never
+reads from. The member assigned partition 0 holds the lease; the others stand by. The
+assignment is sticky: the holder says so in its join metadata and keeps the partition when a
+standby joins or leaves. When the holder dies, the coordinator drops it once its session
+expires and gives the partition to a standby; a holder that stops cleanly leaves the group,
+and a standby takes over at once.
+
+A lease says who *should* write; it cannot stop a holder that stalled (a long pause, a
+network split) from writing after it lost. Whatever the holder writes must therefore be
+fenced as well: the router writes through a transactional producer, and the new holder's
+first act fences the old one (``agents/worker.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
+
+log = structlog.get_logger("jointbus.lease")
+
+#: join metadata of the member that holds the lease
+HOLDER = b"jointbus-lease-holder"
+#: how long a dead holder keeps the lease (the broker's smallest session by default)
+SESSION_TIMEOUT_MS = 6000
+HEARTBEAT_MS = 1000
+
+
+def _assignor(lease: Lease) -> type[AbstractPartitionAssignor]:
+    """The group's assignor: partition 0 to the member that holds it, else to one member
+    (the first by member id); nothing to anyone else."""
+
+    class LeaseAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
+        name = "jointbus-lease"
+        version = 0
+
+        @classmethod
+        def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+            return ConsumerProtocolMemberMetadata(cls.version, list(topics), HOLDER if lease.holding else b"")
+
+        @classmethod
+        def assign(
+            cls, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata]
+        ) -> dict[str, ConsumerProtocolMemberAssignment]:
+            return {
+                member: ConsumerProtocolMemberAssignment(
+                    cls.version, [(lease.topic, [0])] if member == chosen else [], b""
+                )
+                for chosen in [choose(members)]
+                for member in members
+            }
+
+        @classmethod
+        def on_assignment(cls, assignment: ConsumerProtocolMemberAssignment) -> None:
+            pass
+
+    return LeaseAssignor
+
+
+def choose(members: Mapping[str, ConsumerProtocolMemberMetadata]) -> str:
+    """The member that gets the lease: the one holding it (the first, should a split ever
+    leave two claiming it), else the first by member id."""
+    holders = sorted(m for m, meta in members.items() if meta.user_data == HOLDER)
+    return holders[0] if holders else min(members)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, lease: Lease, consumer: AIOKafkaConsumer) -> None:
+        self.lease = lease
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        """Nothing: with eager rebalancing everything is revoked before every assignment;
+        what counts is whether the new assignment still holds partition 0."""
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.consumer.pause(*assigned)  # the topic is a token, never read
+        self.lease.assigned(holds(assigned))
+
+
+class Lease:
+    """A lease named by a consumer ``group`` on the single-partition ``topic``, held in a
+    thread of its own so that it keeps its session whatever the caller's loop does.
+
+    ``acquired`` is set once this process holds the lease; ``on_lost`` is called (in the
+    lease's thread) if it ever stops holding it, and must stop the holder's work.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        on_lost: Callable[[], None],
+        *,
+        name: str = "",
+        **kafka: Any,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group = group
+        self.name = name
+        self.kafka = kafka
+        self.on_lost = on_lost
+        self.holding = False
+        self.acquired = threading.Event()
+        self.standing_by = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    def assigned(self, holds: bool) -> None:
+        """The group's new assignment: holds partition 0 or not."""
+        if holds and not self.holding:
+            self.holding = True
+            log.info("lease acquired: this process leads", group=self.group, name=self.name)
+            self.acquired.set()
+        elif not holds and self.holding:
+            self.holding = False
+            log.critical("lease lost: another process leads now", group=self.group, name=self.name)
+            self.on_lost()
+        elif not holds and not self.standing_by.is_set():
+            log.info("lease held elsewhere: standing by", group=self.group, name=self.name)
+            self.standing_by.set()
+
+    def start(self) -> None:
+        """Join the group in a background thread (returns at once)."""
+        self._thread = threading.Thread(target=self._run_thread, name=f"lease-{self.group}", daemon=True)
+        self._thread.start()
+
+    def release(self, within: float = 10.0) -> None:
+        """Leave the group (a standby takes over at once) and end the thread."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(within)
+
+    def _run_thread(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        while not self._stop.is_set():
+            try:
+                await self._hold()
+            except Exception as exc:  # the broker away at start: keep trying, never hold by default
+                log.warning("lease group not joined; retrying", group=self.group, error=repr(exc)[:200])
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 1.0)
+
+    async def _hold(self) -> None:
+        assert self._stop is not None
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            client_id=f"{self.group}-{self.name}" if self.name else self.group,
+            enable_auto_commit=False,
+            partition_assignment_strategy=(_assignor(self),),
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_MS,
+            rebalance_timeout_ms=SESSION_TIMEOUT_MS * 2,
+            **self.kafka,
+        )
+        consumer.subscribe([self.topic], listener=_Listener(self, consumer))
+        try:
+            await consumer.start()
+            while not self._stop.is_set():
+                # polled so the group keeps us (max.poll.interval); partition 0 stays paused
+                await consumer.getmany(timeout_ms=500)
+        finally:
+            await consumer.stop()  # leaves the group: a standby is assigned at once
+
+
+def holds(assignment: Iterable[TopicPartition]) -> bool:
+    """Whether an assignment holds the lease (partition 0)."""
+    return any(tp.partition == 0 for tp in assignment)

@@ -1,0 +1,166 @@
+"""Two router workers on one cluster: one leads, the other stands by and takes over.
+
+Each test has a broker of its own, so the audit log it verifies at the end holds only its
+own history. Publishing goes on throughout; afterwards every event is delivered once to
+each recipient, decided once (decisions = leaves = published), and the log verifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jointbus.agents.worker import EXIT_FENCED, EXIT_LEASE_LOST
+from jointbus.processes import StandbyWorkerProcess, WorkerProcess
+from jointbus.schemas.keys import Keyring
+from jointbus.schemas.registry import Registry
+from jointbus.streams.broker import LocalBroker
+from tests.conftest import _broker
+from tests.harness import (
+    decisions_are_complete,
+    eventually,
+    first_deliveries,
+    make_federation,
+    publish_through_faults,
+)
+from tests.stats import STATS
+
+pytestmark = pytest.mark.broker
+TOTAL = 1200
+RECIPIENTS = ("cq-jiangjin", "sc-neijiang")
+#: bound on a takeover: the lease's session (6 s) and the dead leader's faust session (15 s)
+TAKEOVER_WITHIN = 60.0
+
+
+@pytest.fixture
+def failover_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    yield from _broker(tmp_path_factory, "failover-kafka")
+
+
+def pair(home: Path, bootstrap: str) -> tuple[WorkerProcess, WorkerProcess]:
+    """Worker a, started first (it leads), and worker b, standing by: two homes, one keystore."""
+    keys = str(home / "keys")
+    (home / "a").mkdir()
+    (home / "b").mkdir()
+    a = WorkerProcess(home / "a", bootstrap, JOINTBUS_KEYSTORE=keys, JOINTBUS_WORKER_INSTANCE_ID="worker-a")
+    b = StandbyWorkerProcess(
+        home / "b", bootstrap, JOINTBUS_KEYSTORE=keys, JOINTBUS_WORKER_INSTANCE_ID="worker-b"
+    )
+    return a.start(), b.start()
+
+
+async def routes(worker: WorkerProcess, what: str) -> float:
+    """Seconds until ``worker`` leads and routes (bounded: fails loudly)."""
+    started = time.monotonic()
+
+    async def ready() -> bool | None:
+        assert worker.proc is not None
+        assert worker.proc.poll() is None, f"{what} exited; see {worker.log}"
+        return True if "Worker]: Ready" in worker.log.read_text(errors="replace") else None
+
+    await eventually(ready, within=TAKEOVER_WITHIN, what=f"{what} leads and routes", every=0.1)
+    return time.monotonic() - started
+
+
+async def all_delivered_once(
+    bootstrap: str, registry: Registry, rings: dict[str, Keyring], sent: list[str]
+) -> None:
+    for agency in RECIPIENTS:
+        seen, dropped = await first_deliveries(agency, rings[agency], registry, bootstrap, len(sent), 240)
+        assert len(seen) == len(set(seen)) == len(sent), f"{agency} saw {len(seen)} of {len(sent)}"
+        assert set(seen) == set(sent), f"{agency} lost {len(set(sent) - set(seen))}"
+        STATS[f"failover: duplicates dropped by {agency}'s Subscriber"] = dropped
+
+
+async def test_standby_takes_over_when_the_leader_is_sigkilled(
+    failover_kafka: LocalBroker, tmp_path: Path
+) -> None:
+    """The leader is SIGKILLed a third of the way through a stream; the standby takes the
+    lease, fences the dead leader's producer, rebuilds from the log and routes the rest."""
+    bootstrap = failover_kafka.bootstrap
+    registry, rings = make_federation(tmp_path)
+    a, b = pair(tmp_path, bootstrap)
+    assert "lease acquired" in a.log.read_text()
+    assert "Worker]: Ready" not in b.log.read_text(), "the standby routes while the leader lives"
+    sent: list[str] = []
+    killed = asyncio.Event()
+
+    async def kill_a() -> None:
+        await eventually(lambda: _at(sent, TOTAL // 3), within=120, what="a third published")
+        a.kill()
+        killed.set()
+        STATS["failover: seconds from SIGKILL to the standby routing"] = round(await routes(b, "worker b"), 1)
+
+    try:
+        await asyncio.gather(
+            publish_through_faults(
+                bootstrap, registry, rings, lambda: len(sent) < TOTAL, sent, 0.02, recipients=RECIPIENTS
+            ),
+            kill_a(),
+        )
+        assert killed.is_set()
+        await all_delivered_once(bootstrap, registry, rings, sent)
+        report = await decisions_are_complete(bootstrap, registry, sent)
+        assert report.leaves == TOTAL
+        STATS["failover: audit records repeated after the takeover (not leaves)"] = report.repeats
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def test_stalled_leader_is_fenced_and_its_late_writes_are_refused(
+    failover_kafka: LocalBroker, tmp_path: Path
+) -> None:
+    """A zombie router: the leader is frozen (SIGSTOP) mid-stream, the standby takes over
+    once the lease expires, then the old leader is thawed (SIGCONT) with outputs it never
+    committed. Its producer is fenced: it writes nothing more and exits; nothing it had in
+    flight reaches a committed reader, and the log verifies."""
+    bootstrap = failover_kafka.bootstrap
+    registry, rings = make_federation(tmp_path)
+    a, b = pair(tmp_path, bootstrap)
+    sent: list[str] = []
+
+    async def freeze_a() -> None:
+        await eventually(lambda: _at(sent, TOTAL // 4), within=120, what="a quarter published")
+        a.signal(signal.SIGSTOP)
+        await routes(b, "worker b")
+        frozen_at = len(sent)
+        await eventually(lambda: _at(sent, frozen_at + 100), within=120, what="100 more published")
+        a.signal(signal.SIGCONT)
+        assert a.proc is not None
+
+        async def exited() -> int | None:
+            return a.proc.poll() if a.proc is not None else None
+
+        status = await eventually(exited, within=60, what="the thawed leader stops", every=0.1)
+        assert status in (EXIT_FENCED, EXIT_LEASE_LOST), f"exit status {status}; see {a.log}"
+        text = a.log.read_text(errors="replace")
+        assert "fenced" in text or "lease lost" in text
+        STATS["failover: the thawed leader stopped because"] = (
+            "fenced" if status == EXIT_FENCED else "lease lost"
+        )
+
+    try:
+        await asyncio.gather(
+            publish_through_faults(
+                bootstrap, registry, rings, lambda: len(sent) < TOTAL, sent, 0.02, recipients=RECIPIENTS
+            ),
+            freeze_a(),
+        )
+        await all_delivered_once(bootstrap, registry, rings, sent)
+        report = await decisions_are_complete(bootstrap, registry, sent)
+        assert report.leaves == TOTAL
+    finally:
+        if a.proc is not None and a.proc.poll() is None:
+            a.signal(signal.SIGCONT)  # a frozen process ignores SIGTERM
+        a.stop()
+        b.stop()
+
+
+async def _at(sent: list[str], count: int) -> bool | None:
+    return True if len(sent) >= count else None
