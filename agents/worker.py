@@ -19,6 +19,7 @@ had not committed is aborted. Readers of the router's topics read committed reco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -90,21 +91,54 @@ def new_router(settings: Settings, registry: Registry) -> Router:
     )
 
 
+class Memory:
+    """The router's memory and how far into the audit log it has read. A standby keeps it
+    caught up, so when it takes over it reads only what the log gained since, not the
+    whole log (which takes hours once the log holds years)."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.seen: set[str] = set()
+        self.next_offset = 0
+
+    def take(self, offset: int, key: bytes | None, value: bytes) -> bool:
+        """Fold one audit-topic record (the first of each position; later ones are
+        repeats); whether it was a leaf."""
+        position = (key or b"").decode("utf-8", errors="replace")
+        leaf = key is None or position not in self.seen
+        if leaf:
+            self.seen.add(position)
+            self.router.leaves += 1  # a leaf even if unreadable: the tree counts it
+            try:
+                self.router.fold(AuditRecord.model_validate_json(value))
+            except ValueError:
+                log.error("unreadable audit record skipped", position=position[:120])
+        self.next_offset = offset + 1
+        return leaf
+
+    async def catch_up(self, bootstrap: str, **kafka: Any) -> int:
+        """Fold what the log gained since the last call, to its end now; the leaves folded."""
+        folded = 0
+        async for offset, key, value in read_topic(bootstrap, AUDIT_TOPIC, self.next_offset, **kafka):
+            folded += self.take(offset, key, value)
+        return folded
+
+    async def follow(self, bootstrap: str, **kafka: Any) -> None:
+        """Fold the log as it grows, until cancelled (a standby's loop)."""
+        while True:
+            try:
+                async for offset, key, value in read_topic(
+                    bootstrap, AUDIT_TOPIC, self.next_offset, follow=True, **kafka
+                ):
+                    self.take(offset, key, value)
+            except Exception as exc:  # the broker away: the log is the truth, wait for it
+                log.warning("audit log not followed; retrying", error=repr(exc)[:200])
+                await asyncio.sleep(1.0)
+
+
 async def rebuild(router: Router, bootstrap: str, **kafka: Any) -> int:
     """Fold every leaf of the audit log into ``router`` (first record of each position)."""
-    seen: set[str] = set()
-    async for _, key, value in read_topic(bootstrap, AUDIT_TOPIC, **kafka):
-        position = (key or b"").decode("utf-8", errors="replace")
-        if key is not None and position in seen:
-            continue
-        seen.add(position)
-        router.leaves += 1  # a leaf even if unreadable: the tree counts it
-        try:
-            record = AuditRecord.model_validate_json(value)
-        except ValueError:
-            log.error("unreadable audit record skipped", position=position[:120])
-            continue
-        router.fold(record)
+    await Memory(router).catch_up(bootstrap, **kafka)
     return router.leaves
 
 
@@ -122,9 +156,14 @@ class OrderedWriter:
     every unacknowledged input again with a new producer and a rebuilt memory."""
 
     def __init__(
-        self, settings: Settings, registry: Registry, leads: Callable[[], bool] = lambda: True
+        self,
+        settings: Settings,
+        registry: Registry,
+        leads: Callable[[], bool] = lambda: True,
+        memory: Memory | None = None,
     ) -> None:
         self.settings = settings
+        self._warm = memory  # a standby's memory, caught up with the log until it took over
         self.leads = leads  # whether this worker still holds the lease
         self.registry = registry
         self.kafka = kafka_kwargs(settings, ROUTER)
@@ -147,10 +186,12 @@ class OrderedWriter:
         audit log: only once no earlier router can write is the log final."""
         async with self.lock:
             self._producer = await self._new_producer()
-            self.router, leaves = await self._rebuilt()
+            self.router, folded = await self._rebuilt(memory=self._warm)
             self._acker = asyncio.create_task(self._commit_in_order())
             await self._resend_recent_alerts()
-        log.info("router memory rebuilt from the audit log", leaves=leaves)
+        log.info(
+            "router memory caught up with the audit log", leaves=self.router.leaves, read_at_start=folded
+        )
         self.ready.set()
 
     async def stop(self) -> None:
@@ -159,16 +200,19 @@ class OrderedWriter:
         if self._producer is not None:
             await self._producer.stop()
 
-    async def _rebuilt(self, *, patient: bool = False) -> tuple[Router, int]:
-        """A router whose memory is the audit log's (retried until the log is readable).
+    async def _rebuilt(self, *, patient: bool = False, memory: Memory | None = None) -> tuple[Router, int]:
+        """A router whose memory is the audit log's: ``memory`` caught up (a standby's), or
+        a new one read from the start; retried until the log is readable. Also the leaves
+        read now.
 
         A refused login or ACL stops a starting worker at once (waiting will not mend it);
         a running one (``patient``) keeps retrying, loudly, until an operator mends it.
         """
+        memory = memory or Memory(new_router(self.settings, self.registry))
         while True:
-            router = new_router(self.settings, self.registry)
-            try:
-                return router, await rebuild(router, self.settings.bootstrap_servers, **self.kafka)
+            try:  # a retry goes on from where the failed read stopped
+                folded = await memory.catch_up(self.settings.bootstrap_servers, **self.kafka)
+                return memory.router, folded
             except (KafkaAuthenticationError, KafkaAuthorizationError, KafkaProtocolError) as exc:
                 log.critical("the router may not read the audit log", reason=exc.reason, detail=exc.message)
                 if not patient:
@@ -415,11 +459,13 @@ def _family(record: AuditRecord) -> str:
         return "unknown"
 
 
-def build_worker(settings: Settings, leads: Callable[[], bool] = lambda: True) -> faust.App:
+def build_worker(
+    settings: Settings, leads: Callable[[], bool] = lambda: True, memory: Memory | None = None
+) -> faust.App:
     """The faust app with the router agent and the deadline timer, ready to run (once this
-    worker leads: ``leads`` says whether it still does)."""
+    worker leads: ``leads`` says whether it still does; ``memory``: what it read as a standby)."""
     registry = keystore.load_registry(settings.keystore_dir)  # the genesis: the log derives the rest
-    writer = OrderedWriter(settings, registry, leads)
+    writer = OrderedWriter(settings, registry, leads, memory)
     members = in_force(settings, registry).agency_ids  # members admitted since the genesis too
     if settings.worker_instance_id is None:
         # static membership gives a restarted worker its old partitions back without a new
@@ -496,6 +542,21 @@ class Worker(faust.Worker):
             logging.getLogger(name).setLevel(max(level, logging.INFO))
 
 
+async def stand_by(memory: Memory, lease: Lease, settings: Settings) -> None:
+    """Until this worker holds the lease, keep ``memory`` caught up with the audit log."""
+    following = asyncio.create_task(
+        memory.follow(settings.bootstrap_servers, **kafka_kwargs(settings, ROUTER))
+    )
+    try:
+        while not await asyncio.to_thread(lease.acquired.wait, 1.0):  # bounded: Ctrl-C ends it
+            pass
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+    log.info("router lease held: taking over", leaves_read_while_standing_by=memory.router.leaves)
+
+
 def wait_for_kafka(settings: Settings) -> None:
     """Block until the cluster answers the router's metadata requests: a worker started
     while the broker is away waits for it instead of exiting."""
@@ -532,10 +593,11 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         **kafka_kwargs(settings, ROUTER),
     )
     lease.start()
-    lease.acquired.wait()  # a standby waits here (SIGTERM ends it as it would any process)
+    memory = Memory(new_router(settings, keystore.load_registry(settings.keystore_dir)))
+    asyncio.run(stand_by(memory, lease, settings))  # SIGTERM ends a standby as any process
     metrics.ROUTER_LEADS.set(1)
     # built only now: a standby that takes over reads the outboxes of the members in force now
-    app = build_worker(settings, lambda: lease.holding)
+    app = build_worker(settings, lambda: lease.holding, memory)
     worker = Worker(app, loglevel=loglevel, quiet=True)
     try:
         worker.execute_from_commandline()

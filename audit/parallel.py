@@ -63,7 +63,7 @@ async def feed_parallel(
     verifier: Verifier,
     records: AsyncIterator[Record] | Iterable[Record],
     jobs: int,
-    step: Callable[[], None],
+    step: Callable[[int], None],
 ) -> None:
     """Feed every record to ``verifier`` in order, its signatures checked by ``jobs``
     processes ahead of it."""
@@ -76,7 +76,7 @@ async def feed_parallel(
             checked: list[dict[str, bool]] = await asyncio.wrap_future(answers)
             for (offset, key, value), known in zip(chunk, checked, strict=True):
                 verifier.feed(offset, key, value, known=known)
-                step()
+                step(offset + 1)
 
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         chunk: list[Record] = []

@@ -119,7 +119,7 @@ def run(leaves: int = 100_000, verify_events: int = 4000) -> dict[str, Any]:
     verify_rate = n / (time.perf_counter() - start)
     start = time.perf_counter()
     parallel = Verifier(registry, notes)
-    asyncio.run(feed_parallel(parallel, rows, 2, lambda: None))
+    asyncio.run(feed_parallel(parallel, rows, 2, lambda _: None))
     parallel.finish()
     jobs2_rate = n / (time.perf_counter() - start)
 

@@ -16,7 +16,8 @@ from bench.common import bench_bus, compare
 from bench.e2e import PAYLOAD
 from jointbus.agents.worker import new_router, rebuild
 from jointbus.processes import WorkerProcess
-from jointbus.streams.reader import end_offset
+from jointbus.schemas.records import AuditRecord
+from jointbus.streams.reader import last_value
 from jointbus.streams.sdk import Publisher
 from jointbus.streams.settings import Settings
 from jointbus.streams.topics import AUDIT_TOPIC
@@ -34,10 +35,17 @@ async def prefill(bootstrap: str, registry: Any, rings: Any, n: int) -> None:
         await asyncio.gather(*futures)
 
 
+async def leaves(bootstrap: str) -> int:
+    """The leaves of the audit log: its last record says which leaf it is."""
+    last = await last_value(bootstrap, AUDIT_TOPIC)
+    record = AuditRecord.model_validate_json(last) if last is not None else None
+    return 0 if record is None or record.leaf is None else record.leaf + 1
+
+
 async def decided(bootstrap: str, n: int, within: float = 600.0) -> float:
-    """Seconds until the audit topic holds ``n`` records (polled every 50 ms)."""
+    """Seconds until the audit log holds ``n`` leaves (polled every 50 ms)."""
     began = time.perf_counter()
-    while await end_offset(bootstrap, AUDIT_TOPIC) < n:
+    while await leaves(bootstrap) < n:
         if time.perf_counter() - began > within:
             raise TimeoutError(f"fewer than {n} decisions after {within:.0f} s")
         await asyncio.sleep(0.05)

@@ -162,14 +162,14 @@ def audit_verify(bundle: Path | None, registry_file: Path | None, grace: float, 
     try:
         if bundle is not None:
             verifier = Verifier(registry, read_checkpoints(bundle), cosigned_notes=read_cosignatures(bundle))
-            total = sum(1 for _ in (bundle / "records.jsonl").open(encoding="utf-8"))
+            total = max((offset + 1 for offset, _, _ in read_records(bundle)), default=0)
             with _Progress(total) as step:
                 if jobs > 1:
                     asyncio.run(feed_parallel(verifier, read_records(bundle), jobs, step))
                 else:
                     for offset, key, value in read_records(bundle):
                         verifier.feed(offset, key, value)
-                        step()
+                        step(offset + 1)
             report = verifier.finish()
         else:
             verifier, report, complete = asyncio.run(verify_complete(cfg, registry, grace, jobs=jobs))
@@ -225,9 +225,10 @@ def verdict_lines(report: Report, complete: Completeness | None, grace: float, s
     return lines
 
 
-#: how verification reports progress: given the records to check, a context manager whose
-#: value is called once per record checked (a bar on stderr, or the console's job)
-Meter = Callable[[int], AbstractContextManager[Callable[[], None]]]
+#: how verification reports progress: given the end offset of the records to check, a
+#: context manager whose value is called with the offset reached after each record checked
+#: (a bar on stderr, or the console's job); offsets, not counts: commit markers take offsets
+Meter = Callable[[int], AbstractContextManager[Callable[[int], None]]]
 
 
 async def verify_complete(
@@ -275,7 +276,7 @@ async def _verify_live(
         else:
             async for offset, key, value in records:
                 verifier.feed(offset, key, value)
-                step()
+                step(offset + 1)
     return verifier, total
 
 
@@ -308,10 +309,10 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         self.bar.__exit__(None, None, None)
 
-    def __call__(self) -> None:
+    def __call__(self, reached: int) -> None:
         self.n += 1
         if self.n % 500 == 0:
-            self.bar.update(self.task, completed=self.n)
+            self.bar.update(self.task, completed=reached)
 
 
 async def _reader_index(cfg: Settings, registry: Registry) -> AuditLog:

@@ -70,6 +70,27 @@ async def end_offset(bootstrap: str, topic: str, **kafka: Any) -> int:
         await consumer.stop()
 
 
+async def last_value(bootstrap: str, topic: str, **kafka: Any) -> bytes | None:
+    """The value of the last committed record of partition 0 of ``topic`` (None: empty)."""
+    consumer = await _assigned(bootstrap, topic, kafka, isolation_level="read_committed")
+    try:
+        tp = TopicPartition(topic, 0)
+        end = (await consumer.end_offsets([tp]))[tp]
+        back = 64
+        while True:  # the last offsets may be commit markers: look further back until a record
+            consumer.seek(tp, max(0, end - back))
+            last = None
+            while await consumer.position(tp) < end:
+                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    if record.offset < end:
+                        last = record.value
+            if last is not None or end - back <= 0:
+                return last
+            back *= 4
+    finally:
+        await consumer.stop()
+
+
 async def read_texts(bootstrap: str, topic: str, **kafka: Any) -> list[str]:
     """Every value of partition 0 of ``topic`` as text (no value: passed over; bytes that
     are not UTF-8: replaced), for topics of notes anyone allowed to write may fill."""

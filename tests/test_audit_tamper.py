@@ -255,7 +255,7 @@ def verify_parallel(directory: Path) -> Report:
     from jointbus.audit.parallel import feed_parallel
 
     verifier = Verifier(REGISTRY, read_checkpoints(directory))
-    asyncio.run(feed_parallel(verifier, read_records(directory), 2, lambda: None))
+    asyncio.run(feed_parallel(verifier, read_records(directory), 2, lambda _: None))
     return verifier.finish()
 
 

@@ -66,6 +66,7 @@ async def test_removed_decision_is_named_by_verify(lonely_kafka: LocalBroker, tm
         for part, offset, value, ts, appended in records:
             routed = router.route(value, outbox("sc-zigong"), part, offset, ts, appended=appended)
             if (part, offset) == removed[:2]:
+                router.leaves -= 1  # never written: the leaves after it keep contiguous numbers
                 continue  # the decision that goes missing
             for out in routed.outputs:
                 if out.topic == AUDIT_TOPIC:

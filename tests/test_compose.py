@@ -45,10 +45,12 @@ def test_compose_parses_and_every_service_command_exists() -> None:
         assert passed <= known, f"{name}: unknown options {passed - known}"
 
 
-def test_one_router_worker_per_cluster() -> None:
-    """Several workers would split the outbox partitions, which the router does not support
-    yet (docs/scaling.md): the compose file runs exactly one."""
-    assert compose()["services"]["worker"]["deploy"]["replicas"] == 1
+def test_a_standby_worker_runs_beside_the_leader() -> None:
+    """Two workers: one leads through the router lease, the other stands by to take over
+    (docs/router.md); each restarted if it dies."""
+    worker = compose()["services"]["worker"]
+    assert worker["deploy"]["replicas"] == 2
+    assert worker["restart"] == "unless-stopped"
 
 
 def test_every_volume_and_secret_a_service_uses_is_declared() -> None:

@@ -8,6 +8,7 @@ each recipient, decided once (decisions = leaves = published), and the log verif
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -67,6 +68,19 @@ async def routes(worker: WorkerProcess, what: str) -> float:
     return time.monotonic() - started
 
 
+def takeover_reads(worker: WorkerProcess) -> tuple[int, int]:
+    """(leaves ``worker`` had read while standing by, leaves it read when it took over),
+    from its log."""
+    warm = read = -1
+    for line in worker.log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            warm = entry.get("leaves_read_while_standing_by", warm)
+            read = entry.get("read_at_start", read)
+    assert min(warm, read) >= 0, f"no takeover logged; see {worker.log}"
+    return warm, read
+
+
 async def all_delivered_once(
     bootstrap: str, registry: Registry, rings: dict[str, Keyring], sent: list[str]
 ) -> None:
@@ -108,6 +122,12 @@ async def test_standby_takes_over_when_the_leader_is_sigkilled(
         report = await decisions_are_complete(bootstrap, registry, sent)
         assert report.leaves == TOTAL
         STATS["failover: audit records repeated after the takeover (not leaves)"] = report.repeats
+        warm, read = takeover_reads(b)
+        assert warm > 0, "the standby followed the log while it stood by"
+        assert read < warm, "at takeover the standby read only the tail of the log"
+        STATS["failover: leaves the standby had read before it took over / read at takeover"] = (
+            f"{warm} / {read}"
+        )
     finally:
         a.stop()
         b.stop()

@@ -23,7 +23,7 @@ from jointbus.streams.sdk import Publisher
 from jointbus.streams.settings import Settings
 from jointbus.streams.topics import AUDIT_TOPIC, outbox
 from tests.conftest import _broker
-from tests.harness import make_federation, read_outbox
+from tests.harness import audit_settled, make_federation, read_outbox
 from tests.samples import SAMPLES
 
 pytestmark = pytest.mark.broker
@@ -82,6 +82,7 @@ async def test_failed_write_stops_progress_until_it_is_written(
     assert acked == positions, "inputs acknowledged out of order or twice"
     assert writer.recoveries == 1
 
+    await audit_settled(bootstrap, EVENTS)  # a commit's markers reach the log just after it
     rule, leaves = LeafRule(), []
     verifier = Verifier(registry, [])
     async for offset, key, value in read_topic(bootstrap, AUDIT_TOPIC):

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -85,13 +85,18 @@ class Verifications:
     def _run(self, job: Job) -> None:
         began = time.monotonic()
 
-        def meter(total: int) -> AbstractContextManager[Callable[[], None]]:
+        def meter(total: int) -> AbstractContextManager[Callable[[int], None]]:
             job.total = total
 
-            def step() -> None:
-                job.done += 1
+            def step(reached: int) -> None:
+                job.done = reached
 
-            return contextlib.nullcontext(step)
+            @contextlib.contextmanager
+            def metered() -> Iterator[Callable[[int], None]]:
+                yield step
+                job.done = job.total  # all read: what follows the last record is commit markers
+
+            return metered()
 
         try:
             _, report, complete = asyncio.run(
@@ -111,4 +116,4 @@ class Verifications:
             log.exception("console.verify_failed")
             job.end("failed", f"verification stopped: {exc}", reason="internal_error")
         job.seconds = time.monotonic() - began
-        log.info("console.verified", job=job.number, state=job.state, records=job.done)
+        log.info("console.verified", job=job.number, state=job.state, offset=job.done)
