@@ -68,6 +68,8 @@ COMMIT_EVERY = 0.02
 #: bounds on the broker's confirmation of a transaction's sends, and of its commit
 SENT_WITHIN = 60.0
 COMMITTED_WITHIN = 60.0
+#: how long a failed write waits for the lease group's word before it recovers
+LEASE_CONFIRMED_WITHIN = 3.0
 #: exit statuses of a worker that must stop routing because another one leads
 EXIT_FENCED = 75
 EXIT_LEASE_LOST = 76
@@ -363,7 +365,10 @@ class OrderedWriter:
         with the lock held."""
         if isinstance(error, ProducerFenced):
             stop_now(EXIT_FENCED, "fenced: another router has taken over; this one stops")
-        if not self.leads():  # a new producer would fence the router that leads now
+        # a new producer would fence whoever leads now: a worker that stalled (its sends then
+        # time out) learns from the lease group within a few heartbeats that it lost
+        await asyncio.sleep(LEASE_CONFIRMED_WITHIN)
+        if not self.leads():
             stop_now(EXIT_LEASE_LOST, "lease lost while a write failed; this router stops")
         self.recoveries += 1
         metrics.PRODUCE_ERRORS.labels("worker").inc()

@@ -492,6 +492,22 @@ def worker(ack_deadline: float | None, scan_every: float | None, metrics_port: i
 
 
 @cli.command()
+def workers() -> None:
+    """Which worker holds the router lease and routes, and which stand by; exit status 1
+    when none leads."""
+    from jointbus.agents.worker import LEASE_GROUP
+    from jointbus.streams.lease import members
+
+    cfg = context.settings()
+    state, found = asyncio.run(members(cfg.bootstrap_servers, LEASE_GROUP, **context.kafka(cfg, ADMIN)))
+    rows = [(m.name, m.host, "leads (routes)" if m.leads else "standing by") for m in found]
+    ui.table(f"router workers ({LEASE_GROUP}: {state})", ["worker", "host", "role"], rows)
+    if not any(m.leads for m in found):
+        ui.fail("no worker leads: nothing is routed (start `jointbus worker`)")
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--as", "agency", required=True, help="the publishing agency (its keys sign)")
 @click.option("--type", "family", default=None, help="event family, e.g. clue.transferred (one event)")
 @click.option("--to", "recipients", default=None, help="comma-separated recipient agencies (one event)")

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -27,9 +28,13 @@ from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 
+from jointbus.streams.admin import admin_client
+from jointbus.streams.errors import StreamsError
+
 log = structlog.get_logger("jointbus.lease")
 
-#: join metadata of the member that holds the lease
+#: join metadata of the member that holds the lease, followed by ``:<term>``: the group
+#: generation in which it acquired the lease
 HOLDER = b"jointbus-lease-holder"
 #: how long a dead holder keeps the lease (the broker's smallest session by default)
 SESSION_TIMEOUT_MS = 6000
@@ -46,7 +51,8 @@ def _assignor(lease: Lease) -> type[AbstractPartitionAssignor]:
 
         @classmethod
         def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
-            return ConsumerProtocolMemberMetadata(cls.version, list(topics), HOLDER if lease.holding else b"")
+            claim = HOLDER + b":%d" % lease.term if lease.holding else b""
+            return ConsumerProtocolMemberMetadata(cls.version, list(topics), claim)
 
         @classmethod
         def assign(
@@ -68,10 +74,21 @@ def _assignor(lease: Lease) -> type[AbstractPartitionAssignor]:
 
 
 def choose(members: Mapping[str, ConsumerProtocolMemberMetadata]) -> str:
-    """The member that gets the lease: the one holding it (the first, should a split ever
-    leave two claiming it), else the first by member id."""
-    holders = sorted(m for m, meta in members.items() if meta.user_data == HOLDER)
-    return holders[0] if holders else min(members)
+    """The member that gets the lease: the one holding it, else the first by member id.
+
+    Two claim it after a stall: the old holder, which froze, lost its session and has not
+    yet learnt it, and the one the group gave the lease to meanwhile. The later term wins:
+    handing the lease back to the stalled one would stop both (the new one is fenced from
+    the lease, the old one from Kafka by its successor's producer)."""
+    claims = {m: _term(meta.user_data) for m, meta in members.items()}
+    holders = sorted((-term, m) for m, term in claims.items() if term is not None)
+    return holders[0][1] if holders else min(members)
+
+
+def _term(claim: bytes) -> int | None:
+    """The term of a holder's claim, or None for a member that does not claim the lease."""
+    head, _, term = claim.partition(b":")
+    return int(term) if head == HOLDER and term.isdigit() else None
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -85,7 +102,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.consumer.pause(*assigned)  # the topic is a token, never read
-        self.lease.assigned(holds(assigned))
+        generation: int = self.consumer._coordinator.generation  # aiokafka keeps it there only
+        self.lease.assigned(holds(assigned), generation)
 
 
 class Lease:
@@ -113,15 +131,17 @@ class Lease:
         self.kafka = kafka
         self.on_lost = on_lost
         self.holding = False
+        self.term = 0  # the generation in which this process acquired the lease
         self.acquired = threading.Event()
         self.standing_by = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
 
-    def assigned(self, holds: bool) -> None:
-        """The group's new assignment: holds partition 0 or not."""
+    def assigned(self, holds: bool, generation: int) -> None:
+        """The group's new assignment, made in ``generation``: holds partition 0 or not."""
         if holds and not self.holding:
+            self.term = generation
             self.holding = True
             log.info("lease acquired: this process leads", group=self.group, name=self.name)
             self.acquired.set()
@@ -185,3 +205,34 @@ class Lease:
 def holds(assignment: Iterable[TopicPartition]) -> bool:
     """Whether an assignment holds the lease (partition 0)."""
     return any(tp.partition == 0 for tp in assignment)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One process in a lease group, as the group coordinator sees it."""
+
+    name: str  # the name it joined with (a worker's instance id)
+    host: str
+    leads: bool
+
+
+async def members(bootstrap: str, group: str, **kafka: Any) -> tuple[str, list[Member]]:
+    """The lease group's state (``Stable``, ``PreparingRebalance``, ``Empty``, ``Dead``) and
+    its members, the holder first: what an operator asks when wondering who routes."""
+    async with admin_client(bootstrap, **kafka) as admin:
+        responses = await admin.describe_consumer_groups([group])
+    state, found = "Dead", []
+    for response in responses:
+        for error_code, _, group_state, _, _, group_members, *_ in response.groups:
+            if error_code:
+                raise StreamsError(
+                    f"the group {group} cannot be described (error {error_code})", reason="group_error"
+                )
+            state = group_state
+            for _, client_id, host, _, assignment, *_ in group_members:
+                partitions = (
+                    ConsumerProtocolMemberAssignment.decode(assignment).partitions() if assignment else []
+                )
+                name = client_id.removeprefix(f"{group}-")
+                found.append(Member(name, host.lstrip("/"), holds(partitions)))
+    return state, sorted(found, key=lambda m: (not m.leads, m.name))

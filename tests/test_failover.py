@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from tests.harness import (
     decisions_are_complete,
     eventually,
     first_deliveries,
+    jointbus_cli,
     make_federation,
     publish_through_faults,
 )
@@ -68,6 +70,17 @@ async def routes(worker: WorkerProcess, what: str) -> float:
     return time.monotonic() - started
 
 
+def roles(done: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    """Each worker's role (the first word) in the table `jointbus workers` prints."""
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = {}
+    for line in done.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("│┃|").split("│")]
+        if len(cells) == 3 and cells[0].startswith("worker-"):
+            found[cells[0]] = cells[2].split()[0]
+    return found
+
+
 def takeover_reads(worker: WorkerProcess) -> tuple[int, int]:
     """(leaves ``worker`` had read while standing by, leaves it read when it took over),
     from its log."""
@@ -101,6 +114,10 @@ async def test_standby_takes_over_when_the_leader_is_sigkilled(
     a, b = pair(tmp_path, bootstrap)
     assert "lease acquired" in a.log.read_text()
     assert "Worker]: Ready" not in b.log.read_text(), "the standby routes while the leader lives"
+    assert roles(await jointbus_cli(tmp_path, bootstrap, "workers")) == {
+        "worker-a": "leads",
+        "worker-b": "standing",
+    }
     sent: list[str] = []
     killed = asyncio.Event()
 
@@ -122,6 +139,8 @@ async def test_standby_takes_over_when_the_leader_is_sigkilled(
         report = await decisions_are_complete(bootstrap, registry, sent)
         assert report.leaves == TOTAL
         STATS["failover: audit records repeated after the takeover (not leaves)"] = report.repeats
+        done = await jointbus_cli(tmp_path, bootstrap, "workers")
+        assert roles(done) == {"worker-b": "leads"}, done.stdout  # a's session has expired
         warm, read = takeover_reads(b)
         assert warm > 0, "the standby followed the log while it stood by"
         assert read < warm, "at takeover the standby read only the tail of the log"
