@@ -26,6 +26,7 @@ import os
 import socket
 import sys
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -170,15 +171,19 @@ class OrderedWriter:
         self.registry = registry
         self.kafka = kafka_kwargs(settings, ROUTER)
         self.router = new_router(settings, registry)
-        self.lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # the producer and its transaction
+        self.deciding = asyncio.Lock()  # the router's memory (taken before ``lock``, never after)
         self.ready = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         # (input to route again, its ack, the futures of its outputs), in input order
         self._pending: deque[tuple[Source | None, Ack | None, list[Any]]] = deque()
+        # (input, its ack, its decision) decided while a commit held the producer, in order
+        self._unsent: deque[tuple[Source | None, Ack | None, Routed]] = deque()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._broken: Exception | None = None  # a send of this producer failed at once
         self._open = False  # a transaction has begun on this producer
+        self._retired: weakref.WeakSet[AIOKafkaProducer] = weakref.WeakSet()  # replaced by this writer
         self._acker: asyncio.Task[None] | None = None
         self.recoveries = 0
         self.commits = 0
@@ -254,17 +259,47 @@ class OrderedWriter:
                 await asyncio.sleep(1.0)
                 continue
             self._open = True
-            _on_fenced(producer)
+            self._stop_when_fenced(producer)
             return producer
 
+    def _stop_when_fenced(self, producer: AIOKafkaProducer) -> None:
+        """Stop the process the moment ``producer`` is fenced by another router: aiokafka's
+        sender task then ends with ``ProducerFenced`` and the sends it still held would wait
+        forever. A producer this writer replaced itself is fenced by its successor: no news."""
+        sender: asyncio.Task[None] = producer._sender.sender_task
+
+        def ended(task: asyncio.Task[None]) -> None:
+            if producer in self._retired or task.cancelled():
+                return
+            if isinstance(task.exception(), ProducerFenced):
+                stop_now(EXIT_FENCED, "fenced: another router has taken over; this one stops")
+
+        sender.add_done_callback(ended)
+
     async def route(self, source: Source, ack: Ack) -> None:
-        """Decide one outbox record and send its outputs; ``ack`` runs once they are written."""
+        """Decide one outbox record and send its outputs; ``ack`` runs once they are
+        committed. Deciding does not wait for a commit in flight: the outputs wait, in
+        order, and go into the next transaction."""
         await self.ready.wait()
-        while len(self._pending) >= WINDOW:
+        while len(self._pending) + len(self._unsent) >= WINDOW:
             self._room.clear()
             await self._room.wait()
-        async with self.lock:
-            await self._send(source, ack, self._decide(source))
+        async with self.deciding:
+            self._unsent.append((source, ack, self._decide(source)))
+        await self._flush()
+
+    async def _flush(self) -> None:
+        """Send what was decided, in order, unless a commit holds the producer: it sends
+        them itself once the next transaction may begin."""
+        if not self.lock.locked():
+            async with self.lock:
+                await self._send_unsent()
+
+    async def _send_unsent(self) -> None:
+        """(With the lock held.) Send every decided input's outputs, in decision order."""
+        while self._unsent:
+            source, ack, routed = self._unsent.popleft()
+            await self._send(source, ack, routed)
 
     def _decide(self, source: Source) -> Routed:
         wire, topic, partition, offset, ts, appended = source
@@ -278,14 +313,13 @@ class OrderedWriter:
     async def alerts(self) -> int:
         """Check deadlines and write the alerts that fell due (signed now)."""
         await self.ready.wait()
-        async with self.lock:
-            now = utcnow()
-            routed_all = self.router.overdue(now)
-            for routed in routed_all:
-                await self._send(None, None, routed)
+        async with self.deciding:
+            routed_all = self.router.overdue(utcnow())
+            self._unsent.extend((None, None, routed) for routed in routed_all)
             metrics.OVERDUE_ALERTS.inc(len(routed_all))
             metrics.DEADLINES_OPEN.set(len(self.router.dues))
             metrics.OVERDUE_OPEN.set(len(self.router.overdue_open))
+        await self._flush()
         return len(routed_all)
 
     async def _send(self, source: Source | None, ack: Ack | None, routed: Routed) -> None:
@@ -324,6 +358,7 @@ class OrderedWriter:
     async def _commit_next(self) -> None:
         """Commit the open transaction once its sends are confirmed, then acknowledge its
         inputs in order; a failure routes them all again (``_recover``)."""
+        await self._flush()  # never strand a decision: whoever held the producer sent them
         if not self._pending:
             self._wake.clear()
             await self._wake.wait()
@@ -335,12 +370,15 @@ class OrderedWriter:
             error = await _confirmed([f for _, _, futures in items for f in futures])
             if error is None:
                 error = await self._commit()
-            if error is not None:
-                self._broken = self._broken or Exception(repr(error))  # stop sending at once
+            if error is None:
+                self._pending.clear()
+                await self._send_unsent()  # decided during the commit: the next transaction
+                self._room.set()
+        if error is not None:
+            self._broken = self._broken or Exception(repr(error))  # stop sending at once
+            async with self.deciding, self.lock:  # nothing is decided while memory is rebuilt
                 await self._recover(error)
-                return
-            self._pending.clear()
-            self._room.set()
+            return
         for _, ack, _ in items:
             if ack is not None:
                 await ack()
@@ -361,8 +399,8 @@ class OrderedWriter:
         return None
 
     async def _recover(self, error: BaseException) -> None:
-        """A write failed: nothing after it is acknowledged; route it all again. Called
-        with the lock held."""
+        """A write failed: nothing after it is acknowledged; route it all again, what was
+        sent and what was decided but not sent yet. Called with both locks held."""
         if isinstance(error, ProducerFenced):
             stop_now(EXIT_FENCED, "fenced: another router has taken over; this one stops")
         # a new producer would fence whoever leads now: a worker that stalled (its sends then
@@ -373,14 +411,16 @@ class OrderedWriter:
         self.recoveries += 1
         metrics.PRODUCE_ERRORS.labels("worker").inc()
         log.error("write failed; routing stopped until it is written", error=repr(error)[:300])
-        items = list(self._pending)
+        items = [*self._pending, *self._unsent]  # in decision order
         assert self._producer is not None
+        self._retired.add(self._producer)
         await _stopped(self._producer)
         # the new producer aborts the old one's transaction before the log is read again
         self._producer = await self._new_producer()
         self.router, _ = await self._rebuilt(patient=True)
         self._broken = None
         self._pending.clear()  # only now: a failure above leaves them for the next try
+        self._unsent.clear()
         await self._resend_recent_alerts()
         for source, ack, _ in items:
             if source is None:
@@ -418,18 +458,6 @@ async def _confirmed(futures: list[Any]) -> BaseException | None:
         if error is not None:
             return error
     return None
-
-
-def _on_fenced(producer: AIOKafkaProducer) -> None:
-    """Stop the process the moment ``producer`` is fenced: aiokafka's sender task then
-    ends with ``ProducerFenced`` and the sends it still held would wait forever."""
-    sender: asyncio.Task[None] = producer._sender.sender_task
-
-    def ended(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and isinstance(task.exception(), ProducerFenced):
-            stop_now(EXIT_FENCED, "fenced: another router has taken over; this one stops")
-
-    sender.add_done_callback(ended)
 
 
 async def _stopped(producer: AIOKafkaProducer) -> None:
