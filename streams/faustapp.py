@@ -72,7 +72,7 @@ def make_app(settings: Settings, app_id: str, principal: str | None = None) -> f
         # static membership: a worker restarted after a crash takes its partitions back at
         # once instead of waiting for the dead member's session to expire
         consumer_group_instance_id=settings.worker_instance_id or f"{socket.gethostname()}-{app_id}",
-        broker_session_timeout=15.0,
-        broker_heartbeat_interval=3.0,
+        broker_session_timeout=8.0,
+        broker_heartbeat_interval=2.0,
         **auth,
     )
