@@ -171,7 +171,7 @@ class Router:
             wire_sha256=hashlib.sha256(wire).hexdigest(),  # what was received, at least
             wire_size=len(wire),
         )
-        return Routed(record, [_audit(record)])
+        return Routed(record, [_UNNUMBERED])
 
     def _routed(
         self, wire: bytes, topic: str, outcome: Outcome, received: datetime, *, notify: bool = True
@@ -190,7 +190,7 @@ class Router:
             if answer is not None:  # the sender learns the decision and who has the event
                 record = record.model_copy(update={"notice": answer})
                 outputs.append(Output(inbox(str(owner)), answer["subject"].encode(), to_wire(answer)))
-            return Routed(record, [*registry, *outputs, _audit(record)])
+            return Routed(record, [*registry, *outputs, _UNNUMBERED])
         notice = None
         if notify and owner is not None and self.registry.is_agency(owner):
             notice = self._notice(record, owner, received)
@@ -207,7 +207,7 @@ class Router:
         outputs = (
             [Output(inbox(owner), notice["subject"].encode(), to_wire(notice))] if notice and owner else []
         )
-        return Routed(record, [*outputs, _audit(record)])
+        return Routed(record, [*outputs, _UNNUMBERED])
 
     def _record(self, wire: bytes, owner: str | None, outcome: Outcome, received: datetime) -> AuditRecord:
         decision = outcome.decision
@@ -431,7 +431,7 @@ class Router:
             reason="internal_error",
             detail=detail,
         )
-        return Routed(record, [_audit(record)])
+        return Routed(record, [_UNNUMBERED])
 
 
 def outputs_of(record: AuditRecord) -> list[Output]:
@@ -448,6 +448,10 @@ def outputs_of(record: AuditRecord) -> list[Output]:
             Output(inbox(record.sender), str(record.notice["subject"]).encode(), to_wire(record.notice))
         )
     return [*outputs, _audit(record)]
+
+
+#: where a new decision's audit record goes once it has its leaf index (``Router._numbered``)
+_UNNUMBERED = Output(AUDIT_TOPIC, b"", b"")
 
 
 def _audit(record: AuditRecord) -> Output:
