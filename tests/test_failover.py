@@ -34,7 +34,7 @@ from tests.harness import (
 from tests.stats import STATS
 
 pytestmark = pytest.mark.broker
-TOTAL = 1200
+TOTAL = 900
 RECIPIENTS = ("cq-jiangjin", "sc-neijiang")
 #: bound on a takeover: the lease's session (6 s) and the dead leader's faust session (8 s)
 TAKEOVER_WITHIN = 60.0
