@@ -11,10 +11,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
+    GroupAuthorizationFailedError,
     KafkaError,
     TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
 )
 
+from jointbus.agents.worker import LEASE_GROUP, TRANSACTIONAL_ID
 from jointbus.streams.broker import LocalBroker
 from jointbus.streams.security import Credentials, new_credentials
 from jointbus.streams.topics import AUDIT_TOPIC, inbox, outbox
@@ -113,3 +116,48 @@ def test_credentials_are_private_files(tmp_path: Path) -> None:
     creds = new_credentials(tmp_path / "c", ["sc-yibin"])
     assert creds["sc-yibin"].password
     assert (tmp_path / "c" / "sc-yibin.json").stat().st_mode & 0o077 == 0
+
+
+async def test_agency_cannot_fence_the_router_by_taking_its_transactional_id(
+    secured: tuple[LocalBroker, dict[str, Credentials]],
+) -> None:
+    """A member starts a producer with the router's transactional id: had it been allowed,
+    its start would bump the epoch and fence the router, stopping the bus. Kafka refuses."""
+    broker, creds = secured
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker.bootstrap,
+        transactional_id=TRANSACTIONAL_ID,
+        request_timeout_ms=10000,
+        **creds["sc-zigong"].client_kwargs(),
+    )
+    try:
+        with pytest.raises(TransactionalIdAuthorizationFailed):
+            async with asyncio.timeout(30):
+                await producer.start()  # its first act: take the id (InitProducerId)
+    finally:
+        await producer.stop()
+
+
+async def test_agency_cannot_join_the_router_lease_group(
+    secured: tuple[LocalBroker, dict[str, Credentials]],
+) -> None:
+    """A member joins the workers' lease group: had it been allowed, it could hold the lease
+    and keep every worker standing by. Kafka refuses the group."""
+    broker, creds = secured
+    consumer = AIOKafkaConsumer(
+        inbox("sc-zigong"),  # a topic it may read: only the group is refused
+        bootstrap_servers=broker.bootstrap,
+        group_id=LEASE_GROUP,
+        **creds["sc-zigong"].client_kwargs(),
+    )
+
+    async def join() -> None:
+        async with asyncio.timeout(30):
+            await consumer.start()
+            await consumer.getmany(timeout_ms=5000)
+
+    try:
+        with pytest.raises(GroupAuthorizationFailedError):
+            await join()
+    finally:
+        await consumer.stop()
