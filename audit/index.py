@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator, MutableSet
 from pathlib import Path
 
 from jointbus.audit.errors import AuditError
-from jointbus.audit.leaves import LeafRule
 from jointbus.audit.merkle import (
     EMPTY_ROOT,
     Frontier,
@@ -21,6 +20,7 @@ from jointbus.audit.merkle import (
     leaf_hash,
     node_hash,
 )
+from jointbus.schemas.leaves import LeafRule
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (level INTEGER, idx INTEGER, hash BLOB, PRIMARY KEY (level, idx))

@@ -24,7 +24,6 @@ from pydantic import ValidationError
 
 from jointbus.audit.completeness import OutboxRow
 from jointbus.audit.errors import AuditError, AuditFailure, VerificationError
-from jointbus.audit.leaves import LeafRule, OffsetRuns
 from jointbus.audit.merkle import Frontier, leaf_hash
 from jointbus.audit.notes import Checkpoint, open_checkpoint
 from jointbus.audit.state import StateStore
@@ -33,6 +32,7 @@ from jointbus.schemas.envelope import MAX_DEPTH, MAX_ENVELOPE_BYTES, loads_with_
 from jointbus.schemas.errors import ContractError, Reason
 from jointbus.schemas.families.log import audit_checkpoint
 from jointbus.schemas.ids import format_time, parse_time
+from jointbus.schemas.leaves import LeafRule, OffsetRuns
 from jointbus.schemas.ledger import Ledger
 from jointbus.schemas.lifecycle import Rules
 from jointbus.schemas.projections import Projection, apply
@@ -131,6 +131,7 @@ class Verifier:
         self.latest = self.pending[-1] if self.pending else None
         self.replay = replay
         self._next_offset = 0
+        self._numbered = False  # a record with its leaf index was seen
 
     @property
     def registry(self) -> Registry:
@@ -151,15 +152,20 @@ class Verifier:
             raise self.fail(
                 AuditFailure.REORDERED_RECORD, f"offset {offset} after offset {self._next_offset - 1}"
             )
-        # a gap is no failure: a transaction's commit marker takes an offset, and what a
-        # fenced router wrote is aborted; a deleted or moved leaf is named by ``leaf``
-        self._next_offset = offset + 1
+        expected, self._next_offset = self._next_offset, offset + 1
         self.report.records += 1
         try:
             obj, plain = loads_with_flag(value, RECORD_DEPTH)
             record = AuditRecord.model_validate(obj)
         except (ValidationError, ValueError, ContractError):
             raise self.fail(AuditFailure.NOT_A_RECORD, "not a well-formed audit record") from None
+        # Once records carry their leaf index, an offset gap is no failure (a transaction's
+        # commit marker takes an offset; what a fenced router wrote is aborted) and a
+        # deleted or moved leaf is named by ``leaf``. Before that, the router wrote without
+        # transactions and every offset holds a record.
+        self._numbered = self._numbered or record.leaf is not None
+        if offset > expected and not self._numbered:
+            raise self.fail(AuditFailure.MISSING_RECORD, f"expected offset {expected}, found {offset}")
         if key is None or key.decode(errors="replace") != record.position:
             raise self.fail(AuditFailure.POSITION_MISMATCH, f"key does not match position {record.position}")
         verdict = (record.decision, record.reason)
@@ -171,6 +177,8 @@ class Verifier:
                     f"{record.position} decided twice: {self._verdicts[record.position]} then {verdict}",
                 )
             return
+        if record.leaf is None and self._numbered:
+            raise self.fail(AuditFailure.NOT_A_RECORD, "a leaf without its index after numbered leaves")
         if record.leaf is not None and record.leaf != self.frontier.size:
             what = (
                 AuditFailure.MISSING_RECORD

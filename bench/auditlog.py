@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bench.common import compare
 from jointbus.agents.routing import Router
 from jointbus.audit.index import TreeIndex
-from jointbus.audit.leaves import LeafRule
 from jointbus.audit.merkle import Frontier, leaf_hash, verify_inclusion
 from jointbus.audit.notes import ORIGIN, Checkpoint, sign_checkpoint
 from jointbus.audit.parallel import feed_parallel
@@ -27,6 +26,7 @@ from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import new_federation
+from jointbus.schemas.leaves import LeafRule
 from jointbus.schemas.lifecycle import Rules
 from jointbus.schemas.registry import AUDIT, ROUTER
 from jointbus.streams.topics import AUDIT_TOPIC, outbox

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,14 +28,15 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
+from aiokafka.protocol.group import HeartbeatRequest
 
 from jointbus.streams.admin import admin_client
 from jointbus.streams.errors import StreamsError
 
 log = structlog.get_logger("jointbus.lease")
 
-#: join metadata of the member that holds the lease, followed by ``:<term>``: the group
-#: generation in which it acquired the lease
+#: join metadata of the member that holds the lease, followed by ``:<term>``: when it
+#: acquired the lease (ms since the epoch)
 HOLDER = b"jointbus-lease-holder"
 #: how long a dead holder keeps the lease (the broker's smallest session by default)
 SESSION_TIMEOUT_MS = 6000
@@ -102,8 +104,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.consumer.pause(*assigned)  # the topic is a token, never read
-        generation: int = self.consumer._coordinator.generation  # aiokafka keeps it there only
-        self.lease.assigned(holds(assigned), generation)
+        self.lease.assigned(holds(assigned))
 
 
 class Lease:
@@ -131,17 +132,21 @@ class Lease:
         self.kafka = kafka
         self.on_lost = on_lost
         self.holding = False
-        self.term = 0  # the generation in which this process acquired the lease
+        self.term = 0  # when this process acquired the lease (ms since the epoch)
         self.acquired = threading.Event()
         self.standing_by = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._consumer: AIOKafkaConsumer | None = None
 
-    def assigned(self, holds: bool, generation: int) -> None:
-        """The group's new assignment, made in ``generation``: holds partition 0 or not."""
+    def assigned(self, holds: bool) -> None:
+        """The group's new assignment: holds partition 0 or not."""
         if holds and not self.holding:
-            self.term = generation
+            # when it was acquired, in ms since the epoch: a takeover waits out the old
+            # holder's session (6 s), so any two terms are further apart than hosts' clocks
+            # drift; a group generation would restart at 0 once the group was ever empty
+            self.term = time.time_ns() // 1_000_000
             self.holding = True
             log.info("lease acquired: this process leads", group=self.group, name=self.name)
             self.acquired.set()
@@ -152,6 +157,30 @@ class Lease:
         elif not holds and not self.standing_by.is_set():
             log.info("lease held elsewhere: standing by", group=self.group, name=self.name)
             self.standing_by.set()
+
+    async def confirmed(self) -> bool | None:
+        """Whether the group confirms, now, that this process holds the lease: a heartbeat
+        of the current generation answered without error, asked of the coordinator from
+        the lease's thread. False: it does not hold it; None: no answer (try again)."""
+        if not self.holding:
+            return False
+        if self._loop is None:
+            return None
+        asked = asyncio.run_coroutine_threadsafe(self._heartbeat(), self._loop)
+        try:
+            async with asyncio.timeout(10.0):
+                answered = await asyncio.wrap_future(asked)
+        except Exception:
+            return None
+        return (answered and self.holding) or (None if self.holding else False)
+
+    async def _heartbeat(self) -> bool:
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        group = consumer._coordinator  # aiokafka's group coordinator client: its member and generation
+        response = await group._send_req(HeartbeatRequest(group.group_id, group.generation, group.member_id))
+        return bool(response.error_code == 0)
 
     def start(self) -> None:
         """Join the group in a background thread (returns at once)."""
@@ -195,6 +224,7 @@ class Lease:
         consumer.subscribe([self.topic], listener=_Listener(self, consumer))
         try:
             await consumer.start()
+            self._consumer = consumer
             while not self._stop.is_set():
                 # polled so the group keeps us (max.poll.interval); partition 0 stays paused
                 await consumer.getmany(timeout_ms=500)

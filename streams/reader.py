@@ -61,8 +61,9 @@ async def read_topic(
 
 
 async def end_offset(bootstrap: str, topic: str, **kafka: Any) -> int:
-    """The next offset of partition 0 of ``topic``."""
-    consumer = await _assigned(bootstrap, topic, kafka)
+    """The next offset of partition 0 of ``topic`` a committed reader reaches (its last
+    stable offset: an open transaction's records are not counted yet)."""
+    consumer = await _assigned(bootstrap, topic, kafka, isolation_level="read_committed")
     try:
         tp = TopicPartition(topic, 0)
         return int((await consumer.end_offsets([tp]))[tp])

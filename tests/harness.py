@@ -18,11 +18,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from jointbus.audit.completeness import check_complete, outbox_records
-from jointbus.audit.leaves import LeafRule
 from jointbus.audit.verifier import Report, Verifier
 from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import Keyring, new_federation, revoke, rotate
+from jointbus.schemas.leaves import LeafRule
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import Registry
 from jointbus.streams import keystore

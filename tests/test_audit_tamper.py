@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jointbus.agents.routing import Router
 from jointbus.audit.errors import VerificationError
 from jointbus.audit.export import read_checkpoints, read_records
-from jointbus.audit.leaves import LeafRule
 from jointbus.audit.merkle import Frontier, leaf_hash
 from jointbus.audit.notes import ORIGIN, Checkpoint, sign_checkpoint
 from jointbus.audit.verifier import Report, Verifier
@@ -28,7 +27,9 @@ from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import new_federation
+from jointbus.schemas.leaves import LeafRule
 from jointbus.schemas.lifecycle import Rules
+from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import AUDIT, ROUTER, Registry
 from jointbus.schemas.signing import sign_envelope
 from jointbus.streams.topics import AUDIT_TOPIC, outbox
@@ -143,6 +144,35 @@ def test_one_record_deleted_is_pinpointed(tmp_path: Path) -> None:
     k = 13
     err = failure(write(tmp_path / "b", ROWS[:k] + ROWS[k + 1 :], NOTES))
     assert (err.index, err.why) == (k, "missing_record")
+
+
+def unnumbered(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as a router before leaf numbers wrote them (no ``leaf`` in any record)."""
+    out = []
+    for row in rows:
+        record = json.loads(row["value"])
+        record.pop("leaf", None)
+        out.append({**row, "value": AuditRecord.model_validate(record).to_bytes().decode()})
+    return out
+
+
+def test_one_record_deleted_from_an_unnumbered_log_is_pinpointed_by_its_offset(tmp_path: Path) -> None:
+    """A log written before records carried their leaf index has a record at every
+    offset: a deleted one still leaves a gap that names it (no checkpoint needed)."""
+    k = 13
+    rows = unnumbered(ROWS)
+    assert verify(write(tmp_path / "whole", rows, [])).leaves == len(ROWS)
+    err = failure(write(tmp_path / "b", rows[:k] + rows[k + 1 :], []))
+    assert (err.index, err.why) == (k, "missing_record")
+
+
+def test_leaf_index_dropped_from_a_later_record_is_refused(tmp_path: Path) -> None:
+    """Once records carry their leaf index, a leaf without one (rewritten to hide a gap
+    behind the old offsets rule) is not a well-formed record."""
+    k = 20
+    rows = [*ROWS[:k], *unnumbered(ROWS[k : k + 1]), *ROWS[k + 1 :]]
+    err = failure(write(tmp_path / "b", rows, []))
+    assert (err.index, err.why) == (k, "not_a_record")
 
 
 def test_two_records_swapped_are_pinpointed(tmp_path: Path) -> None:

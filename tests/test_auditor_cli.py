@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from jointbus.audit.agent import event_id_of, published_checkpoints
-from jointbus.audit.leaves import LeafRule
 from jointbus.processes import AuditProcess, WorkerProcess
 from jointbus.schemas.keys import Keyring
+from jointbus.schemas.leaves import LeafRule
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import Registry
 from jointbus.streams import keystore

@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from jointbus.agents.routing import Router
 from jointbus.audit.completeness import OutboxRow, check_complete
 from jointbus.audit.errors import VerificationError
-from jointbus.audit.leaves import LeafRule, OffsetRuns
 from jointbus.audit.verifier import Verifier
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.ids import format_time
 from jointbus.schemas.keys import new_federation
+from jointbus.schemas.leaves import LeafRule, OffsetRuns
 from jointbus.schemas.ledger import Ledger
 from jointbus.schemas.lifecycle import Rules
 from jointbus.schemas.records import AuditRecord, input_digests

@@ -14,8 +14,8 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError
 
 from jointbus.agents.worker import OrderedWriter
-from jointbus.audit.leaves import LeafRule
 from jointbus.audit.verifier import Verifier
+from jointbus.schemas.leaves import LeafRule
 from jointbus.schemas.records import AuditRecord
 from jointbus.streams.broker import LocalBroker
 from jointbus.streams.reader import read_topic
