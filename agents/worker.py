@@ -30,7 +30,7 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 import faust.tables
@@ -75,13 +75,23 @@ EXIT_FENCED = 75
 EXIT_LEASE_LOST = 76
 
 
-def stop_now(status: int, why: str) -> None:
+def stop_now(status: int, why: str) -> NoReturn:
     """End the process at once: another router leads, and nothing this one still has in
     flight may be retried (a retry with a new producer would fence the leader)."""
     log.critical(why, exit_status=status)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os._exit(status)
+
+
+def fenced() -> NoReturn:
+    """Stop: another router's producer has fenced this one's."""
+    stop_now(EXIT_FENCED, "fenced: another router has taken over; this one stops")
+
+
+def lease_lost() -> NoReturn:
+    """Stop: the lease group gave the lease to another worker."""
+    stop_now(EXIT_LEASE_LOST, "lease lost: another router leads; this one stops")
 
 
 def new_router(settings: Settings, registry: Registry) -> Router:
@@ -194,7 +204,6 @@ class OrderedWriter:
         self._retired: weakref.WeakSet[AIOKafkaProducer] = weakref.WeakSet()  # replaced by this writer
         self._acker: asyncio.Task[None] | None = None
         self.recoveries = 0
-        self.commits = 0
 
     async def start(self) -> None:
         """Open the producer, fencing every earlier router, then rebuild the memory from the
@@ -295,7 +304,7 @@ class OrderedWriter:
             if answer:
                 return
             if answer is False:
-                stop_now(EXIT_LEASE_LOST, "lease lost: another router leads; this one stops")
+                lease_lost()
             log.warning("the lease group does not answer; no producer until it confirms the lease")
             await asyncio.sleep(1.0)
 
@@ -309,7 +318,7 @@ class OrderedWriter:
             if producer in self._retired or task.cancelled():
                 return
             if isinstance(task.exception(), ProducerFenced):
-                stop_now(EXIT_FENCED, "fenced: another router has taken over; this one stops")
+                fenced()
 
         sender.add_done_callback(ended)
 
@@ -427,19 +436,16 @@ class OrderedWriter:
             return None
         try:
             await asyncio.wait_for(self._producer.commit_transaction(), COMMITTED_WITHIN)
-        except ProducerFenced:
-            stop_now(EXIT_FENCED, "fenced: another router has taken over; this one stops")
-        except Exception as exc:
+        except Exception as exc:  # fenced too: ``_recover`` stops the worker then
             return exc
         self._open = False
-        self.commits += 1
         return None
 
     async def _recover(self, error: BaseException) -> None:
         """A write failed: nothing after it is acknowledged; route it all again, what was
         sent and what was decided but not sent yet. Called with both locks held."""
         if isinstance(error, ProducerFenced):
-            stop_now(EXIT_FENCED, "fenced: another router has taken over; this one stops")
+            fenced()
         # the new producer is started only once the lease group confirms the lease anew
         self.recoveries += 1
         metrics.PRODUCE_ERRORS.labels("worker").inc()
@@ -479,15 +485,12 @@ def _failure(future: asyncio.Future[Any]) -> BaseException | None:
 
 
 async def _confirmed(futures: list[Any]) -> BaseException | None:
-    """Wait (bounded) until the broker confirmed every send; the first failure, or None.
-    A fenced producer's sends stop the process: it no longer leads."""
+    """Wait (bounded) until the broker confirmed every send; the first failure, or None."""
     if futures:
         _, waiting = await asyncio.wait(futures, timeout=SENT_WITHIN)
         if waiting:
             return TimeoutError(f"{len(waiting)} sends not confirmed within {SENT_WITHIN:g} s")
     for error in map(_failure, futures):
-        if isinstance(error, ProducerFenced):
-            stop_now(EXIT_FENCED, "fenced: another router has taken over; this one stops")
         if error is not None:
             return error
     return None
@@ -660,7 +663,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         settings.bootstrap_servers,
         AUDIT_TOPIC,
         LEASE_GROUP,
-        lambda: stop_now(EXIT_LEASE_LOST, "lease lost: another router leads; this one stops"),
+        lease_lost,
         name=settings.worker_instance_id or f"{socket.gethostname()}-{os.getpid()}",
         **kafka_kwargs(settings, ROUTER),
     )

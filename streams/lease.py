@@ -134,7 +134,7 @@ class Lease:
         self.holding = False
         self.term = 0  # when this process acquired the lease (ms since the epoch)
         self.acquired = threading.Event()
-        self.standing_by = threading.Event()
+        self._announced = False  # "standing by" logged
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -154,9 +154,9 @@ class Lease:
             self.holding = False
             log.critical("lease lost: another process leads now", group=self.group, name=self.name)
             self.on_lost()
-        elif not holds and not self.standing_by.is_set():
+        elif not holds and not self._announced:
             log.info("lease held elsewhere: standing by", group=self.group, name=self.name)
-            self.standing_by.set()
+            self._announced = True
 
     async def confirmed(self) -> bool | None:
         """Whether the group confirms, now, that this process holds the lease: a heartbeat
@@ -171,8 +171,10 @@ class Lease:
             async with asyncio.timeout(10.0):
                 answered = await asyncio.wrap_future(asked)
         except Exception:
-            return None
-        return (answered and self.holding) or (None if self.holding else False)
+            answered = False
+        if not self.holding:
+            return False
+        return True if answered else None
 
     async def _heartbeat(self) -> bool:
         consumer = self._consumer

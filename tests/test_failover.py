@@ -12,12 +12,13 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from jointbus.agents.worker import EXIT_FENCED, EXIT_LEASE_LOST
+from jointbus.audit.verifier import Report
 from jointbus.processes import StandbyWorkerProcess, WorkerProcess
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.registry import Registry
@@ -118,26 +119,17 @@ async def test_standby_takes_over_when_the_leader_is_sigkilled(
         "worker-a": "leads",
         "worker-b": "standing",
     }
-    sent: list[str] = []
     killed = asyncio.Event()
 
-    async def kill_a() -> None:
+    async def kill_a(sent: list[str]) -> None:
         await eventually(lambda: _at(sent, TOTAL // 3), within=120, what="a third published")
         a.kill()
         killed.set()
         STATS["failover: seconds from SIGKILL to the standby routing"] = round(await routes(b, "worker b"), 1)
 
     try:
-        await asyncio.gather(
-            publish_through_faults(
-                bootstrap, registry, rings, lambda: len(sent) < TOTAL, sent, 0.02, recipients=RECIPIENTS
-            ),
-            kill_a(),
-        )
+        report = await stream_through(bootstrap, registry, rings, TOTAL, kill_a)
         assert killed.is_set()
-        await all_delivered_once(bootstrap, registry, rings, sent)
-        report = await decisions_are_complete(bootstrap, registry, sent)
-        assert report.leaves == TOTAL
         STATS["failover: audit records repeated after the takeover (not leaves)"] = report.repeats
         done = await jointbus_cli(tmp_path, bootstrap, "workers")
         assert roles(done) == {"worker-b": "leads"}, done.stdout  # a's session has expired
@@ -160,10 +152,9 @@ async def test_leader_stopped_with_sigterm_hands_over_and_loses_nothing(
     bootstrap = failover_kafka.bootstrap
     registry, rings = make_federation(tmp_path)
     a, b = pair(tmp_path, bootstrap)
-    sent: list[str] = []
     total = TOTAL // 2
 
-    async def stop_a() -> None:
+    async def stop_a(sent: list[str]) -> None:
         await eventually(lambda: _at(sent, total // 3), within=120, what="a third published")
         await asyncio.to_thread(a.stop)
         assert a.proc is not None
@@ -173,15 +164,7 @@ async def test_leader_stopped_with_sigterm_hands_over_and_loses_nothing(
         )
 
     try:
-        await asyncio.gather(
-            publish_through_faults(
-                bootstrap, registry, rings, lambda: len(sent) < total, sent, 0.02, recipients=RECIPIENTS
-            ),
-            stop_a(),
-        )
-        await all_delivered_once(bootstrap, registry, rings, sent)
-        report = await decisions_are_complete(bootstrap, registry, sent)
-        assert report.leaves == total
+        await stream_through(bootstrap, registry, rings, total, stop_a)
     finally:
         a.stop()
         b.stop()
@@ -197,9 +180,8 @@ async def test_stalled_leader_is_fenced_and_its_late_writes_are_refused(
     bootstrap = failover_kafka.bootstrap
     registry, rings = make_federation(tmp_path)
     a, b = pair(tmp_path, bootstrap)
-    sent: list[str] = []
 
-    async def freeze_a() -> None:
+    async def freeze_a(sent: list[str]) -> None:
         await eventually(lambda: _at(sent, TOTAL // 4), within=120, what="a quarter published")
         a.signal(signal.SIGSTOP)
         await routes(b, "worker b")
@@ -220,20 +202,35 @@ async def test_stalled_leader_is_fenced_and_its_late_writes_are_refused(
         )
 
     try:
-        await asyncio.gather(
-            publish_through_faults(
-                bootstrap, registry, rings, lambda: len(sent) < TOTAL, sent, 0.02, recipients=RECIPIENTS
-            ),
-            freeze_a(),
-        )
-        await all_delivered_once(bootstrap, registry, rings, sent)
-        report = await decisions_are_complete(bootstrap, registry, sent)
-        assert report.leaves == TOTAL
+        await stream_through(bootstrap, registry, rings, TOTAL, freeze_a)
     finally:
         if a.proc is not None and a.proc.poll() is None:
             a.signal(signal.SIGCONT)  # a frozen process ignores SIGTERM
         a.stop()
         b.stop()
+
+
+async def stream_through(
+    bootstrap: str,
+    registry: Registry,
+    rings: dict[str, Keyring],
+    total: int,
+    fault: Callable[[list[str]], Awaitable[None]],
+) -> Report:
+    """sc-yibin publishes ``total`` events while ``fault`` (given the ids sent so far) does
+    its harm; then each recipient saw each event once, each was decided once (decisions =
+    leaves = published) and the log verifies."""
+    sent: list[str] = []
+    await asyncio.gather(
+        publish_through_faults(
+            bootstrap, registry, rings, lambda: len(sent) < total, sent, 0.02, recipients=RECIPIENTS
+        ),
+        fault(sent),
+    )
+    await all_delivered_once(bootstrap, registry, rings, sent)
+    report = await decisions_are_complete(bootstrap, registry, sent)
+    assert report.leaves == total
+    return report
 
 
 async def _at(sent: list[str], count: int) -> bool | None:
