@@ -36,7 +36,7 @@ import faust
 import faust.tables
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import ProducerFenced, TransactionalIdAuthorizationFailed
+from aiokafka.errors import KafkaError, ProducerFenced, TransactionalIdAuthorizationFailed
 
 from jointbus.agents.routing import HEADERS, Routed, Router, outputs_of
 from jointbus.schemas.catalog import spec_of
@@ -67,6 +67,10 @@ LEASE_GROUP = f"{APP_ID}-lease"
 WINDOW = 2000
 #: how long a transaction gathers outputs before it is committed (latency for fewer commits)
 COMMIT_EVERY = 0.02
+#: how long the broker lets a transaction stay open before it aborts it and bumps the
+#: producer's epoch: longer than a partition leader's election after a broker dies (its
+#: session, 9 s, plus restart), so that an outage rarely costs a recovery
+TRANSACTION_TIMEOUT_MS = 60_000
 #: bounds on the broker's confirmation of a transaction's sends, and of its commit
 SENT_WITHIN = 60.0
 COMMITTED_WITHIN = 60.0
@@ -202,6 +206,9 @@ class OrderedWriter:
         self._broken: Exception | None = None  # a send of this producer failed at once
         self._open = False  # a transaction has begun on this producer
         self._retired: weakref.WeakSet[AIOKafkaProducer] = weakref.WeakSet()  # replaced by this writer
+        self._sender_down = asyncio.Event()  # the producer's sender task ended (fenced, most likely)
+        self._sender_error: BaseException | None = None
+        self.transaction_timeout_ms = TRANSACTION_TIMEOUT_MS
         self._acker: asyncio.Task[None] | None = None
         self.recoveries = 0
 
@@ -230,7 +237,7 @@ class OrderedWriter:
                 if self._acker is not None:
                     self._acker.cancel()
                 await self._send_unsent()
-                error = await _confirmed([f for _, _, futures in self._pending for f in futures])
+                error = await self._confirmed([f for _, _, futures in self._pending for f in futures])
                 if error is None:
                     error = await self._commit()
                 if error is not None:
@@ -270,7 +277,7 @@ class OrderedWriter:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.bootstrap_servers,
                 transactional_id=TRANSACTIONAL_ID,
-                transaction_timeout_ms=15_000,
+                transaction_timeout_ms=self.transaction_timeout_ms,
                 acks="all",
                 enable_idempotence=True,
                 linger_ms=2,
@@ -292,8 +299,26 @@ class OrderedWriter:
                 await asyncio.sleep(1.0)
                 continue
             self._open = True
-            self._stop_when_fenced(producer)
+            self._watch_sender(producer)
             return producer
+
+    async def _fenced_by_whom(self) -> None:
+        """The producer's epoch was bumped: by another router that took over (stop at once,
+        routing nothing more), or by the broker itself, which aborts a transaction left open
+        past its timeout (a long partition outage, a paused process) and bumps the epoch the
+        same way. The lease group tells them apart: still the holder, this worker recovers."""
+        while True:
+            answer = await self.leads()
+            if answer is False:
+                fenced()
+            if answer:
+                log.warning(
+                    "transaction aborted by the broker (open past its timeout); "
+                    "this worker still holds the lease: routing again"
+                )
+                return
+            log.warning("fenced, and the lease group does not answer; waiting to learn who leads")
+            await asyncio.sleep(1.0)
 
     async def _still_leading(self) -> None:
         """Return only once the lease group confirms, now, that this worker holds the lease:
@@ -308,17 +333,21 @@ class OrderedWriter:
             log.warning("the lease group does not answer; no producer until it confirms the lease")
             await asyncio.sleep(1.0)
 
-    def _stop_when_fenced(self, producer: AIOKafkaProducer) -> None:
-        """Stop the process the moment ``producer`` is fenced by another router: aiokafka's
-        sender task then ends with ``ProducerFenced`` and the sends it still held would wait
-        forever. A producer this writer replaced itself is fenced by its successor: no news."""
+    def _watch_sender(self, producer: AIOKafkaProducer) -> None:
+        """Notice at once when ``producer``'s sender task ends: aiokafka ends it with
+        ``ProducerFenced`` when the producer's epoch was bumped, and the sends and the commit
+        it still held would then wait forever. (A producer this writer replaced itself is
+        fenced by its successor: no news.)"""
+        self._sender_down.clear()
+        self._sender_error = None
         sender: asyncio.Task[None] = producer._sender.sender_task
 
         def ended(task: asyncio.Task[None]) -> None:
-            if producer in self._retired or task.cancelled():
+            if producer in self._retired or task.cancelled():  # replaced, or stopped by us
                 return
-            if isinstance(task.exception(), ProducerFenced):
-                fenced()
+            self._sender_error = task.exception() or KafkaError("the producer's sender stopped")
+            self._sender_down.set()
+            self._wake.set()
 
         sender.add_done_callback(ended)
 
@@ -413,7 +442,7 @@ class OrderedWriter:
             await asyncio.sleep(COMMIT_EVERY)
         async with self.lock:
             items = list(self._pending)
-            error = await _confirmed([f for _, _, futures in items for f in futures])
+            error = await self._confirmed([f for _, _, futures in items for f in futures])
             if error is None:
                 error = await self._commit()
             if error is None:
@@ -434,18 +463,44 @@ class OrderedWriter:
         assert self._producer is not None
         if not self._open:
             return None
-        try:
-            await asyncio.wait_for(self._producer.commit_transaction(), COMMITTED_WITHIN)
-        except Exception as exc:  # fenced too: ``_recover`` stops the worker then
-            return exc
+        committed = asyncio.ensure_future(self._producer.commit_transaction())
+        committed.add_done_callback(_failure)  # its failure is read here or below, never left unread
+        error = await self._settled([committed], COMMITTED_WITHIN, "commit")
+        if error is not None:  # fenced too: ``_recover`` tells a takeover from a timeout
+            committed.cancel()
+            return error
         self._open = False
+        return None
+
+    async def _confirmed(self, futures: list[Any]) -> BaseException | None:
+        """Wait (bounded) until the broker confirmed every send; the first failure, or None."""
+        return await self._settled(futures, SENT_WITHIN, "sends")
+
+    async def _settled(self, futures: list[Any], within: float, what: str) -> BaseException | None:
+        """Wait until every future settled, the producer's sender stopped, or ``within``
+        seconds passed; the first failure, or None."""
+        if futures:
+            every = _all_settled(futures)
+            down: asyncio.Future[Any] = asyncio.ensure_future(self._sender_down.wait())
+            try:
+                await asyncio.wait([every, down], timeout=within, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                down.cancel()
+            if self._sender_down.is_set():
+                return self._sender_error
+            if not every.done():
+                waiting = sum(not f.done() for f in futures)
+                return TimeoutError(f"{waiting} {what} not confirmed within {within:g} s")
+        for error in map(_failure, futures):
+            if error is not None:
+                return error
         return None
 
     async def _recover(self, error: BaseException) -> None:
         """A write failed: nothing after it is acknowledged; route it all again, what was
         sent and what was decided but not sent yet. Called with both locks held."""
         if isinstance(error, ProducerFenced):
-            fenced()
+            await self._fenced_by_whom()
         # the new producer is started only once the lease group confirms the lease anew
         self.recoveries += 1
         metrics.PRODUCE_ERRORS.labels("worker").inc()
@@ -484,16 +539,21 @@ def _failure(future: asyncio.Future[Any]) -> BaseException | None:
     return future.exception()
 
 
-async def _confirmed(futures: list[Any]) -> BaseException | None:
-    """Wait (bounded) until the broker confirmed every send; the first failure, or None."""
-    if futures:
-        _, waiting = await asyncio.wait(futures, timeout=SENT_WITHIN)
-        if waiting:
-            return TimeoutError(f"{len(waiting)} sends not confirmed within {SENT_WITHIN:g} s")
-    for error in map(_failure, futures):
-        if error is not None:
-            return error
-    return None
+def _all_settled(futures: list[Any]) -> asyncio.Future[Any]:
+    """A future done once every one of ``futures`` is (never cancelling them, unlike
+    ``gather``: they are the producer's)."""
+    settled: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    left = len(futures)
+
+    def one(_: Any) -> None:
+        nonlocal left
+        left -= 1
+        if left == 0 and not settled.done():
+            settled.set_result(None)
+
+    for future in futures:
+        future.add_done_callback(one)
+    return settled
 
 
 async def _stopped(producer: AIOKafkaProducer) -> None:

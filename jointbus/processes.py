@@ -12,6 +12,10 @@ from typing import Self
 
 from jointbus.schemas.errors import JointbusError
 
+#: marks of the log lines a failing test shows: warnings and worse, from faust, aiokafka
+#: (plain text) or jointbus (JSON)
+NOTABLE = ("WARNING", "ERROR", "CRITICAL", '"level": "warning"', '"level": "error"', '"level": "critical"')
+
 
 class JointbusProcess:
     """A long-running `jointbus ...` command as a child process with its own log file."""
@@ -75,6 +79,25 @@ class JointbusProcess:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
         return 0.0
+
+    def story(self, lines: int = 25) -> str:
+        """How the process fared, for a failing test's message: its exit status and the last
+        ``lines`` warnings and errors of its log (the connection noise of a broker that is
+        away left out, the ``jointbus`` lines kept whole)."""
+        status = (
+            "running" if self.proc is None or self.proc.poll() is None else f"exited {self.proc.returncode}"
+        )
+        try:
+            text = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            text = []
+        noise = ("Unable connect", "NodeNotReady", "Connect call failed", "Failed fetch")
+        notable = [
+            line[:300]
+            for line in text
+            if any(mark in line for mark in NOTABLE) and not any(n in line for n in noise)
+        ]
+        return "\n".join([f"`jointbus {' '.join(self.args)}` ({status}), log {self.log}:", *notable[-lines:]])
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no final commit."""

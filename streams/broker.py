@@ -310,6 +310,9 @@ class LocalBroker:
             # of lingering 25 ms to batch it with others; provisioning sends one per ACL
             "controller.quorum.append.linger.ms": "1",
             "log.retention.check.interval.ms": "60000",
+            # a transaction left open past its timeout is aborted within a second, not ten:
+            # its readers (read_committed) wait no longer than they must
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
             **self._cluster_config(),
             **self._security_config(state),
             **self.extra_config,

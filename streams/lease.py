@@ -182,7 +182,8 @@ class Lease:
             return False
         group = consumer._coordinator  # aiokafka's group coordinator client: its member and generation
         response = await group._send_req(HeartbeatRequest(group.group_id, group.generation, group.member_id))
-        return bool(response.error_code == 0)
+        # and the generation answered for is one whose assignment gave this member the lease
+        return bool(response.error_code == 0) and holds(consumer.assignment())
 
     def start(self) -> None:
         """Join the group in a background thread (returns at once)."""

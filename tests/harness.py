@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from aiokafka.errors import KafkaError
 
 from jointbus.audit.completeness import check_complete, outbox_records
 from jointbus.audit.verifier import Report, Verifier
+from jointbus.processes import JointbusProcess
 from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import Keyring, new_federation, revoke, rotate
@@ -103,6 +105,17 @@ async def first_deliveries(
         async with asyncio.timeout(within):
             await sub.run(handle)
     return seen, sub.duplicates
+
+
+@contextlib.contextmanager
+def explained_by(*processes: JointbusProcess) -> Iterator[None]:
+    """A failed assertion inside also tells how each process fared (exit status, its last
+    warnings and errors): a test that fails on another machine says why, not only what."""
+    try:
+        yield
+    except AssertionError as exc:
+        stories = "\n\n".join(p.story() for p in processes)
+        raise AssertionError(f"{exc}\n\n{stories}") from None
 
 
 async def eventually(

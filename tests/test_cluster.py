@@ -25,7 +25,7 @@ from jointbus.streams.reader import read_topic
 from jointbus.streams.sdk import Delivery, Publisher
 from jointbus.streams.settings import Settings
 from jointbus.streams.topics import AUDIT_TOPIC, outbox
-from tests.harness import collect, eventually, jointbus_cli
+from tests.harness import collect, eventually, explained_by, jointbus_cli
 from tests.samples import SAMPLES
 from tests.stats import STATS
 
@@ -81,52 +81,53 @@ async def test_leaders_killed_mid_stream_lose_and_double_nothing(
     faults: list[tuple[int, int, int]] = []  # (node, events sent when killed, when back)
     started, restored = asyncio.Event(), asyncio.Event()
     try:
-        async with Publisher("sc-zigong", rings["sc-zigong"], registry, cluster.bootstrap) as pub:
+        with explained_by(worker):
+            async with Publisher("sc-zigong", rings["sc-zigong"], registry, cluster.bootstrap) as pub:
 
-            async def stream() -> None:
-                loop = asyncio.get_running_loop()
-                begin = loop.time()
-                while len(sent) < EVENTS or not restored.is_set():
-                    await asyncio.sleep(max(0.0, begin + len(sent) / PACE - loop.time()))
-                    sent.append(
-                        await pub.publish(
-                            "rectification.issued", f"rectification/{uuid.uuid4()}", ["cq-yongchuan"],
-                            SAMPLES["rectification.issued"],
-                        )
-                    )  # fmt: skip
-                    if len(sent) == EVENTS // 5:
-                        started.set()
+                async def stream() -> None:
+                    loop = asyncio.get_running_loop()
+                    begin = loop.time()
+                    while len(sent) < EVENTS or not restored.is_set():
+                        await asyncio.sleep(max(0.0, begin + len(sent) / PACE - loop.time()))
+                        sent.append(
+                            await pub.publish(
+                                "rectification.issued", f"rectification/{uuid.uuid4()}", ["cq-yongchuan"],
+                                SAMPLES["rectification.issued"],
+                            )
+                        )  # fmt: skip
+                        if len(sent) == EVENTS // 5:
+                            started.set()
 
-            async def kill_leaders() -> None:
-                await started.wait()
-                for topic in (AUDIT_TOPIC, outbox("sc-zigong")):
-                    before = len(sent)
-                    node = await kill_and_restore(cluster, topic, 0)
-                    faults.append((node, before, len(sent)))
-                restored.set()
+                async def kill_leaders() -> None:
+                    await started.wait()
+                    for topic in (AUDIT_TOPIC, outbox("sc-zigong")):
+                        before = len(sent)
+                        node = await kill_and_restore(cluster, topic, 0)
+                        faults.append((node, before, len(sent)))
+                    restored.set()
 
-            await asyncio.gather(stream(), kill_leaders())
-        total = len(sent)
-        assert len(set(sent)) == total >= EVENTS
-        assert all(0 < killed <= back < total for _, killed, back in faults), faults  # mid-stream
-        STATS["cluster test: events through two leader kills"] = total
-        for (node, killed, back), what in zip(faults, ("audit leader", "outbox leader"), strict=True):
-            STATS[f"cluster test: {what} node {node} killed at event"] = f"{killed}, back by event {back}"
-        wanted = set(sent)
+                await asyncio.gather(stream(), kill_leaders())
+            total = len(sent)
+            assert len(set(sent)) == total >= EVENTS
+            assert all(0 < killed <= back < total for _, killed, back in faults), faults  # mid-stream
+            STATS["cluster test: events through two leader kills"] = total
+            for (node, killed, back), what in zip(faults, ("audit leader", "outbox leader"), strict=True):
+                STATS[f"cluster test: {what} node {node} killed at event"] = f"{killed}, back by event {back}"
+            wanted = set(sent)
 
-        def ours(delivery: Delivery) -> bool:
-            return delivery.id in wanted
+            def ours(delivery: Delivery) -> bool:
+                return delivery.id in wanted
 
-        ring = rings["cq-yongchuan"]
-        got = await collect("cq-yongchuan", ring, registry, cluster.bootstrap, ours, total, 120)
-        assert sorted(d.id for d in got) == sorted(wanted)  # each once: no loss, no double
+            ring = rings["cq-yongchuan"]
+            got = await collect("cq-yongchuan", ring, registry, cluster.bootstrap, ours, total, 120)
+            assert sorted(d.id for d in got) == sorted(wanted)  # each once: no loss, no double
 
-        async def decided() -> list[str] | None:
-            ids = [event_id_of(v) async for _, _, v in read_topic(cluster.bootstrap, AUDIT_TOPIC)]
-            found = [i for i in ids if i in wanted]
-            return found if len(set(found)) == total else None
+            async def decided() -> list[str] | None:
+                ids = [event_id_of(v) async for _, _, v in read_topic(cluster.bootstrap, AUDIT_TOPIC)]
+                found = [i for i in ids if i in wanted]
+                return found if len(set(found)) == total else None
 
-        await eventually(decided, within=60, what="a decision for every event in the audit log")
+            await eventually(decided, within=60, what="a decision for every event in the audit log")
     finally:
         worker.stop()
     verified = await jointbus_cli(tmp_path, cluster.bootstrap, "audit", "verify")

@@ -27,6 +27,7 @@ from tests.conftest import _broker
 from tests.harness import (
     decisions_are_complete,
     eventually,
+    explained_by,
     first_deliveries,
     jointbus_cli,
     make_federation,
@@ -128,17 +129,18 @@ async def test_standby_takes_over_when_the_leader_is_sigkilled(
         STATS["failover: seconds from SIGKILL to the standby routing"] = round(await routes(b, "worker b"), 1)
 
     try:
-        report = await stream_through(bootstrap, registry, rings, TOTAL, kill_a)
-        assert killed.is_set()
-        STATS["failover: audit records repeated after the takeover (not leaves)"] = report.repeats
-        done = await jointbus_cli(tmp_path, bootstrap, "workers")
-        assert roles(done) == {"worker-b": "leads"}, done.stdout  # a's session has expired
-        warm, read = takeover_reads(b)
-        assert warm > 0, "the standby followed the log while it stood by"
-        assert read < warm, "at takeover the standby read only the tail of the log"
-        STATS["failover: leaves the standby had read before it took over / read at takeover"] = (
-            f"{warm} / {read}"
-        )
+        with explained_by(a, b):
+            report = await stream_through(bootstrap, registry, rings, TOTAL, kill_a)
+            assert killed.is_set()
+            STATS["failover: audit records repeated after the takeover (not leaves)"] = report.repeats
+            done = await jointbus_cli(tmp_path, bootstrap, "workers")
+            assert roles(done) == {"worker-b": "leads"}, done.stdout  # a's session has expired
+            warm, read = takeover_reads(b)
+            assert warm > 0, "the standby followed the log while it stood by"
+            assert read < warm, "at takeover the standby read only the tail of the log"
+            STATS["failover: leaves the standby had read before it took over / read at takeover"] = (
+                f"{warm} / {read}"
+            )
     finally:
         a.stop()
         b.stop()
@@ -164,7 +166,8 @@ async def test_leader_stopped_with_sigterm_hands_over_and_loses_nothing(
         )
 
     try:
-        await stream_through(bootstrap, registry, rings, total, stop_a)
+        with explained_by(a, b):
+            await stream_through(bootstrap, registry, rings, total, stop_a)
     finally:
         a.stop()
         b.stop()
@@ -202,7 +205,8 @@ async def test_stalled_leader_is_fenced_and_its_late_writes_are_refused(
         )
 
     try:
-        await stream_through(bootstrap, registry, rings, TOTAL, freeze_a)
+        with explained_by(a, b):
+            await stream_through(bootstrap, registry, rings, TOTAL, freeze_a)
     finally:
         if a.proc is not None and a.proc.poll() is None:
             a.signal(signal.SIGCONT)  # a frozen process ignores SIGTERM

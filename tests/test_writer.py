@@ -8,15 +8,18 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError
+from structlog.testing import capture_logs
 
+from jointbus.agents import worker as worker_module
 from jointbus.agents.worker import OrderedWriter
 from jointbus.audit.verifier import Verifier
 from jointbus.schemas.leaves import LeafRule
 from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.registry import Registry
 from jointbus.streams.broker import LocalBroker
 from jointbus.streams.reader import read_topic
 from jointbus.streams.sdk import Publisher
@@ -30,10 +33,61 @@ pytestmark = pytest.mark.broker
 EVENTS = 40
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def writer_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    """A broker of its own: the writer rebuilds its memory from this audit log alone."""
+    """A broker of each test's own: the writer rebuilds its memory from this audit log alone."""
     yield from _broker(tmp_path_factory, "writer-kafka")
+
+
+Record = tuple[int, int, bytes, int, bool]  # partition, offset, value, timestamp, appended
+
+
+async def published(bootstrap: str, tmp_path: Path) -> tuple[Registry, list[Record]]:
+    """EVENTS rectifications from sc-zigong to cq-dazu: the federation and the outbox records."""
+    registry, rings = make_federation(tmp_path)
+    async with Publisher("sc-zigong", rings["sc-zigong"], registry, bootstrap) as pub:
+        for _ in range(EVENTS):
+            subject = f"rectification/{uuid.uuid4()}"
+            await pub.publish("rectification.issued", subject, ["cq-dazu"], SAMPLES["rectification.issued"])
+    records = await read_outbox(bootstrap, outbox("sc-zigong"))
+    return registry, sorted(records, key=lambda r: (r[3], r[0], r[1]))
+
+
+def position(record: Record) -> str:
+    return f"{outbox('sc-zigong')}:{record[0]}:{record[1]}"
+
+
+async def route_all(writer: OrderedWriter, records: list[Record], within: float = 60.0) -> list[str]:
+    """Route every record; the positions acknowledged, once all are (fails after ``within`` s)."""
+    acked: list[str] = []
+    all_acked = asyncio.Event()
+    for record in records:
+        partition, offset, value, ts, appended = record
+
+        async def ack(at: str = position(record)) -> None:
+            acked.append(at)
+            if len(acked) >= len(records):
+                all_acked.set()
+
+        await writer.route((value, outbox("sc-zigong"), partition, offset, ts, appended), ack)
+    async with asyncio.timeout(within):  # fails loudly if the writer never catches up
+        await all_acked.wait()
+    return acked
+
+
+async def audit_log_holds_each_once(bootstrap: str, registry: Registry, records: list[Record]) -> None:
+    """The log verifies, and its leaves are exactly one accepted decision per record."""
+    await audit_settled(bootstrap, EVENTS)  # a commit's markers reach the log just after it
+    rule, leaves = LeafRule(), []
+    verifier = Verifier(registry, [])
+    async for offset, key, value in read_topic(bootstrap, AUDIT_TOPIC):
+        verifier.feed(offset, key, value)  # chains unbroken, decisions re-derived
+        if rule.admit(key):
+            leaves.append(AuditRecord.model_validate_json(value))
+    report = verifier.finish()
+    assert sorted(r.position for r in leaves) == sorted(map(position, records))
+    assert report.leaves == EVENTS
+    assert all(r.decision == "accepted" for r in leaves)
 
 
 async def test_failed_write_stops_progress_until_it_is_written(
@@ -42,12 +96,7 @@ async def test_failed_write_stops_progress_until_it_is_written(
     """The 25th send is refused by the producer: nothing after it is acknowledged until the
     writer has replaced its producer, rebuilt its memory from the log and written it all."""
     bootstrap = writer_kafka.bootstrap
-    registry, rings = make_federation(tmp_path)
-    async with Publisher("sc-zigong", rings["sc-zigong"], registry, bootstrap) as pub:
-        for _ in range(EVENTS):
-            subject = f"rectification/{uuid.uuid4()}"
-            await pub.publish("rectification.issued", subject, ["cq-dazu"], SAMPLES["rectification.issued"])
-    records = sorted(await read_outbox(bootstrap, outbox("sc-zigong")), key=lambda r: (r[3], r[0], r[1]))
+    registry, records = await published(bootstrap, tmp_path)
     writer = OrderedWriter(Settings(bootstrap=bootstrap, home=tmp_path), registry)
     await writer.start()
     assert writer._producer is not None
@@ -62,34 +111,97 @@ async def test_failed_write_stops_progress_until_it_is_written(
         return await real_send(*args, **kwargs)
 
     writer._producer.send = flaky_send  # type: ignore[method-assign]
-    acked: list[str] = []
-    all_acked = asyncio.Event()
     try:
-        for partition, offset, value, ts, appended in records:
-            position = f"{outbox('sc-zigong')}:{partition}:{offset}"
-
-            async def ack(position: str = position) -> None:
-                acked.append(position)
-                if len(acked) >= len(records):
-                    all_acked.set()
-
-            await writer.route((value, outbox("sc-zigong"), partition, offset, ts, appended), ack)
-        async with asyncio.timeout(60):  # fails loudly if the writer never catches up
-            await all_acked.wait()
+        acked = await route_all(writer, records)
     finally:
         await writer.stop()
-    positions = [f"{outbox('sc-zigong')}:{p}:{o}" for p, o, _, _, _ in records]
-    assert acked == positions, "inputs acknowledged out of order or twice"
+    assert acked == list(map(position, records)), "inputs acknowledged out of order or twice"
     assert writer.recoveries == 1
+    await audit_log_holds_each_once(bootstrap, registry, records)
 
-    await audit_settled(bootstrap, EVENTS)  # a commit's markers reach the log just after it
-    rule, leaves = LeafRule(), []
-    verifier = Verifier(registry, [])
-    async for offset, key, value in read_topic(bootstrap, AUDIT_TOPIC):
-        verifier.feed(offset, key, value)  # chains unbroken, decisions re-derived
-        if rule.admit(key):
-            leaves.append(AuditRecord.model_validate_json(value))
-    report = verifier.finish()
-    assert sorted(r.position for r in leaves) == sorted(positions)
-    assert report.leaves == EVENTS
-    assert all(r.decision == "accepted" for r in leaves)
+
+def hold_first_commit(writer: OrderedWriter, seconds: float) -> None:
+    """Keep the writer's first transaction open ``seconds`` past its sends (a paused process,
+    a partition whose leader is away) before committing it."""
+    assert writer._producer is not None
+    real_commit = writer._producer.commit_transaction
+    commits = 0
+
+    async def late_commit() -> None:
+        nonlocal commits
+        commits += 1
+        if commits == 1:
+            await asyncio.sleep(seconds)
+        await real_commit()
+
+    writer._producer.commit_transaction = late_commit  # type: ignore[method-assign]
+
+
+async def test_transaction_aborted_for_its_timeout_is_written_again_not_taken_for_a_takeover(
+    writer_kafka: LocalBroker, tmp_path: Path
+) -> None:
+    """The first transaction stays open past its timeout: the broker aborts it and bumps the
+    producer's epoch, exactly as a new router would. The writer still holds the lease, so
+    it is not a takeover: it recovers and writes everything once, instead of stopping the
+    only router (what a partition outage longer than the timeout once did to a lone worker)."""
+    bootstrap = writer_kafka.bootstrap
+    registry, records = await published(bootstrap, tmp_path)
+    writer = OrderedWriter(Settings(bootstrap=bootstrap, home=tmp_path), registry)
+    writer.transaction_timeout_ms = 1500  # the broker aborts it (it checks every second)
+    await writer.start()
+    hold_first_commit(writer, 4.0)
+    try:
+        with capture_logs() as logs:
+            acked = await route_all(writer, records)
+    finally:
+        await writer.stop()
+    assert acked == list(map(position, records)), "inputs acknowledged out of order or twice"
+    assert writer.recoveries == 1
+    assert any(e["event"].startswith("transaction aborted by the broker") for e in logs), logs
+    await audit_log_holds_each_once(bootstrap, registry, records)
+
+
+class Fenced(BaseException):
+    """What the worker's fenced() exit is replaced with here: the process must survive."""
+
+
+async def test_fenced_by_a_takeover_stops_routing_and_acknowledges_nothing_more(
+    writer_kafka: LocalBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same fence, but the lease group says another worker leads now: the writer stops
+    (the worker exits, status 75) and acknowledges nothing of the fenced transaction."""
+    bootstrap = writer_kafka.bootstrap
+    registry, records = await published(bootstrap, tmp_path)
+    leading = True
+
+    async def leads() -> bool:
+        return leading
+
+    stopped = asyncio.Event()
+
+    def fenced() -> NoReturn:
+        stopped.set()
+        raise Fenced
+
+    monkeypatch.setattr(worker_module, "fenced", fenced)
+    writer = OrderedWriter(Settings(bootstrap=bootstrap, home=tmp_path), registry, leads)
+    writer.transaction_timeout_ms = 1500
+    await writer.start()
+    hold_first_commit(writer, 4.0)
+    leading = False  # another worker was given the lease meanwhile
+    acked: list[str] = []
+    for record in records:
+        partition, offset, value, ts, appended = record
+
+        async def ack(at: str = position(record)) -> None:
+            acked.append(at)
+
+        await writer.route((value, outbox("sc-zigong"), partition, offset, ts, appended), ack)
+    async with asyncio.timeout(30):  # the fence is seen once the held commit is tried
+        await stopped.wait()
+    assert writer._acker is not None
+    async with asyncio.timeout(5):
+        with pytest.raises(Fenced):
+            await writer._acker  # the committing task ends with the stop
+    assert acked == [], "a fenced writer acknowledged inputs whose outputs were aborted"
+    assert writer.recoveries == 0  # and it started no producer to retry them
