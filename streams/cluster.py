@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +144,11 @@ class LocalCluster:
         return self.nodes[node_id - 1]
 
     def stop(self) -> bool:
-        """Stop every node; False when none was running."""
+        """Stop every node; False when none was running. All are told at once: stopped one by
+        one, the last two lose their controller quorum and hang until they are killed (a
+        three-node stop took 31 s that way, 6 s this way)."""
+        for pid in filter(None, (node.pid() for node in self.nodes)):
+            os.kill(pid, signal.SIGTERM)
         stopped = [node.stop() for node in self.nodes]
         return any(stopped)
 
