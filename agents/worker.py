@@ -36,7 +36,7 @@ import faust
 import faust.tables
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, ProducerFenced, TransactionalIdAuthorizationFailed
+from aiokafka.errors import ProducerFenced, TransactionalIdAuthorizationFailed
 
 from jointbus.agents.routing import HEADERS, Routed, Router, outputs_of
 from jointbus.schemas.catalog import spec_of
@@ -74,6 +74,8 @@ TRANSACTION_TIMEOUT_MS = 60_000
 #: bounds on the broker's confirmation of a transaction's sends, and of its commit
 SENT_WITHIN = 60.0
 COMMITTED_WITHIN = 60.0
+#: how long a fenced worker asks the lease group whether it still leads before it stops
+FENCED_ANSWER_WITHIN = 12.0
 #: exit statuses of a worker that must stop routing because another one leads
 EXIT_FENCED = 75
 EXIT_LEASE_LOST = 76
@@ -244,6 +246,7 @@ class OrderedWriter:
                     raise error
         except Exception as exc:  # the next router's producer aborts what is left open
             log.warning("open transaction not committed at stop", error=repr(exc)[:200])
+        self._retired.add(self._producer)  # its sender's end is no failure to recover from
         await _stopped(self._producer)
 
     async def _rebuilt(self, *, patient: bool = False, memory: Memory | None = None) -> tuple[Router, int]:
@@ -306,18 +309,20 @@ class OrderedWriter:
         """The producer's epoch was bumped: by another router that took over (stop at once,
         routing nothing more), or by the broker itself, which aborts a transaction left open
         past its timeout (a long partition outage, a paused process) and bumps the epoch the
-        same way. The lease group tells them apart: still the holder, this worker recovers."""
+        same way. The lease group tells them apart: still the holder, this worker recovers.
+        No answer within ``FENCED_ANSWER_WITHIN``: stop (a supervisor restarts a standby)."""
+        deadline = time.monotonic() + FENCED_ANSWER_WITHIN
         while True:
             answer = await self.leads()
-            if answer is False:
-                fenced()
             if answer:
                 log.warning(
                     "transaction aborted by the broker (open past its timeout); "
                     "this worker still holds the lease: routing again"
                 )
                 return
-            log.warning("fenced, and the lease group does not answer; waiting to learn who leads")
+            if answer is False or time.monotonic() > deadline:
+                fenced()
+            log.warning("producer fenced, and the lease group does not answer yet; asking again")
             await asyncio.sleep(1.0)
 
     async def _still_leading(self) -> None:
@@ -343,9 +348,9 @@ class OrderedWriter:
         sender: asyncio.Task[None] = producer._sender.sender_task
 
         def ended(task: asyncio.Task[None]) -> None:
-            if producer in self._retired or task.cancelled():  # replaced, or stopped by us
-                return
-            self._sender_error = task.exception() or KafkaError("the producer's sender stopped")
+            if producer in self._retired or task.cancelled() or task.exception() is None:
+                return  # replaced, or stopped by ``producer.stop()`` (the sender then returns)
+            self._sender_error = task.exception()
             self._sender_down.set()
             self._wake.set()
 
@@ -464,7 +469,6 @@ class OrderedWriter:
         if not self._open:
             return None
         committed = asyncio.ensure_future(self._producer.commit_transaction())
-        committed.add_done_callback(_failure)  # its failure is read here or below, never left unread
         error = await self._settled([committed], COMMITTED_WITHIN, "commit")
         if error is not None:  # fenced too: ``_recover`` tells a takeover from a timeout
             committed.cancel()
@@ -479,6 +483,8 @@ class OrderedWriter:
     async def _settled(self, futures: list[Any], within: float, what: str) -> BaseException | None:
         """Wait until every future settled, the producer's sender stopped, or ``within``
         seconds passed; the first failure, or None."""
+        for future in futures:  # a failure is read here, or logged by asyncio as never read
+            future.add_done_callback(_failure)
         if futures:
             every = _all_settled(futures)
             down: asyncio.Future[Any] = asyncio.ensure_future(self._sender_down.wait())
@@ -486,9 +492,9 @@ class OrderedWriter:
                 await asyncio.wait([every, down], timeout=within, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 down.cancel()
-            if self._sender_down.is_set():
-                return self._sender_error
             if not every.done():
+                if self._sender_down.is_set():
+                    return self._sender_error
                 waiting = sum(not f.done() for f in futures)
                 return TimeoutError(f"{waiting} {what} not confirmed within {within:g} s")
         for error in map(_failure, futures):

@@ -104,7 +104,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.consumer.pause(*assigned)  # the topic is a token, never read
-        self.lease.assigned(holds(assigned))
+        self.lease.assigned(holds(assigned), self.consumer._coordinator.generation)
 
 
 class Lease:
@@ -139,9 +139,11 @@ class Lease:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._held_generation = -1  # the group generation whose assignment gave this process the lease
 
-    def assigned(self, holds: bool) -> None:
-        """The group's new assignment: holds partition 0 or not."""
+    def assigned(self, holds: bool, generation: int = -1) -> None:
+        """The group's new assignment, of ``generation``: holds partition 0 or not."""
+        self._held_generation = generation if holds else -1
         if holds and not self.holding:
             # when it was acquired, in ms since the epoch: a takeover waits out the old
             # holder's session (6 s), so any two terms are further apart than hosts' clocks
@@ -177,13 +179,28 @@ class Lease:
         return True if answered else None
 
     async def _heartbeat(self) -> bool:
+        """A heartbeat answered without error, of the very generation whose assignment gave
+        this process the lease, with no rebalance under way before or after it: aiokafka
+        takes a new generation from the JoinGroup answer, before SyncGroup says who holds
+        what, and the coordinator answers heartbeats of that generation meanwhile."""
         consumer = self._consumer
         if consumer is None:
             return False
         group = consumer._coordinator  # aiokafka's group coordinator client: its member and generation
-        response = await group._send_req(HeartbeatRequest(group.group_id, group.generation, group.member_id))
-        # and the generation answered for is one whose assignment gave this member the lease
-        return bool(response.error_code == 0) and holds(consumer.assignment())
+
+        def settled() -> bool:
+            return (
+                self.holding
+                and group.generation == self._held_generation
+                and not consumer._subscription.reassignment_in_progress
+                and holds(consumer.assignment())
+            )
+
+        if not settled():
+            return False
+        generation = group.generation
+        response = await group._send_req(HeartbeatRequest(group.group_id, generation, group.member_id))
+        return bool(response.error_code == 0) and settled() and group.generation == generation
 
     def start(self) -> None:
         """Join the group in a background thread (returns at once)."""

@@ -113,9 +113,9 @@ def explained_by(*processes: JointbusProcess) -> Iterator[None]:
     warnings and errors): a test that fails on another machine says why, not only what."""
     try:
         yield
-    except AssertionError as exc:
+    except (AssertionError, TimeoutError) as exc:
         stories = "\n\n".join(p.story() for p in processes)
-        raise AssertionError(f"{exc}\n\n{stories}") from None
+        raise AssertionError(f"{str(exc) or type(exc).__name__}\n\n{stories}") from None
 
 
 async def eventually(

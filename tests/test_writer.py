@@ -15,12 +15,13 @@ from aiokafka.errors import KafkaTimeoutError
 from structlog.testing import capture_logs
 
 from jointbus.agents import worker as worker_module
-from jointbus.agents.worker import OrderedWriter
+from jointbus.agents.worker import LEASE_GROUP, OrderedWriter
 from jointbus.audit.verifier import Verifier
 from jointbus.schemas.leaves import LeafRule
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import Registry
 from jointbus.streams.broker import LocalBroker
+from jointbus.streams.lease import Lease
 from jointbus.streams.reader import read_topic
 from jointbus.streams.sdk import Publisher
 from jointbus.streams.settings import Settings
@@ -120,6 +121,11 @@ async def test_failed_write_stops_progress_until_it_is_written(
     await audit_log_holds_each_once(bootstrap, registry, records)
 
 
+#: how long the first commit is held: the broker aborts the transaction within its timeout
+#: (1.5 s) plus its check interval (1 s); the rest is slack for a slow machine
+HELD = 6.0
+
+
 def hold_first_commit(writer: OrderedWriter, seconds: float) -> None:
     """Keep the writer's first transaction open ``seconds`` past its sends (a paused process,
     a partition whose leader is away) before committing it."""
@@ -146,15 +152,23 @@ async def test_transaction_aborted_for_its_timeout_is_written_again_not_taken_fo
     only router (what a partition outage longer than the timeout once did to a lone worker)."""
     bootstrap = writer_kafka.bootstrap
     registry, records = await published(bootstrap, tmp_path)
-    writer = OrderedWriter(Settings(bootstrap=bootstrap, home=tmp_path), registry)
-    writer.transaction_timeout_ms = 1500  # the broker aborts it (it checks every second)
-    await writer.start()
-    hold_first_commit(writer, 4.0)
+    lost: list[bool] = []
+    lease = Lease(bootstrap, AUDIT_TOPIC, LEASE_GROUP, lambda: lost.append(True), name="alone")
+    lease.start()  # a lone worker, as in the three-node test: nobody else could take over
     try:
-        with capture_logs() as logs:
-            acked = await route_all(writer, records)
+        assert await asyncio.to_thread(lease.acquired.wait, 30.0), "the lone worker got no lease"
+        writer = OrderedWriter(Settings(bootstrap=bootstrap, home=tmp_path), registry, lease.confirmed)
+        writer.transaction_timeout_ms = 1500  # the broker aborts it (it checks every second)
+        await writer.start()
+        hold_first_commit(writer, HELD)
+        try:
+            with capture_logs() as logs:
+                acked = await route_all(writer, records)
+        finally:
+            await writer.stop()
     finally:
-        await writer.stop()
+        lease.release()
+    assert not lost
     assert acked == list(map(position, records)), "inputs acknowledged out of order or twice"
     assert writer.recoveries == 1
     assert any(e["event"].startswith("transaction aborted by the broker") for e in logs), logs
@@ -187,7 +201,7 @@ async def test_fenced_by_a_takeover_stops_routing_and_acknowledges_nothing_more(
     writer = OrderedWriter(Settings(bootstrap=bootstrap, home=tmp_path), registry, leads)
     writer.transaction_timeout_ms = 1500
     await writer.start()
-    hold_first_commit(writer, 4.0)
+    hold_first_commit(writer, HELD)
     leading = False  # another worker was given the lease meanwhile
     acked: list[str] = []
     for record in records:
@@ -197,11 +211,15 @@ async def test_fenced_by_a_takeover_stops_routing_and_acknowledges_nothing_more(
             acked.append(at)
 
         await writer.route((value, outbox("sc-zigong"), partition, offset, ts, appended), ack)
-    async with asyncio.timeout(30):  # the fence is seen once the held commit is tried
-        await stopped.wait()
-    assert writer._acker is not None
-    async with asyncio.timeout(5):
-        with pytest.raises(Fenced):
-            await writer._acker  # the committing task ends with the stop
+    try:
+        async with asyncio.timeout(30):  # the fence is seen once the held commit is tried
+            await stopped.wait()
+        assert writer._acker is not None
+        async with asyncio.timeout(5):
+            with pytest.raises(Fenced):
+                await writer._acker  # the committing task ends with the stop
+    finally:
+        assert writer._producer is not None
+        await worker_module._stopped(writer._producer)  # the process would have exited
     assert acked == [], "a fenced writer acknowledged inputs whose outputs were aborted"
     assert writer.recoveries == 0  # and it started no producer to retry them
