@@ -51,6 +51,7 @@ from jointbus.streams.broker import probe
 from jointbus.streams.errors import KafkaAuthenticationError, KafkaAuthorizationError, KafkaProtocolError
 from jointbus.streams.faustapp import make_app
 from jointbus.streams.lease import Lease
+from jointbus.streams.logs import adopt_stdlib_handlers
 from jointbus.streams.reader import read_topic
 from jointbus.streams.registry_feed import follow
 from jointbus.streams.security import ROUTER_APP, kafka_kwargs
@@ -225,6 +226,8 @@ class OrderedWriter:
         log.info(
             "router memory caught up with the audit log", leaves=self.router.leaves, read_at_start=folded
         )
+        metrics.DEADLINES_OPEN.set(len(self.router.dues))  # before the first scan, not 0 until it
+        metrics.OVERDUE_OPEN.set(len(self.router.overdue_open))
         self.ready.set()
 
     async def stop(self) -> None:
@@ -681,6 +684,7 @@ class Worker(faust.Worker):
         super().on_setup_root_logger(logger, level)
         for name in ("aiokafka", "faust", "mode", "asyncio", "kafka"):
             logging.getLogger(name).setLevel(max(level, logging.INFO))
+        adopt_stdlib_handlers()  # faust's handlers: our format, not theirs
 
 
 async def stand_by(memory: Memory, lease: Lease, settings: Settings) -> None:

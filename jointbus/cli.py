@@ -208,6 +208,20 @@ def _provisioned(done: Provisioned, secure: bool) -> str:
     return said
 
 
+def _same_broker(asked: int | None, serving: int | None, directory: Path) -> None:
+    """Refuse when a port was asked for (``--port``, ``JOINTBUS_BROKER_PORT``) and the broker
+    running from ``directory`` serves another one: the data directory, not the port, picks
+    the broker, and stopping the demo's broker when another was meant must not happen."""
+    env = os.environ.get("JOINTBUS_BROKER_PORT", "")
+    asked = asked or (int(env) if env.isdigit() else None)
+    if asked is not None and serving is not None and serving != asked:
+        raise BrokerError(
+            f"the broker running from {directory} serves port {serving}, not {asked}; "
+            "name the data directory of the one you mean with --data-dir",
+            reason="other_broker",
+        )
+
+
 @broker.command("stop")
 @port_opt
 @dir_opt
@@ -218,9 +232,14 @@ def broker_stop(port: int | None, data_dir: Path | None) -> None:
     cfg = context.settings()
     directory = data_dir or cfg.broker_dir
     if is_cluster(directory):
-        ui.say("cluster stopped" if existing_cluster(directory).stop() else f"no node running in {directory}")
+        cluster = existing_cluster(directory)
+        first = cluster.nodes[0]
+        _same_broker(port, first.port if first.pid() is not None else None, directory)
+        ui.say("cluster stopped" if cluster.stop() else f"no node running in {directory}")
         return
     b = context.local_broker(cfg, port, data_dir)
+    state = b.state()
+    _same_broker(port, state.port if state is not None and b.pid() is not None else None, b.data_dir)
     ui.say("broker stopped" if b.stop() else f"no broker running in {b.data_dir}")
 
 
@@ -247,6 +266,7 @@ def broker_status(port: int | None, data_dir: Path | None) -> None:
         return
     b = context.local_broker(cfg, port, data_dir)
     serving, state = b.status()
+    _same_broker(port, state.port if serving and state is not None else None, b.data_dir)
     if serving and state is not None:
         ui.say(f"serving at 127.0.0.1:{state.port} (pid {state.pid}, data {b.data_dir})")
         return

@@ -249,11 +249,13 @@ def run_demo(cfg: Settings, *, keep_running: bool = True) -> None:
     if not keep_running and cfg.uses_local_broker:
         broker.stop()
     elif cfg.uses_local_broker:
+        default = Settings.model_fields["broker_port"].default
+        jb = ".venv/bin/jointbus" + ("" if broker.port == default else f" --port {broker.port}")
         ui.say(
-            f"the broker keeps running at {broker.bootstrap}: try `.venv/bin/jointbus status`, "
-            "`.venv/bin/jointbus inbox --agency cq-yongchuan`, `.venv/bin/jointbus audit verify`, "
-            "`.venv/bin/jointbus console` (the auditors' web console); "
-            "stop it with `.venv/bin/jointbus broker stop`"
+            f"the broker keeps running at {broker.bootstrap}: try `{jb} status`, "
+            f"`{jb} inbox --agency cq-yongchuan`, `{jb} audit verify`, "
+            f"`{jb} console` (the auditors' web console); "
+            f"stop it with `{jb} broker stop`"
         )
     if not same:
         raise JointbusError("the audit replay differs from what the agencies saw", reason="demo_failed")

@@ -162,6 +162,35 @@ def test_status_reports_serving_broker(kafka: LocalBroker) -> None:
     assert f"serving at 127.0.0.1:{kafka.port}" in done.stdout
 
 
+def test_stop_naming_another_port_refuses_and_the_broker_keeps_serving(kafka: LocalBroker) -> None:
+    """`--port` names a broker, the data directory picks one: when the broker running from
+    the directory serves another port, `broker stop` refuses in one line (a typed reason)
+    instead of stopping a broker the operator did not mean."""
+    other = str(free_port())
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jointbus",
+            "--port",
+            other,
+            "broker",
+            "stop",
+            "--data-dir",
+            str(kafka.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"serves port {kafka.port}, not {other}" in done.stderr
+    assert "[other_broker]" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    serving, _ = kafka.status()
+    assert serving, "the broker was stopped although another port was named"
+
+
 def test_status_of_a_stopped_broker_exits_1(tmp_path: Path) -> None:
     """No broker in a data directory: status says so and exits 1."""
     done = subprocess.run(

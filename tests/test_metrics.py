@@ -129,16 +129,21 @@ async def test_metrics_count_decisions_latency_and_the_audit_log(metered: Metere
 
 def test_dashboard_and_readme_name_only_metrics_that_exist() -> None:
     """docker/grafana-dashboard.json and the README's metric table use the names
-    streams/metrics.py defines (a renamed metric would leave an empty panel)."""
+    streams/metrics.py defines (a renamed metric would leave an empty panel), and the
+    table's "from" column says which process exposes each, as the code does."""
     import json
     import re
 
-    from prometheus_client import REGISTRY
-
-    import jointbus.streams.metrics  # noqa: F401  (registers the metrics)
+    from jointbus.streams.metrics import COMPONENTS
 
     root = Path(__file__).resolve().parent.parent
-    defined = {m.name for m in REGISTRY.collect() if m.name.startswith("jointbus_")}
+    exposed_by = {
+        family.name: component
+        for component, collectors in COMPONENTS.items()
+        for collector in collectors
+        for family in collector.collect()
+    }
+    defined = set(exposed_by)
     dashboard = json.loads((root / "docker" / "grafana-dashboard.json").read_text(encoding="utf-8"))
     used = {
         re.sub(r"_(bucket|count|sum|total)$", "", name)
@@ -148,5 +153,29 @@ def test_dashboard_and_readme_name_only_metrics_that_exist() -> None:
     }
     assert used <= defined, sorted(used - defined)
     readme = (root / "README.md").read_text(encoding="utf-8")
-    documented = {re.sub(r"_total$", "", n) for n in re.findall(r"`(jointbus_[a-z_]+)`", readme)}
-    assert defined <= documented, sorted(defined - documented)
+    table = {
+        re.sub(r"_total$", "", name): source
+        for name, source in re.findall(r"^\| `(jointbus_[a-z_]+)` \| (\w+) \|", readme, re.MULTILINE)
+    }
+    assert table == exposed_by
+
+
+def test_each_process_exposes_its_own_metrics_only() -> None:
+    """An audit agent's endpoint showing ``jointbus_router_leads 0`` would set off a "no
+    router leads" alert: each endpoint serves its component's metrics, and the process's."""
+    from prometheus_client import generate_latest
+
+    from jointbus.streams.metrics import registry_of
+
+    def names(component: str) -> set[str]:
+        text = generate_latest(registry_of(component)).decode()
+        return {family.name for family in text_string_to_metric_families(text)}
+
+    worker, audit, witness = names("worker"), names("audit"), names("witness")
+    assert "jointbus_router_leads" in worker
+    assert "jointbus_router_leads" not in audit | witness
+    assert "jointbus_audit_leaves" in audit
+    assert "jointbus_audit_leaves" not in worker | witness
+    assert "jointbus_witness_refusals" in witness
+    assert "jointbus_witness_refusals" not in worker | audit
+    assert all("process_cpu_seconds" in found for found in (worker, audit, witness))
