@@ -9,7 +9,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import click
 from aiokafka.errors import KafkaError
@@ -28,6 +28,9 @@ from jointbus.streams.logs import configure_logging
 from jointbus.streams.provision import Provisioned, provision
 from jointbus.streams.security import ADMIN, ensure_credentials, principals
 from jointbus.streams.settings import Settings
+
+if TYPE_CHECKING:
+    from jointbus.streams.cluster import LocalCluster
 
 
 class JointbusGroup(click.Group):
@@ -91,6 +94,7 @@ def cli(log_level: str | None, broker_port: int | None, bootstrap: str | None) -
     """jointbus: the signed event bus of the Sichuan–Chongqing supervision agencies."""
     if broker_port is not None:  # also for the processes a command starts (worker, demo)
         os.environ["JOINTBUS_BROKER_PORT"] = str(broker_port)
+    click.get_current_context().obj = {"broker_port": broker_port}  # named here, not inherited
     if bootstrap is not None:
         os.environ["JOINTBUS_BOOTSTRAP"] = bootstrap
     cfg = context.settings()
@@ -208,18 +212,27 @@ def _provisioned(done: Provisioned, secure: bool) -> str:
     return said
 
 
-def _same_broker(asked: int | None, serving: int | None, directory: Path) -> None:
-    """Refuse when a port was asked for (``--port``, ``JOINTBUS_BROKER_PORT``) and the broker
-    running from ``directory`` serves another one: the data directory, not the port, picks
-    the broker, and stopping the demo's broker when another was meant must not happen."""
+def _same_broker(port: int | None, data_dir: Path | None, serving: int | None, directory: Path) -> None:
+    """Refuse when a port was named and the broker running from ``directory`` serves another
+    one: the data directory, not the port, picks the broker, and stopping the demo's broker
+    when another was meant must not happen. Named: ``--port`` (the command's or jointbus's),
+    or ``JOINTBUS_BROKER_PORT`` when no ``--data-dir`` says which broker is meant."""
+    obj = click.get_current_context().find_root().obj
+    asked = port or (obj.get("broker_port") if isinstance(obj, dict) else None)
     env = os.environ.get("JOINTBUS_BROKER_PORT", "")
-    asked = asked or (int(env) if env.isdigit() else None)
+    if asked is None and data_dir is None and env.isdigit():
+        asked = int(env)
     if asked is not None and serving is not None and serving != asked:
         raise BrokerError(
             f"the broker running from {directory} serves port {serving}, not {asked}; "
-            "name the data directory of the one you mean with --data-dir",
+            f"name the one you mean with --data-dir, or pass --port {serving}",
             reason="other_broker",
         )
+
+
+def _cluster_port(cluster: LocalCluster) -> int | None:
+    """The port a running local cluster is named by (node 1's), None when no node runs."""
+    return cluster.nodes[0].port if any(node.pid() is not None for node in cluster.nodes) else None
 
 
 @broker.command("stop")
@@ -233,13 +246,14 @@ def broker_stop(port: int | None, data_dir: Path | None) -> None:
     directory = data_dir or cfg.broker_dir
     if is_cluster(directory):
         cluster = existing_cluster(directory)
-        first = cluster.nodes[0]
-        _same_broker(port, first.port if first.pid() is not None else None, directory)
+        _same_broker(port, data_dir, _cluster_port(cluster), directory)
         ui.say("cluster stopped" if cluster.stop() else f"no node running in {directory}")
         return
     b = context.local_broker(cfg, port, data_dir)
     state = b.state()
-    _same_broker(port, state.port if state is not None and b.pid() is not None else None, b.data_dir)
+    _same_broker(
+        port, data_dir, state.port if state is not None and b.pid() is not None else None, b.data_dir
+    )
     ui.say("broker stopped" if b.stop() else f"no broker running in {b.data_dir}")
 
 
@@ -258,6 +272,7 @@ def broker_status(port: int | None, data_dir: Path | None) -> None:
         first = cluster.nodes[0].state()
         if first is not None and first.secure:  # the data decides how to reach it
             cluster = existing_cluster(directory, ensure_credentials(cfg.credentials_dir, [ADMIN]))
+        _same_broker(port, data_dir, _cluster_port(cluster), directory)
         nodes = cluster.status()
         rows = [(n, p, "yes" if s else "NO") for n, p, s in nodes]
         ui.table(f"cluster in {directory}", ["node", "port", "serving"], rows)
@@ -266,7 +281,7 @@ def broker_status(port: int | None, data_dir: Path | None) -> None:
         return
     b = context.local_broker(cfg, port, data_dir)
     serving, state = b.status()
-    _same_broker(port, state.port if serving and state is not None else None, b.data_dir)
+    _same_broker(port, data_dir, state.port if serving and state is not None else None, b.data_dir)
     if serving and state is not None:
         ui.say(f"serving at 127.0.0.1:{state.port} (pid {state.pid}, data {b.data_dir})")
         return

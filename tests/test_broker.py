@@ -189,6 +189,17 @@ def test_stop_naming_another_port_refuses_and_the_broker_keeps_serving(kafka: Lo
     assert "Traceback" not in done.stderr + done.stdout
     serving, _ = kafka.status()
     assert serving, "the broker was stopped although another port was named"
+    # an exported JOINTBUS_BROKER_PORT (say, the demo's) does not name a port when
+    # --data-dir says which broker is meant
+    status = subprocess.run(
+        [sys.executable, "-m", "jointbus", "broker", "status", "--data-dir", str(kafka.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "JOINTBUS_BROKER_PORT": other},
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert f"serving at 127.0.0.1:{kafka.port}" in status.stdout
 
 
 def test_status_of_a_stopped_broker_exits_1(tmp_path: Path) -> None:
