@@ -279,7 +279,7 @@ class OrderedWriter:
         epoch is bumped, so every earlier producer of the router is fenced and its open
         transaction aborted."""
         while True:
-            await self._still_leading()
+            await self._lease_confirmed(lease_lost)
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.bootstrap_servers,
                 transactional_id=TRANSACTIONAL_ID,
@@ -308,36 +308,18 @@ class OrderedWriter:
             self._watch_sender(producer)
             return producer
 
-    async def _fenced_by_whom(self) -> None:
-        """The producer's epoch was bumped: by another router that took over (stop at once,
-        routing nothing more), or by the broker itself, which aborts a transaction left open
-        past its timeout (a long partition outage, a paused process) and bumps the epoch the
-        same way. The lease group tells them apart: still the holder, this worker recovers.
-        No answer within ``FENCED_ANSWER_WITHIN``: stop (a supervisor restarts a standby)."""
-        deadline = time.monotonic() + FENCED_ANSWER_WITHIN
-        while True:
-            answer = await self.leads()
-            if answer:
-                log.warning(
-                    "transaction aborted by the broker (open past its timeout); "
-                    "this worker still holds the lease: routing again"
-                )
-                return
-            if answer is False or time.monotonic() > deadline:
-                fenced()
-            log.warning("producer fenced, and the lease group does not answer yet; asking again")
-            await asyncio.sleep(1.0)
-
-    async def _still_leading(self) -> None:
-        """Return only once the lease group confirms, now, that this worker holds the lease:
-        the producer about to start fences whoever else writes, so a worker that was cut off
-        or frozen must not start one on the strength of what it last heard. Lost: exit."""
+    async def _lease_confirmed(self, lost: Callable[[], NoReturn], within: float | None = None) -> None:
+        """Return only once the lease group confirms, now, that this worker holds the lease;
+        ``lost()`` (which exits) when it says otherwise, or gives no answer within ``within``
+        seconds. A producer about to start fences whoever else writes, so a worker that was
+        cut off or frozen must not start one on the strength of what it last heard."""
+        deadline = None if within is None else time.monotonic() + within
         while True:
             answer = await self.leads()
             if answer:
                 return
-            if answer is False:
-                lease_lost()
+            if answer is False or (deadline is not None and time.monotonic() > deadline):
+                lost()
             log.warning("the lease group does not answer; no producer until it confirms the lease")
             await asyncio.sleep(1.0)
 
@@ -509,7 +491,14 @@ class OrderedWriter:
         """A write failed: nothing after it is acknowledged; route it all again, what was
         sent and what was decided but not sent yet. Called with both locks held."""
         if isinstance(error, ProducerFenced):
-            await self._fenced_by_whom()
+            # by another router that took over (stop, routing nothing more), or by the broker,
+            # which aborts a transaction left open past its timeout (a long partition outage, a
+            # paused process) and bumps the epoch the same way: the lease tells them apart
+            await self._lease_confirmed(fenced, FENCED_ANSWER_WITHIN)
+            log.warning(
+                "transaction aborted by the broker (open past its timeout); "
+                "this worker still holds the lease: routing again"
+            )
         # the new producer is started only once the lease group confirms the lease anew
         self.recoveries += 1
         metrics.PRODUCE_ERRORS.labels("worker").inc()

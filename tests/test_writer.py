@@ -58,8 +58,9 @@ def position(record: Record) -> str:
     return f"{outbox('sc-zigong')}:{record[0]}:{record[1]}"
 
 
-async def route_all(writer: OrderedWriter, records: list[Record], within: float = 60.0) -> list[str]:
-    """Route every record; the positions acknowledged, once all are (fails after ``within`` s)."""
+async def route_each(writer: OrderedWriter, records: list[Record]) -> tuple[list[str], asyncio.Event]:
+    """Hand every record to the writer; the positions acknowledged so far, and an event set
+    once all are."""
     acked: list[str] = []
     all_acked = asyncio.Event()
     for record in records:
@@ -71,6 +72,12 @@ async def route_all(writer: OrderedWriter, records: list[Record], within: float 
                 all_acked.set()
 
         await writer.route((value, outbox("sc-zigong"), partition, offset, ts, appended), ack)
+    return acked, all_acked
+
+
+async def route_all(writer: OrderedWriter, records: list[Record], within: float = 60.0) -> list[str]:
+    """Route every record; the positions acknowledged, once all are (fails after ``within`` s)."""
+    acked, all_acked = await route_each(writer, records)
     async with asyncio.timeout(within):  # fails loudly if the writer never catches up
         await all_acked.wait()
     return acked
@@ -203,14 +210,7 @@ async def test_fenced_by_a_takeover_stops_routing_and_acknowledges_nothing_more(
     await writer.start()
     hold_first_commit(writer, HELD)
     leading = False  # another worker was given the lease meanwhile
-    acked: list[str] = []
-    for record in records:
-        partition, offset, value, ts, appended = record
-
-        async def ack(at: str = position(record)) -> None:
-            acked.append(at)
-
-        await writer.route((value, outbox("sc-zigong"), partition, offset, ts, appended), ack)
+    acked, _ = await route_each(writer, records)
     try:
         async with asyncio.timeout(30):  # the fence is seen once the held commit is tried
             await stopped.wait()
