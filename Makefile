@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install kafka lint typecheck test demo bench clean charts browser
+.PHONY: install kafka lint typecheck test demo bench fuzz clean charts browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "jointbus needs Python 3.11+")'
@@ -53,6 +53,15 @@ demo: kafka
 
 bench: kafka
 	$(BIN)/python -m bench
+
+# Longer fuzzing than the suite's: every hypothesis fuzzer 20x its examples, then every
+# registered reader under atheris (coverage-guided) for FUZZ_SECONDS each; failing inputs
+# are kept under tests/regressions/ and run by every `make test` after.
+FUZZ_SECONDS ?= 60
+fuzz: install
+	$(BIN)/pip install -q 'atheris>=2.3'
+	JOINTBUS_FUZZ_SCALE=20 $(BIN)/pytest -n 2 -k 'fuzz' -m 'not broker' -p no:cacheprovider
+	$(BIN)/python -m tests.fuzz_run --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) .jointbus .mypy_cache .ruff_cache .pytest_cache

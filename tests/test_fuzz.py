@@ -29,6 +29,7 @@ from jointbus.streams.reader import read_topic
 from jointbus.streams.sdk import Publisher
 from jointbus.streams.topics import AUDIT_TOPIC, outbox
 from tests.conftest import Bus
+from tests.fuzzing import fuzz_target
 from tests.harness import collect, eventually
 from tests.samples import SAMPLES
 from tests.stats import STATS
@@ -138,6 +139,18 @@ def test_router_rejects_every_hostile_input_with_a_reason_and_an_audit_record(
     if record.reason != Reason.INTERNAL:
         assert any(o.topic == "jointbus.inbox.sc-zigong" for o in routed.outputs)
     STATS["fuzz inputs rejected with a reason"] = int(STATS.get("fuzz inputs rejected with a reason", 0)) + 1
+
+
+@fuzz_target("router", seeds=lambda: [to_wire(v) for v in VALID])
+def route_any_bytes(wire: bytes) -> None:
+    """The router decides any bytes: one audited decision, never an exception, never an
+    internal error from input."""
+    routed = ROUTER_.route(wire, outbox("sc-zigong"), 0, next(OFFSETS), int(NOW.timestamp() * 1000))
+    record = routed.record
+    assert record is not None
+    assert record.decision in ("accepted", "rejected")
+    assert record.reason != Reason.INTERNAL, record.detail
+    assert sum(o.topic == AUDIT_TOPIC for o in routed.outputs) == 1
 
 
 LIVE_INPUTS = 300
