@@ -231,10 +231,9 @@ class Router:
     def _notice(self, record: AuditRecord, owner: str, received: datetime) -> dict[str, Any] | None:
         """The signed rejection notice to the outbox's owner: only text the router chose
         or validated (a catalog type, a UUID, a reason code, an escaped bounded detail)."""
-        event_type = (record.event or {}).get("type")
         payload = RejectionNotice(
             rejected_event_id=record.event_id or "",
-            rejected_type=event_type if event_type in CATALOG else "",
+            rejected_type=_catalog_type(record),
             reason=str(record.reason),
             detail=record.detail,
         )
@@ -244,10 +243,9 @@ class Router:
         """The signed acceptance notice to the outbox's owner: which event, delivered to whom."""
         if not self.registry.is_agency(owner):
             return None
-        event_type = (record.event or {}).get("type")
         payload = AcceptanceNotice(
             accepted_event_id=record.event_id or "",
-            accepted_type=event_type if event_type in CATALOG else "",
+            accepted_type=_catalog_type(record),
             delivered_to=record.delivered_to,
         )
         return self._signed_notice(record, owner, received, "acceptance", payload)
@@ -456,6 +454,13 @@ _UNNUMBERED = Output(AUDIT_TOPIC, b"", b"")
 
 def _audit(record: AuditRecord) -> Output:
     return Output(AUDIT_TOPIC, record.position.encode(), record.to_bytes())
+
+
+def _catalog_type(record: AuditRecord) -> str:
+    """The event type ``record`` names when it is one of the catalog's, else "" (the bytes
+    may hold any JSON value there)."""
+    event_type = (record.event or {}).get("type")
+    return event_type if isinstance(event_type, str) and event_type in CATALOG else ""
 
 
 def _is_uuid(value: object) -> TypeGuard[str]:
