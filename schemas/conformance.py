@@ -34,8 +34,8 @@ from jointbus.schemas.errors import ContractError, Reason
 from jointbus.schemas.ids import parse_time
 from jointbus.schemas.ledger import Ledger
 from jointbus.schemas.lifecycle import Rules
+from jointbus.schemas.opening import open_payload
 from jointbus.schemas.registry import Registry
-from jointbus.schemas.sealing import open_sealed
 from jointbus.schemas.verify import verify_event
 
 #: where the suite lives in the repository
@@ -222,18 +222,10 @@ class ReferenceBus:
             if not env.sealed:
                 return Verdict("accepted", payload=env.data)
             opener = {kid: X25519PrivateKey.from_private_bytes(b64d(private_key, what="private_key"))}
-            plaintext = open_sealed(env.data, env.id, agency, opener)
+            opened = open_payload(env, agency, opener)  # the SDK's own decoding path
         except ContractError as exc:
-            return Verdict.rejected(exc.reason)
-        try:
-            payload = json.loads(plaintext)
-        except ValueError:
-            return Verdict.rejected(Reason.SEAL_BROKEN)
-        return (
-            Verdict("accepted", payload=payload)
-            if isinstance(payload, dict)
-            else Verdict.rejected(Reason.SCHEMA)
-        )
+            return Verdict.rejected(exc.reason, exc.message)
+        return Verdict("accepted", payload=opened.raw)
 
     def step(self, step: Step) -> Verdict:
         if step.action == "route":

@@ -101,13 +101,19 @@ class Forge:
         """``plain`` sealed to ``to``'s current sealing keys."""
         return self.seal_with(plain, event_id, [(a, self.registry.sealing_key(a, at)[0]) for a in to])
 
-    def seal_with(self, plain: dict[str, Any], event_id: str, wraps: list[tuple[str, str]]) -> dict[str, Any]:
-        """``plain`` sealed for each (agency, kid) with the vector key ``kid`` (right or
-        wrong: negative vectors seal to the wrong key on purpose); the previous file's seal
-        when it still opens to the same plaintext for the same wraps."""
-        data = self.previous_seals.get(event_id)
-        if data is None or not _opens_to(data, event_id, wraps, plain):
+    def seal_with(
+        self, plain: dict[str, Any] | bytes, event_id: str, wraps: list[tuple[str, str]]
+    ) -> dict[str, Any]:
+        """``plain`` (an object, or the plaintext bytes themselves: negative vectors seal
+        what is no payload) sealed for each (agency, kid) with the vector key ``kid`` (right
+        or wrong: negative vectors seal to the wrong key on purpose); the previous file's
+        seal when it still opens to the same plaintext for the same wraps."""
+        if isinstance(plain, bytes):
+            plaintext = plain
+        else:
             plaintext = json.dumps(plain, ensure_ascii=False, separators=(",", ":")).encode()
+        data = self.previous_seals.get(event_id)
+        if data is None or not _opens_to(data, event_id, wraps, plaintext):
             data = seal(plaintext, event_id, [(a, kid, opening_key(kid).public_key()) for a, kid in wraps])
         self.made[event_id] = data
         return data
@@ -127,9 +133,7 @@ class Forge:
         return self.sign(self.unsigned(sender, family, subject, to, payload, **kw), kid)
 
 
-def _opens_to(
-    data: dict[str, Any], event_id: str, keys: list[tuple[str, str]], plain: dict[str, Any]
-) -> bool:
+def _opens_to(data: dict[str, Any], event_id: str, keys: list[tuple[str, str]], plaintext: bytes) -> bool:
     wrapped = [(w.get("agency"), w.get("kid")) for w in data.get("recipients", [])]
     if wrapped != keys:
         return False
@@ -138,7 +142,7 @@ def _opens_to(
         opened = open_sealed(data, event_id, agency, {kid: opening_key(kid)})
     except ContractError:
         return False
-    return bool(json.loads(opened) == plain)
+    return opened == plaintext
 
 
 def previous_seals(document: Any) -> dict[str, dict[str, Any]]:

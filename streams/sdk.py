@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import sqlite3
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,28 +22,25 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from jointbus.schemas.catalog import CURRENT, Payload, family_of, parse_payload
+from jointbus.schemas.catalog import CURRENT, Payload, family_of
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, MAX_ENVELOPE_BYTES, Envelope, to_wire
 from jointbus.schemas.errors import ContractError, JointbusError, Reason, rejection
 from jointbus.schemas.families.notice import AcceptanceNotice, RejectionNotice
-from jointbus.schemas.ids import parse_time
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.registry import ROUTER, Registry
-from jointbus.schemas.sealing import open_sealed
-from jointbus.schemas.verify import MAX_CLOCK_SKEW, VerifiedEvent, verify_event
+from jointbus.schemas.verify import verify_event
 from jointbus.streams.clients import close_client, readable_partitions, start_client
+from jointbus.streams.judge import Accepted, Duplicate, InboxJudge, Judgement, Refused
+from jointbus.streams.judge import Delivery as Delivery  # the SDK's public type, judged there
 from jointbus.streams.keystore import private_dir
 from jointbus.streams.registry_feed import follow, follow_chain
 from jointbus.streams.topics import inbox, outbox, registry_version_of
 
 log = structlog.get_logger("jointbus.sdk")
 HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
-#: refusals a newer registry version may lift (a new key or member, changed rights)
-STALE_REASONS = frozenset(
-    {"unknown_key", "unknown_sender", "not_authorized", "unknown_recipient", "key_expired"}
-)
-#: how often, and how far apart, a Subscriber looks for that newer version before refusing
+#: how often, and how far apart, a Subscriber looks for a newer registry version before
+#: refusing what one may lift (``judge.STALE_REASONS``)
 STALE_TRIES, STALE_PAUSE = 4, 0.5
 
 
@@ -344,25 +340,6 @@ class Publisher:
         )
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """An event delivered to this agency, verified end to end and opened."""
-
-    envelope: Envelope
-    payload: Payload
-    verified: VerifiedEvent
-    partition: int
-    offset: int
-
-    @property
-    def id(self) -> str:
-        return self.envelope.id
-
-    @property
-    def family(self) -> str:
-        return self.verified.spec.family
-
-
 class SeenStore:
     """Event ids already handed to the application: in memory, and on disk when given a path."""
 
@@ -431,8 +408,10 @@ class Subscriber:
         #: asynchronously makes them durable here, so a committed offset never outruns them
         self.before_commit: Callable[[], Awaitable[None]] | None = None
         self.keyring = keyring
-        self.registry = registry
-        self._openers = keyring.openers()
+        #: decides each record, apart from Kafka (holds the registry versions known here)
+        self.judge = InboxJudge(agency, keyring.openers(), registry)
+        #: called with each refused record (after its refusal receipt went out, if any)
+        self.on_refusal: Callable[[Refused], None] | None = None
         self._topic = inbox(agency)
         self._group = None if group_id is False else group_id or f"jointbus-inbox-{agency}"
         self._consumer = AIOKafkaConsumer(
@@ -452,12 +431,21 @@ class Subscriber:
         self._from_beginning = from_beginning
         self.duplicates = 0
         self.rejected = 0
-        self._refusal: tuple[VerifiedEvent, str] | None = None
-        self._stale = False  # the last refusal may come from a registry version not yet seen
-        #: every registry version known here, by number (deliveries name theirs)
-        self.versions: dict[int, Registry] = {registry.version: registry}
-        #: when each followed version came into force
-        self.in_force_from: dict[int, datetime] = {}
+
+    @property
+    def registry(self) -> Registry:
+        """The newest registry version known here."""
+        return self.judge.registry
+
+    @property
+    def versions(self) -> dict[int, Registry]:
+        """Every registry version known here, by number (deliveries name theirs)."""
+        return self.judge.versions
+
+    @property
+    def in_force_from(self) -> dict[int, datetime]:
+        """When each followed version came into force."""
+        return self.judge.in_force_from
 
     async def start(self) -> None:
         """Connect (bounded in time); without a group, assign every partition of the inbox.
@@ -505,37 +493,13 @@ class Subscriber:
                 log.warning("registry not followed", agency=self.agency, error=type(exc).__name__)
                 return False
             if chain:
-                self.versions.update({r.version: r for r, _ in chain})
-                self.in_force_from.update({r.version: since for r, since in chain})
-                self.registry = chain[-1][0]
+                self.judge.adopt(chain)
                 if self._publisher is not None:
                     self._publisher.registry = self.registry
                 return True
             if attempt + 1 < STALE_TRIES:
                 await asyncio.sleep(STALE_PAUSE)
         return False
-
-    def _open(self, wire: bytes, timestamp_ms: int, version: int | None) -> VerifiedEvent:
-        """Verify under the registry version the router decided the event under (a later
-        version may have revoked the key it was rightly signed with), else the newest."""
-        received = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
-        registry = self.versions.get(version, self.registry) if version is not None else self.registry
-        verified = verify_event(wire, registry, received_at=received, check_skew=False)
-        superseded = self.in_force_from.get(registry.version + 1)
-        if superseded is not None and parse_time(verified.envelope.time) > superseded + MAX_CLOCK_SKEW:
-            # named an older version than the one in force when it was signed: a relabelled
-            # delivery (a key revoked or a member suspended since) is judged by the newer one
-            raise ContractError(
-                f"signed after registry v{registry.version} was superseded", reason=Reason.KEY_REVOKED
-            )
-        return verified
-
-    def _payload(self, verified: VerifiedEvent) -> Payload:
-        if verified.payload is not None:
-            return verified.payload
-        env = verified.envelope
-        plaintext = open_sealed(env.data, env.id, self.agency, self._openers)
-        return parse_payload(env.type, json.loads(plaintext))
 
     async def _reached_end(self, ends: dict[TopicPartition, int]) -> bool:
         assigned = self._consumer.assignment()
@@ -557,92 +521,97 @@ class Subscriber:
             for tp, records in batch.items():
                 yield tp, records
 
+    async def _decide(self, record: Any, partition: int) -> Delivery | None:
+        """Judge one record (again under a newer registry version when the refusal may come
+        from a version not seen here yet); answer a refusal. The delivery, or None."""
+        version = registry_version_of(record.headers)
+        if version is not None and version > self.registry.version:
+            await self._follow_registry()  # decided under a version not seen here yet
+        judgement = self._judged(record, partition, version)
+        if isinstance(judgement, Refused) and judgement.stale and await self._follow_registry():
+            judgement = self._judged(record, partition, version)
+        if isinstance(judgement, Accepted):
+            return judgement.delivery
+        if isinstance(judgement, Duplicate):
+            self.duplicates += 1
+            return None
+        self.rejected += 1
+        log.warning(
+            "inbox event refused",
+            agency=self.agency,
+            event_id=judgement.event_id or None,
+            reason=judgement.reason,
+            detail=judgement.detail,
+            partition=partition,
+            offset=record.offset,
+        )
+        await self._refuse(judgement)
+        if self.on_refusal is not None:
+            self.on_refusal(judgement)
+        return None
+
+    def _judged(self, record: Any, partition: int, version: int | None) -> Judgement:
+        """The judge's decision on ``record``. The judge answers every content with a value;
+        should it raise all the same (a bug), the record is refused as ``internal_error``
+        and logged, and the inbox goes on."""
+        try:
+            return self.judge.judge(
+                record.value,
+                record.timestamp,
+                version=version,
+                partition=partition,
+                offset=record.offset,
+                seen=self.seen,
+            )
+        except Exception as exc:  # second line only: the judge itself refuses by value
+            log.exception("inbox judge failed", agency=self.agency, partition=partition, offset=record.offset)
+            return Refused(Reason.INTERNAL, f"the inbox judge failed ({type(exc).__name__})")
+
+    async def _refuse(self, refused: Refused) -> None:
+        """Answer an authentic event this agency cannot open or accept with a signed refusal
+        receipt (its reason code), so the sender and the bus learn it was never seen."""
+        verified = refused.answer
+        if self._publisher is None or verified is None or verified.id in self.seen:
+            return
+        env = verified.envelope
+        await self._publisher.submit(
+            "receipt",
+            env.subject,
+            [env.sender],
+            {"event_id": env.id, "event_type": env.type, "status": "refused", "reason": refused.reason},
+            correlationid=env.correlationid,
+            causationid=env.id,
+        )
+        self.seen.add(env.id)
+        log.info("refusal receipt sent", agency=self.agency, event_id=env.id, reason=refused.reason)
+
     async def _handled(self, delivery: Delivery) -> None:
         """After the application returned: remember the id, send the receipt."""
         self.seen.add(delivery.id)
         await self._receipt(delivery)
 
-    async def __aiter__(self) -> AsyncIterator[Delivery]:
+    async def _receipt(self, delivery: Delivery) -> None:
+        if self._publisher is not None and self.auto_receipts:
+            await self._publisher.submit_receipt(delivery.envelope)
+
+    async def _deliveries(self) -> AsyncGenerator[Delivery, None]:
+        """The one reading loop: deliveries in inbox order, each handled (id remembered,
+        receipt sent) when the consumer asks for the next; a partition's offsets committed
+        after its fetched records. Refused records are answered and passed over."""
+        async for tp, records in self._batches():
+            for record in records:
+                delivery = await self._decide(record, tp.partition)
+                if delivery is not None:
+                    yield delivery  # the application handles it here
+                    await self._handled(delivery)
+            await self._commit(tp, records[-1].offset + 1)
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
         """Deliveries in inbox order; commit happens when the loop asks for the next one.
 
         With ``until_end`` the iteration stops at the end of the inbox as it was at start.
         """
-        async for tp, records in self._batches():
-            for record in records:
-                delivery = await self._judge(record, tp.partition)
-                if delivery is not None:
-                    yield delivery  # the application handles it here
-                    await self._handled(delivery)
-                else:
-                    await self._refuse()
-            await self._commit(tp, records[-1].offset + 1)
-
-    async def _judge(self, record: Any, partition: int) -> Delivery | None:
-        """``_accept``, and once more under a newer registry version when the refusal may
-        come from a version this Subscriber has not seen yet (a new key, a new member)."""
-        version = registry_version_of(record.headers)
-        if version is not None and version > self.registry.version:
-            await self._follow_registry()  # decided under a version not seen here yet
-        delivery = self._accept(record.value, record.timestamp, partition, record.offset, version)
-        if delivery is None and self._stale and await self._follow_registry():
-            self.rejected -= 1  # judged again under the newer registry
-            delivery = self._accept(record.value, record.timestamp, partition, record.offset, version)
-        return delivery
-
-    def _accept(
-        self, wire: bytes, timestamp_ms: int, partition: int, offset: int, version: int | None = None
-    ) -> Delivery | None:
-        """The delivery, or None: a duplicate, or refused (then ``_refusal`` says what to answer)."""
-        self._refusal = None
-        self._stale = False
-        verified: VerifiedEvent | None = None
-        try:
-            verified = self._open(wire, timestamp_ms, version)
-            if self.agency not in verified.envelope.recipients:
-                raise ContractError(f"addressed to {verified.envelope.recipients}", reason="not_a_recipient")
-            if verified.envelope.id in self.seen:
-                self.duplicates += 1
-                return None
-            payload = self._payload(verified)
-        except ContractError as exc:
-            self.rejected += 1
-            self._stale = exc.reason in STALE_REASONS
-            log.warning(
-                "inbox event refused",
-                agency=self.agency,
-                reason=exc.reason,
-                detail=exc.message,
-                partition=partition,
-                offset=offset,
-            )
-            if verified is not None and self.agency in verified.envelope.recipients:
-                self._refusal = (verified, str(exc.reason))  # authentic, ours, but unusable
-            return None
-        return Delivery(verified.envelope, payload, verified, partition, offset)
-
-    async def _refuse(self) -> None:
-        """Answer an authentic event this agency cannot open or accept with a signed refusal
-        receipt (its reason code), so the sender and the bus learn it was never seen."""
-        if self._refusal is None:
-            return
-        verified, reason = self._refusal
-        self._refusal = None
-        env = verified.envelope
-        if self._publisher is None or not verified.spec.answered or env.id in self.seen:
-            return
-        await self._publisher.submit(
-            "receipt",
-            env.subject,
-            [env.sender],
-            {"event_id": env.id, "event_type": env.type, "status": "refused", "reason": reason},
-            correlationid=env.correlationid,
-            causationid=env.id,
-        )
-        self.seen.add(env.id)
-
-    async def _receipt(self, delivery: Delivery) -> None:
-        if self._publisher is not None and self.auto_receipts:
-            await self._publisher.submit_receipt(delivery.envelope)
+        return self._deliveries()
 
     async def run(self, handler: Callable[[Delivery], Awaitable[bool | None]]) -> None:
         """Call ``handler`` for each delivery; stop after one for which it returns True.
@@ -650,18 +619,15 @@ class Subscriber:
         The event's offset is committed, and its receipt sent, once the handler returned —
         also for the last one, which a ``break`` out of ``async for`` cannot promise.
         """
-        async for tp, records in self._batches():
-            for record in records:
-                delivery = await self._judge(record, tp.partition)
-                if delivery is None:
-                    await self._refuse()
-                    continue
-                stop = await handler(delivery)
-                await self._handled(delivery)
-                if stop:
-                    await self._commit(tp, record.offset + 1)
+        deliveries = self._deliveries()
+        try:
+            async for delivery in deliveries:
+                if await handler(delivery):
+                    await self._handled(delivery)
+                    await self._commit(TopicPartition(self._topic, delivery.partition), delivery.offset + 1)
                     return
-            await self._commit(tp, records[-1].offset + 1)
+        finally:
+            await deliveries.aclose()
 
     async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
         self.seen.commit()
