@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
@@ -44,11 +43,7 @@ from jointbus.streams.topics import AUDIT_TOPIC, REGISTRY_TOPIC, inbox
 log = structlog.get_logger("jointbus.router")
 HEADERS = [("content-type", CLOUDEVENTS_CONTENT_TYPE.encode())]
 _UUID = re.compile(UUID_PATTERN)
-#: decisions kept in memory to be written again if their outputs must be re-sent
-RECENT = 20_000
 UNTRUSTED = "the record's time was set by its producer; outbox topics must use LogAppendTime"
-#: alerts whose deliveries are written again after a restart or a failed write
-RECENT_ALERTS = 1_000
 
 
 @dataclass(frozen=True)
@@ -67,9 +62,20 @@ class Output:
 class Routed:
     """Everything one decision produces: the audit record and every output, audit last."""
 
-    record: AuditRecord | None  # None: decided long ago, nothing left to write
+    record: AuditRecord | None  # None: the log already holds this decision, nothing to write
     outputs: list[Output] = field(default_factory=list)
-    again: bool = False  # a decision taken before, written again after a restart
+    #: a position the committed log already decided (re-read after a restart): skipped
+    repeat: bool = False
+
+
+class NewestVersion(dict[int, Output]):
+    """The record of the newest registry version brought into force, and of no older one:
+    kept for inspection only (it was committed with the decision that brought it into
+    force, so nothing writes it again), and bounded to one entry."""
+
+    def __setitem__(self, version: int, output: Output) -> None:
+        self.clear()
+        super().__setitem__(version, output)
 
 
 class Router:
@@ -81,21 +87,19 @@ class Router:
         self.keys = router_keys
         self.rules = rules
         self.ledger = Ledger(registry)
-        self.recent: OrderedDict[str, AuditRecord] = OrderedDict()
         self.dues = Dues()
         #: subjects alerted overdue whose deadline is still unmet (none of their events since)
         self.overdue_open: set[str] = set()
         self.alerted: set[str] = set()
-        #: the alerts most recently logged, whose deliveries a restarted router writes again
-        self.recent_alerts: deque[AuditRecord] = deque(maxlen=RECENT_ALERTS)
         self.quarantined: dict[str, str] = {}
         #: the signed governance events of each open proposal (by its id): the evidence
         #: written with the registry version they bring into force
         self.evidence: dict[str, list[Evidence]] = {}
-        #: the record of every registry version brought into force in this log, written to
-        #: ``jointbus.registry`` again after a restart (keyed by version: a repeat is harmless)
-        self.versions: dict[int, Output] = {}
-        self.counts = {"internal_error": 0, "quarantined": 0, "history_mismatch": 0}
+        #: the record of the newest registry version brought into force in this log (it went
+        #: to ``jointbus.registry`` in the transaction of the decision that adopted it)
+        self.versions: dict[int, Output] = NewestVersion()
+        #: ``repeats``: records re-read after a restart whose position the log had decided
+        self.counts = {"internal_error": 0, "quarantined": 0, "history_mismatch": 0, "repeats": 0}
         #: leaves the audit log holds (set by the rebuild): the index the next record takes
         self.leaves = 0
 
@@ -115,7 +119,8 @@ class Router:
         *,
         appended: bool = True,
     ) -> Routed:
-        """Decide one outbox record (or repeat the decision taken on it before).
+        """Decide one outbox record; a record whose position the log already decided (re-read
+        after a restart: its consumer offset was not committed) is skipped, nothing written.
 
         ``timestamp_ms`` is the record's Kafka timestamp; ``appended`` says the broker set it
         (LogAppendTime). A time the producer chose cannot serve as the arrival time every
@@ -125,7 +130,7 @@ class Router:
         position = position_of(topic, partition, offset)
         head = self.ledger.heads.get(f"{topic}:{partition}")
         if head is not None and offset <= head:
-            return self._again(position)
+            return self._repeat(position)
         data = wire if isinstance(wire, bytes) else b""  # a null value (tombstone) decides too
         try:
             received = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
@@ -143,8 +148,6 @@ class Router:
             routed = self._last_resort(data, topic, outcome, timestamp_ms)
         self.ledger.commit(outcome)
         routed = self._numbered(routed)
-        assert routed.record is not None
-        self._remember(routed.record)
         self._track_due(outcome)
         return routed
 
@@ -273,17 +276,13 @@ class Router:
             log.error("notice not signed", position=record.position, family=family, reason=exc.reason)
             return None
 
-    def _again(self, position: str) -> Routed:
-        record = self.recent.get(position)
-        if record is None:
-            log.warning("decided long ago; nothing to write again", position=position)
-            return Routed(None, [], again=True)
-        return Routed(record, outputs_of(record), again=True)
-
-    def _remember(self, record: AuditRecord) -> None:
-        self.recent[record.position] = record
-        while len(self.recent) > RECENT:
-            self.recent.popitem(last=False)
+    def _repeat(self, position: str) -> Routed:
+        """A record the committed log already decided. Its outputs were committed in the
+        same transaction as its audit record, so none is written again (a copy would reach
+        readers twice) and nothing of it need be remembered."""
+        self.counts["repeats"] += 1
+        log.debug("already decided in the audit log; skipped", position=position)
+        return Routed(None, [], repeat=True)
 
     def _track_due(self, outcome: Outcome) -> None:
         if outcome.verified is None or outcome.state is None:
@@ -302,7 +301,6 @@ class Router:
         """Take one audit-log leaf (in log order) into the router's memory at start."""
         if record.decision == "emitted":
             self.alerted.add(record.position)
-            self.recent_alerts.append(record)
             return
         if record.decision == "quarantined":
             subject = record.position.removeprefix("quarantine:")
@@ -324,7 +322,6 @@ class Router:
             outcome = self.ledger.refused(*where, Reason.INTERNAL, "history mismatch")
         self._governance(outcome, record.wire() or b"", record.received_at)
         self.ledger.commit(outcome)
-        self._remember(record)
         self._track_due(outcome)
 
     # --------------------------------------------------------------------------- governance
@@ -369,13 +366,13 @@ class Router:
 
     def _numbered(self, routed: Routed) -> Routed:
         """``routed`` with its audit record stamped with the leaf index it takes (its
-        position is new: a decision written again keeps the number it had)."""
+        position is new: a repeat writes nothing)."""
         if routed.record is None:
             return routed
         record = routed.record.model_copy(update={"leaf": self.leaves})
         self.leaves += 1
         assert routed.outputs[-1].topic == AUDIT_TOPIC  # the audit record is always last
-        return Routed(record, [*routed.outputs[:-1], _audit(record)], routed.again)
+        return Routed(record, [*routed.outputs[:-1], _audit(record)], routed.repeat)
 
     def _alerts(self, subject: str, now: datetime) -> list[Routed]:
         state = self.ledger.aggregate(subject)

@@ -38,7 +38,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import ProducerFenced, TransactionalIdAuthorizationFailed
 
-from jointbus.agents.routing import HEADERS, Routed, Router, outputs_of
+from jointbus.agents.routing import HEADERS, Routed, Router
 from jointbus.schemas.catalog import spec_of
 from jointbus.schemas.errors import ContractError
 from jointbus.schemas.ids import utcnow
@@ -222,7 +222,6 @@ class OrderedWriter:
             self._producer = await self._new_producer()
             self.router, folded = await self._rebuilt(memory=self._warm)
             self._acker = asyncio.create_task(self._commit_in_order())
-            await self._resend_recent_alerts()
         log.info(
             "router memory caught up with the audit log", leaves=self.router.leaves, read_at_start=folded
         )
@@ -232,8 +231,8 @@ class OrderedWriter:
 
     async def stop(self) -> None:
         """Commit what was decided, then close the producer: a clean stop leaves no open
-        transaction for committed readers to wait on (the inputs are acknowledged again by
-        the next router, which finds them decided)."""
+        transaction for committed readers to wait on (its inputs, not acknowledged, are read
+        again by the next router, which finds their positions decided and skips them)."""
         if self._producer is None:
             return
         try:
@@ -370,7 +369,7 @@ class OrderedWriter:
         wire, topic, partition, offset, ts, appended = source
         routed = self.router.route(wire, topic, partition, offset, ts, appended=appended)
         record = routed.record
-        if record is not None and not routed.again:
+        if record is not None:  # a repeat (decided before a restart) is no new decision
             metrics.DECISIONS.labels(_family(record), record.decision, record.reason or "").inc()
             metrics.ROUTING_SECONDS.observe(max(0.0, time.time() - ts / 1000))
         return routed
@@ -513,21 +512,16 @@ class OrderedWriter:
         self._broken = None
         self._pending.clear()  # only now: a failure above leaves them for the next try
         self._unsent.clear()
-        await self._resend_recent_alerts()
+        repeats = self.router.counts["repeats"]
         for source, ack, _ in items:
             if source is None:
-                continue  # alerts: the log's are sent again above, the next scan raises the rest
+                continue  # an alert: in the log with its deliveries, or raised by the next scan
             await self._send(source, ack, self._decide(source))
-        log.info("recovered: inputs routed again", inputs=len(items))
-
-    async def _resend_recent_alerts(self) -> None:
-        """Write again the deliveries of the alerts the log holds most recently: an alert's
-        audit record can reach the log while an inbox copy did not (another partition, or a
-        crash between the two); recipients drop the copies they already have by id."""
-        for record in self.router.recent_alerts:
-            await self._send(None, None, Routed(record, outputs_of(record)[:-1]))
-        if self.router.versions:  # and every registry version: one may not have been written
-            await self._send(None, None, Routed(None, list(self.router.versions.values())))
+        log.info(
+            "recovered: inputs routed again",
+            inputs=len(items),
+            already_decided=self.router.counts["repeats"] - repeats,
+        )
 
 
 def _failure(future: asyncio.Future[Any]) -> BaseException | None:

@@ -5,11 +5,14 @@ router rebuilt from the audit log decides exactly as the one that wrote it."""
 from __future__ import annotations
 
 import dataclasses
+import gc
+import tracemalloc
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from jointbus.agents.routing import Router
 from jointbus.schemas.compose import compose
@@ -133,9 +136,11 @@ def test_poisoned_aggregate_is_quarantined_not_a_crash_loop() -> None:
     assert router.counts["quarantined"] == 1
 
 
-def test_router_rebuilt_from_the_log_repeats_and_continues_the_same_decisions() -> None:
-    """A second router folded from the first one's audit records writes the very same
-    bytes for positions already decided, and decides new records as the first would."""
+def test_router_rebuilt_from_the_log_skips_decided_positions_and_continues_the_same_decisions() -> None:
+    """A second router folded from the first one's audit records writes nothing for a
+    position already decided (its outputs were committed with its audit record; a copy
+    would reach readers twice), counts and logs the skip, and decides new records as the
+    first would."""
     now = datetime(2026, 11, 25, 23, 59, tzinfo=UTC)
     registry, rings = new_federation(now - timedelta(days=1))
     first = Router(registry, rings[ROUTER], Rules())
@@ -146,10 +151,12 @@ def test_router_rebuilt_from_the_log_repeats_and_continues_the_same_decisions() 
     second = Router(registry, rings[ROUTER], Rules())
     for record in records:
         second.fold(record)
-    repeat = second.route(b"ignored: decided before", outbox("sc-yibin"), 0, 1, ms(now))
-    assert repeat.again
-    assert repeat.record is not None
-    assert repeat.outputs[-1].value == again.to_bytes()
+    with capture_logs() as logs:
+        repeat = second.route(b"ignored: decided before", outbox("sc-yibin"), 0, 1, ms(now))
+    assert repeat.repeat
+    assert (repeat.record, repeat.outputs) == (None, [])
+    assert second.counts["repeats"] == 1
+    assert [e["log_level"] for e in logs if e.get("position") == again.position] == ["debug"]
     third = issue(second, rings, now, "2026-12-31", 2, subject)
     assert (third.decision, third.reason, third.prev) == ("rejected", "bad_transition", 1)
     assert second.counts["history_mismatch"] == 0
@@ -210,3 +217,44 @@ def test_null_value_is_decided_not_raised() -> None:
     assert record is not None
     assert (record.decision, record.reason, record.sender) == ("rejected", "schema", "sc-zigong")
     assert record.notice is not None
+
+
+#: the attack of issue 25 (item 4): records just under the envelope bound that are not JSON,
+#: so each audit record keeps them whole (base64); the old router kept the last 20,000 such
+#: decisions in memory to write them again after a restart
+FLOOD = 1_200
+JUNK_BYTES = 255 * 1024
+#: what the router may retain after the flood, whatever its length (the ledger's head per
+#: outbox partition and counters are all it should keep of a rejected record)
+RETAINED_AT_MOST = 5 * 1024 * 1024
+
+
+def test_oversized_rejected_records_do_not_grow_router_memory() -> None:
+    """1,200 records of 255 KiB that are not JSON are routed, and each audit record is folded
+    into a second router as a restart's rebuild does: every one is rejected and audited,
+    and neither router holds on to their bytes (measured with tracemalloc): what both retain
+    together stays under a bound that does not grow with the flood."""
+    now = datetime(2026, 11, 25, 23, 59, tzinfo=UTC)
+    registry, rings = new_federation(now - timedelta(days=1))
+    running = Router(registry, rings[ROUTER], Rules())
+    rebuilt = Router(registry, rings[ROUTER], Rules())
+    junk = bytes(range(128, 256)) * (JUNK_BYTES // 128)  # not UTF-8, so never JSON
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for offset in range(FLOOD):
+            wire = offset.to_bytes(4, "big") + junk[4:]
+            routed = running.route(wire, outbox("sc-zigong"), 0, offset, ms(now))
+            assert routed.record is not None
+            assert routed.record.decision == "rejected"
+            assert routed.record.wire_b64 is not None  # the log keeps the bytes; memory does not
+            rebuilt.fold(routed.record)
+            del routed, wire
+        gc.collect()
+        retained = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert retained < RETAINED_AT_MOST, f"routing and a rebuild retained {retained:,} bytes"
+    assert rebuilt.ledger.heads == running.ledger.heads == {f"{outbox('sc-zigong')}:0": FLOOD - 1}
+    assert running.counts["internal_error"] == rebuilt.counts["history_mismatch"] == 0

@@ -310,8 +310,9 @@ def test_audit_verify_follows_the_registry_chain() -> None:
 
 def test_a_restarted_router_rebuilds_the_registry_in_force_from_the_log() -> None:
     """Folding the audit log into a fresh router (what a restart does) ends in the same
-    registry version, with every version's record ready to be written to the registry topic
-    again; that record proves itself from the genesis (what agencies' Subscribers check)."""
+    registry version, and with the newest version's record as the adopting decision wrote
+    it to the registry topic; that record proves itself from the genesis (what agencies'
+    Subscribers check)."""
     from jointbus.schemas.registry_chain import RegistryVersion, next_from_evidence
 
     bus = Bus()
