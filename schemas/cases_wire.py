@@ -5,6 +5,7 @@ not depend on the order of the checks; each is named after what it stops.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -760,3 +761,41 @@ class WireCases(CaseBook):
             self.route(old),
             self.receive(old, "cq-yongchuan", Verdict("accepted", payload=v1)),
         )
+
+    def sealed_plaintexts(self) -> None:
+        """§4 the opened plaintext: held to a plain payload's rules (last in the document,
+        so adding it renumbered no earlier event)."""
+        for name, plaintext, attack in (
+            ("seal/plaintext-not-json", b"not json", "a sealed clue that stops its recipient's inbox"),
+            (
+                "seal/plaintext-null-field",
+                _plaintext(example("clue.transferred"), title=None),
+                "an opened payload read less strictly than a plain one",
+            ),
+            (
+                "seal/plaintext-duplicate-key",
+                _plaintext(example("clue.transferred"))[:-1] + ',"title":"第二种读法"}'.encode(),
+                "two recipients reading two different clues from one seal",
+            ),
+        ):
+            body = self.clue()
+            hostile = self.sign(
+                dict(
+                    body,
+                    data=self.forge.seal_with(
+                        plaintext, body["id"], [("cq-yongchuan", "cq-yongchuan#seal-1")]
+                    ),
+                )
+            )
+            self.add(
+                name,
+                "§4 sealed payloads",
+                attack,
+                self.route(hostile),
+                self.receive(hostile, "cq-yongchuan", refused(Reason.SCHEMA)),
+            )
+
+
+def _plaintext(payload: dict[str, Any], **changes: Any) -> bytes:
+    """A payload's sealed plaintext with ``changes`` (a hostile sender's own bytes)."""
+    return json.dumps(payload | changes, ensure_ascii=False, separators=(",", ":")).encode()

@@ -34,6 +34,7 @@ class Builder(WireCases, RuleCases):
             self.governance,
             self.alerts,
             self.coverage,
+            self.sealed_plaintexts,
         ):
             group()
         return self.cases
