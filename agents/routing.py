@@ -28,7 +28,7 @@ from jointbus.schemas.catalog import CATALOG
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, to_wire
 from jointbus.schemas.errors import ContractError, Reason
-from jointbus.schemas.families.governance import RegistryApproved
+from jointbus.schemas.families.governance import KeyRevokedByOwner, RegistryApproved
 from jointbus.schemas.families.notice import AcceptanceNotice, ItemOverdue, RejectionNotice
 from jointbus.schemas.family import Payload
 from jointbus.schemas.ids import UUID_PATTERN, format_time, parse_time, uuid7_from
@@ -37,7 +37,7 @@ from jointbus.schemas.ledger import Ledger, Outcome
 from jointbus.schemas.lifecycle import Rules, due_at, overdue_items
 from jointbus.schemas.records import AuditRecord, event_fields, outbox_owner, parse_position, position_of
 from jointbus.schemas.registry import ROUTER, Registry
-from jointbus.schemas.registry_chain import Evidence, RegistryVersion
+from jointbus.schemas.registry_chain import Evidence, OpenEvidence
 from jointbus.streams.topics import AUDIT_TOPIC, REGISTRY_TOPIC, inbox
 
 log = structlog.get_logger("jointbus.router")
@@ -92,9 +92,9 @@ class Router:
         self.overdue_open: set[str] = set()
         self.alerted: set[str] = set()
         self.quarantined: dict[str, str] = {}
-        #: the signed governance events of each open proposal (by its id): the evidence
-        #: written with the registry version they bring into force
-        self.evidence: dict[str, list[Evidence]] = {}
+        #: the signed governance events of each open proposal, with the version it was made
+        #: on and the self-revocations since: the evidence written with the version it brings
+        self.evidence = OpenEvidence()
         #: the record of the newest registry version brought into force in this log (it went
         #: to ``jointbus.registry`` in the transaction of the decision that adopted it)
         self.versions: dict[int, Output] = NewestVersion()
@@ -338,14 +338,11 @@ class Router:
         env, payload = verified.envelope, verified.payload
         proposal = payload.proposal_id if isinstance(payload, RegistryApproved) else env.id
         item = Evidence(event=base64.b64encode(wire).decode(), received_at=received)
-        self.evidence.setdefault(proposal, []).append(item)
         adopted = outcome.decision.registry
-        if adopted is None:
+        own = isinstance(payload, KeyRevokedByOwner)  # carries the open proposals forward
+        version = self.evidence.add(self.registry, proposal, item, adopted, self_revocation=own)
+        if adopted is None or version is None:
             return []
-        evidence = self.evidence.pop(proposal)
-        for stale in [p for p in self.evidence if p != proposal]:  # on the old version: dead
-            del self.evidence[stale]
-        version = RegistryVersion(registry=adopted, evidence=evidence)
         log.info("registry version in force", version=adopted.version, event_id=env.id)
         output = Output(REGISTRY_TOPIC, str(adopted.version).encode(), version.model_dump_json().encode())
         self.versions[adopted.version] = output

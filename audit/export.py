@@ -1,7 +1,8 @@
 """Export bundles: the audit log, its checkpoints and the registry, verifiable offline.
 
 Layout of DIR: ``records.jsonl`` (one audit-topic record per line: offset, key, value),
-``checkpoints.jsonl`` (signed notes), ``registry.json``, ``manifest.json``.
+``checkpoints.jsonl`` (signed notes), ``cosignatures.jsonl`` (each witness's cosigned notes,
+with the agency whose topic held it), ``registry.json``, ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from jointbus.audit.cosigned import owned_note, read_cosigned
 from jointbus.audit.errors import AuditError
+from jointbus.schemas.checkpoints import MAX_NOTE
 from jointbus.schemas.ids import format_time, utcnow
 from jointbus.schemas.registry import Registry
 from jointbus.streams.reader import read_texts, read_topic
-from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, COSIGNATURE_TOPIC
+from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
 
 
 async def export(
@@ -48,10 +51,10 @@ async def export(
     with (directory / "checkpoints.jsonl").open("w", encoding="utf-8") as out:
         for note in notes:
             out.write(json.dumps({"note": note}, ensure_ascii=False) + "\n")
-    cosigned = await read_texts(bootstrap, COSIGNATURE_TOPIC, **kafka)
+    cosigned = (await read_cosigned(bootstrap, registry.agencies, **kafka)).notes
     with (directory / "cosignatures.jsonl").open("w", encoding="utf-8") as out:
-        for note in cosigned:
-            out.write(json.dumps({"note": note}, ensure_ascii=False) + "\n")
+        for agency, note in cosigned:
+            out.write(json.dumps({"agency": agency, "note": note}, ensure_ascii=False) + "\n")
     (directory / "registry.json").write_text(registry.model_dump_json(indent=2), encoding="utf-8")
     manifest = {
         "format": "jointbus-audit-export/1",
@@ -89,11 +92,28 @@ def read_checkpoints(directory: Path) -> list[str]:
 
 
 def read_cosignatures(directory: Path) -> list[str]:
-    """The witnesses' cosigned notes of an export (none in a bundle from before witnesses)."""
+    """The witnesses' cosigned notes of an export (none in a bundle from before witnesses).
+    Total: a line that is not a note is passed over; a note with its agency is cut as when
+    read from that witness's topic (``owned_note``); one without (a bundle from before
+    per-witness topics) is kept when it is of a note's size, its lines verified later."""
     path = directory / "cosignatures.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line)["note"] for line in path.read_text(encoding="utf-8").splitlines() if line]
+    notes = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        note = row.get("note") if isinstance(row, dict) else None
+        agency = row.get("agency") if isinstance(row, dict) else None
+        if not isinstance(note, str) or len(note) > MAX_NOTE:
+            continue
+        if isinstance(agency, str):
+            note = owned_note(agency, note.encode("utf-8", errors="replace"))
+        if note is not None:
+            notes.append(note)
+    return notes
 
 
 def read_registry(directory: Path) -> Registry:

@@ -11,10 +11,11 @@ another to the rest, or rewrite the log and sign it again. Each agency's witness
   (``equivocation``), a larger size must come with a consistency proof from the size the
   witness holds (``no_proof``) that verifies (``inconsistent``);
 - then cosigns it (C2SP ``tlog-cosignature``, ``audit.cosign``) and publishes the cosigned
-  note to ``jointbus.cosignatures``, after saving its new state.
+  note to its own topic, ``jointbus.cosignatures.<agency>``, after saving its new state.
 
-It also reads the other witnesses' cosigned notes: one of a size it cosigned with another
-root is a split view too. A refusal leaves its state as it was and becomes an alert event
+It also reads the other witnesses' topics (each record cut by ``audit.cosigned.owned_note``
+to what that topic's owner vouches for): a note of a size it cosigned with another root is
+a split view too. A refusal leaves its state as it was and becomes an alert event
 to every agency (``log.equivocation`` with both signed notes, else ``log.witness_refused``).
 """
 
@@ -37,6 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from jointbus.audit.cosign import cosign, signature_lines, with_cosignatures, witness_name
+from jointbus.audit.cosigned import owned_note
 from jointbus.audit.errors import AuditError
 from jointbus.audit.merkle import verify_consistency
 from jointbus.audit.notes import ORIGIN, Checkpoint
@@ -51,7 +53,7 @@ from jointbus.streams.topics import (
     CONSISTENCY_FROM_HEADER,
     CONSISTENCY_PROOF_HEADER,
     CONSISTENCY_PROOFS_HEADER,
-    COSIGNATURE_TOPIC,
+    cosignature_topic,
 )
 
 log = structlog.get_logger("jointbus.witness")
@@ -117,6 +119,8 @@ class Witness:
         self.key = key
         self.registry = registry
         self.state = state
+        #: records of the topics read that were no checkpoint or cosigned note (not kept)
+        self.passed_over = 0
 
     @classmethod
     def of(cls, ring: Keyring, registry: Registry, state: WitnessState) -> Witness:
@@ -238,7 +242,12 @@ async def run_witness(
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **kafka)
     await start_client(consumer, bootstrap, kafka)
     await start_client(producer, bootstrap, kafka)
-    checkpoints, cosignatures = TopicPartition(CHECKPOINT_TOPIC, 0), TopicPartition(COSIGNATURE_TOPIC, 0)
+    checkpoints = TopicPartition(CHECKPOINT_TOPIC, 0)
+    own = cosignature_topic(witness.agency)
+    # every other member's witness topic (the registry's members when it starts)
+    others = {
+        cosignature_topic(agency): agency for agency in witness.registry.agencies if agency != witness.agency
+    }
     bound = log.bind(agency=witness.agency, witness=witness.name)
 
     async def checkpoint(text: str, headers: Any) -> None:
@@ -250,29 +259,40 @@ async def run_witness(
             witness.registry = await refresh()  # a rotated audit key: the registry moved on
             cosigned = witness.observe(text, *proof_of(headers, witness.state.size))
         witness.state.save(state_path)  # durable before it is published
-        await producer.send_and_wait(COSIGNATURE_TOPIC, cosigned.encode(), key=witness.agency.encode())
+        await producer.send_and_wait(own, cosigned.encode(), key=witness.agency.encode())
         bound.info("checkpoint cosigned", size=witness.state.size)
         metrics.WITNESS_SIZE.labels(witness.agency).set(witness.state.size)
         if on_cosigned is not None:
             on_cosigned(cosigned)
 
     try:
-        consumer.assign([checkpoints, cosignatures])
-        for tp in (checkpoints, cosignatures):
+        partitions = [checkpoints, *(TopicPartition(topic, 0) for topic in others)]
+        consumer.assign(partitions)
+        for tp in partitions:
             consumer.seek(tp, witness.state.offsets.get(tp.topic, 0))
         while not stop.is_set():
             fetched = await consumer.getmany(timeout_ms=300, max_records=500)
             for tp, records in sorted(fetched.items(), key=lambda kv: kv[0].topic):
                 for record in records:
                     witness.state.offsets[tp.topic] = record.offset + 1
-                    if record.value is None or len(record.value) > MAX_NOTE:
-                        bound.warning("record passed over", topic=tp.topic, offset=record.offset)
+                    if tp.topic == CHECKPOINT_TOPIC:
+                        ok = record.value is not None and len(record.value) <= MAX_NOTE
+                        text = record.value.decode("utf-8", errors="replace") if ok else None
+                    else:  # only what that topic's witness vouches for, bounded
+                        text = owned_note(others.get(tp.topic, ""), record.value)
+                    if text is None:
+                        witness.passed_over += 1
+                        bound.warning(
+                            "record passed over",
+                            topic=tp.topic,
+                            offset=record.offset,
+                            count=witness.passed_over,
+                        )
                         continue
-                    text = record.value.decode("utf-8", errors="replace")
                     try:
                         if tp.topic == CHECKPOINT_TOPIC:
                             await checkpoint(text, record.headers)
-                        elif record.key != witness.agency.encode():
+                        else:
                             witness.compare(text)
                     except WitnessRefusedError as refusal:
                         bound.warning("checkpoint refused", why=refusal.reason, detail=refusal.message)

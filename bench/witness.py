@@ -22,7 +22,7 @@ from jointbus.schemas.checkpoints import open_checkpoint
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import new_federation
 from jointbus.schemas.registry import AUDIT
-from jointbus.streams.topics import CHECKPOINT_TOPIC, COSIGNATURE_TOPIC
+from jointbus.streams.topics import CHECKPOINT_TOPIC, cosignature_topic
 
 
 class _Replay:
@@ -73,7 +73,11 @@ async def lags(bootstrap: str, registry: Any) -> list[float]:
     """Seconds from each checkpoint's append to each witness's cosignature of it."""
     public = registry.verifier(registry.current_key(AUDIT, "sign", registry.issued_at).kid)
     stamps = await _timestamps(bootstrap, CHECKPOINT_TOPIC)
-    cosigned = await _timestamps(bootstrap, COSIGNATURE_TOPIC)
+    cosigned = [
+        pair
+        for agency in registry.agencies
+        for pair in await _timestamps(bootstrap, cosignature_topic(agency))
+    ]
     found: list[float] = []
     for note, made in stamps:
         cp = open_checkpoint(note, public)

@@ -19,6 +19,7 @@ from jointbus import context, ui
 from jointbus.audit.agent import AuditLog
 from jointbus.audit.completeness import GRACE_MS, Completeness, OutboxRow, check_complete, outbox_records
 from jointbus.audit.cosign import signature_lines, with_cosignatures
+from jointbus.audit.cosigned import read_cosigned
 from jointbus.audit.errors import AuditError, VerificationError
 from jointbus.audit.export import export, read_checkpoints, read_cosignatures, read_records, read_registry
 from jointbus.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -35,7 +36,7 @@ from jointbus.streams import keystore, metrics
 from jointbus.streams.reader import end_offset, read_texts, read_topic
 from jointbus.streams.security import AUDITOR
 from jointbus.streams.settings import Settings
-from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, COSIGNATURE_TOPIC, REGISTRY_TOPIC, outbox
+from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, REGISTRY_TOPIC, outbox
 from jointbus.views import print_projection
 
 
@@ -266,7 +267,7 @@ async def _verify_live(
 ) -> tuple[Verifier, int]:
     kw = context.kafka(cfg, AUDITOR)
     notes = await read_texts(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)
-    cosigned = await cosigned_notes(cfg, kw)
+    cosigned = await cosigned_notes(cfg, kw, registry)
     verifier = Verifier(registry, notes, replay=replay, outboxes=outboxes, cosigned_notes=cosigned)
     total = await end_offset(cfg.bootstrap_servers, AUDIT_TOPIC, **kw)
     with meter(total) as step:
@@ -280,9 +281,11 @@ async def _verify_live(
     return verifier, total
 
 
-async def cosigned_notes(cfg: Settings, kw: Mapping[str, Any]) -> list[str]:
-    """Every cosigned checkpoint the witnesses published."""
-    return await read_texts(cfg.bootstrap_servers, COSIGNATURE_TOPIC, **kw)
+async def cosigned_notes(cfg: Settings, kw: Mapping[str, Any], registry: Registry) -> list[str]:
+    """Every cosigned checkpoint the registry's members' witnesses published, each cut to
+    what its topic's witness vouches for (``audit.cosigned``; what is no such note is
+    passed over)."""
+    return (await read_cosigned(cfg.bootstrap_servers, registry.agencies, **kw)).texts
 
 
 class _Progress:
@@ -368,7 +371,7 @@ async def _witnessed_checkpoint(
     """The checkpoint a proof of leaf ``index`` rests on, with its cosignatures: the largest
     of ``checkpoints`` (the index's, newest first) that covers the leaf and has as many as
     the policy asks (the latest, when none is asked); ``not_witnessed`` when none has them."""
-    cosigned = await cosigned_notes(cfg, context.kafka(cfg, AUDITOR))
+    cosigned = await cosigned_notes(cfg, context.kafka(cfg, AUDITOR), registry)
     public = registry.verifier(registry.current_key(AUDIT, "sign", registry.issued_at).kid)
     best: Witnessed | None = None
     for size, note in checkpoints:
@@ -508,8 +511,12 @@ def audit_replay(
         projection = Projection(members.agencies, until=until, since=since)
         start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
         for _, _, value in read_records(bundle):
-            record = AuditRecord.model_validate_json(value)
-            if in_period(record, start, end):
+            try:  # as `load_projection`: bytes that are not a record change nothing
+                record = AuditRecord.model_validate_json(value)
+                inside = in_period(record, start, end)
+            except ValueError:
+                continue
+            if inside:
                 apply(projection, record)
     title = "replay" + (f" from {since}" if since else "") + (f" until {until}" if until else "")
     print_projection(projection, as_json=as_json, as_csv=as_csv, title=title)

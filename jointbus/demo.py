@@ -130,11 +130,12 @@ async def all_decided(cfg: Settings, registry: Registry, within: float = 60.0) -
 async def all_witnessed(cfg: Settings, registry: Registry, within: float = 60.0) -> str:
     """Wait (bounded) until every agency's witness cosigned the final checkpoint; a line
     naming them. Fails when fewer than the policy asks have after ``within`` seconds."""
+    from jointbus.audit.cosigned import read_cosigned
     from jointbus.audit.witnessing import cosignature_lines, witnessed
     from jointbus.schemas.checkpoints import open_checkpoint
     from jointbus.schemas.registry import AUDIT
     from jointbus.streams.security import AUDITOR
-    from jointbus.streams.topics import CHECKPOINT_TOPIC, COSIGNATURE_TOPIC
+    from jointbus.streams.topics import CHECKPOINT_TOPIC
 
     kw = kafka_kwargs(cfg, AUDITOR)
     public = registry.verifier(registry.current_key(AUDIT, "sign", registry.issued_at).kid)
@@ -142,7 +143,7 @@ async def all_witnessed(cfg: Settings, registry: Registry, within: float = 60.0)
     latest = max((open_checkpoint(n, public) for n in notes), key=lambda cp: cp.size)
     deadline = time.monotonic() + within
     while True:
-        cosigned = await read_texts(cfg.bootstrap_servers, COSIGNATURE_TOPIC, **kw)
+        cosigned = (await read_cosigned(cfg.bootstrap_servers, registry.agencies, **kw)).texts
         found = witnessed(latest, cosignature_lines(latest, cosigned), registry)
         if len(found.agencies) == found.witnesses:
             return f"witnesses: {found.describe()}"

@@ -158,11 +158,15 @@ def propose_policy(
 @click.argument("proposal_id")
 def approve(agency: str, proposal_id: str) -> None:
     """Approve PROPOSAL_ID, found in AGENCY's inbox: its changes are shown and the version
-    they produce is computed here, so AGENCY signs exactly what it read."""
+    they produce on the version it was made on is computed here, so AGENCY signs exactly
+    what it read (also when self-revocations since carried it forward)."""
     cfg = context.settings()
 
     async def go() -> str:
-        registry = await _in_force(cfg, agency)
+        genesis = keystore.load_registry(cfg.keystore_dir)
+        followed = await follow_chain(genesis, cfg.bootstrap_servers, **context.kafka(cfg, agency))
+        chain = [genesis, *(version for version, _ in followed)]
+        registry = chain[-1]
         ring = keystore.load_keyring(cfg.keystore_dir, agency)
         found: RegistryProposed | None = None
         at = None
@@ -182,13 +186,25 @@ def approve(agency: str, proposal_id: str) -> None:
                     found, at = delivery.payload, delivery.envelope.time
         if found is None or at is None:
             raise JointbusError(f"no proposal {proposal_id} in the inbox of {agency}", reason="not_found")
-        produced = next_version(registry, found.changes, parse_time(at))
+        base = next(
+            (v for v in chain if (v.version, v.digest) == (found.base_version, found.base_digest)), None
+        )
+        if base is None:
+            raise JointbusError(
+                f"the proposal is on a registry v{found.base_version} this chain does not hold; not approved",
+                reason="bad_transition",
+            )
+        produced = next_version(base, found.changes, parse_time(at))
         if produced.digest != found.new_digest:
             raise JointbusError(
                 "the proposal does not produce the version it names; not approved", reason="bad_transition"
             )
         for change in found.changes:
             ui.say(f"  {change.op}: {change.model_dump_json(exclude={'op'})}")  # in full: it is signed
+        if base.version != registry.version:
+            ui.say(
+                f"  made on v{base.version}; carried forward to v{registry.version} (self-revocations since)"
+            )
         payload = {"proposal_id": proposal_id, "new_digest": found.new_digest}
         return await _publish(cfg, agency, "governance.approved", payload, ring)
 

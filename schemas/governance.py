@@ -30,6 +30,7 @@ __all__ = [
     "MemberSuspended",
     "PolicyChanged",
     "RightsChanged",
+    "carried",
     "next_version",
     "proposal",
 ]
@@ -198,6 +199,18 @@ def next_version(registry: Registry, changes: tuple[Change, ...] | list[Change],
         raise rejection(
             Reason.BAD_TRANSITION, f"the changed registry is not valid: {exc.errors()[0]['msg']}"
         ) from None
+
+
+def carried(registry: Registry, changes: tuple[Change, ...] | list[Change]) -> list[Change]:
+    """``changes`` as they apply to ``registry``, the version in force when a proposal made
+    on an earlier version takes effect (carried forward across its members' self-revocations,
+    wire-format §5.1): a ``key.revoked`` of a key already revoked there is moot and left out
+    (its owner revoked it meanwhile; it stays revoked as the owner did it). Nothing else a
+    self-revocation changes can make a change fail, so no self-revocation voids a proposal.
+    On the version a proposal was made on this is ``changes`` itself (revoking a key not
+    live there is refused when proposed)."""
+    revoked = {k.kid for k in registry.keys if k.revoked_at is not None}
+    return [c for c in changes if not (isinstance(c, KeyRevoked) and c.kid in revoked)]
 
 
 def _need(condition: bool, detail: str) -> None:

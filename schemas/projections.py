@@ -127,12 +127,17 @@ def apply(p: Projection, record: AuditRecord) -> None:
         p.total("rejected")
         return
     event = record.event or {}
-    family = family_of(str(event.get("type", "")))
+    # total on any record (an export, a log of another bus): a field of another type than
+    # the envelope's counts as absent instead of being iterated or converted
+    kind_name, subject, recipients = event.get("type"), event.get("subject"), event.get("recipients")
+    family = family_of(kind_name) if isinstance(kind_name, str) else ""
     kind = kind_of(family)
     if kind is None or kind.project is None:
         return
-    recipients = tuple(str(r) for r in event.get("recipients", []))
-    kind.project(p, Fact(family, sender, str(event.get("subject", "")), recipients, event))
+    if not (isinstance(recipients, list) and all(isinstance(r, str) for r in recipients)):
+        recipients = []
+    subject = subject if isinstance(subject, str) else ""
+    kind.project(p, Fact(family, sender, subject, tuple(recipients), event))
 
 
 def project(

@@ -27,8 +27,9 @@ from jointbus.streams.settings import Settings
 from jointbus.streams.topics import (
     AUDIT_TOPIC,
     CHECKPOINT_TOPIC,
-    COSIGNATURE_TOPIC,
+    COSIGNATURE_PREFIX,
     REGISTRY_TOPIC,
+    cosignature_topic,
     inbox,
     outbox,
 )
@@ -138,9 +139,9 @@ def acl_plan(agencies: Iterable[str]) -> list[Acl]:
         topic(agency, inbox(agency), READ)
         topic(agency, REGISTRY_TOPIC, READ)
         topic(agency, CHECKPOINT_TOPIC, READ)  # its witness cosigns them
-        topic(
-            agency, COSIGNATURE_TOPIC, READ, WRITE
-        )  # signed by its witness key: others' lines do not verify
+        # its witness writes its own cosignature topic only, and reads every witness's
+        topic(agency, cosignature_topic(agency), WRITE)
+        topic(agency, COSIGNATURE_PREFIX, READ, pattern=PREFIXED)
         group(agency, f"jointbus-inbox-{agency}")
     for agency in agencies:
         topic(ROUTER, outbox(agency), READ)
@@ -157,11 +158,12 @@ def acl_plan(agencies: Iterable[str]) -> list[Acl]:
     topic(AUDIT, AUDIT_TOPIC, READ)
     topic(AUDIT, CHECKPOINT_TOPIC, READ, WRITE)
     topic(AUDIT, REGISTRY_TOPIC, READ)
+    topic(AUDIT, COSIGNATURE_PREFIX, READ, pattern=PREFIXED)
     topic(AUDITOR, AUDIT_TOPIC, READ)
     for agency in agencies:  # completeness: every outbox record has a decision (offsets only)
         topic(AUDITOR, outbox(agency), READ)
     topic(AUDITOR, CHECKPOINT_TOPIC, READ)
-    topic(AUDITOR, COSIGNATURE_TOPIC, READ)
+    topic(AUDITOR, COSIGNATURE_PREFIX, READ, pattern=PREFIXED)
     topic(AUDITOR, REGISTRY_TOPIC, READ)
     group(AUDITOR, f"jointbus-inbox-{AUDITOR}")
     return rules

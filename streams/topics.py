@@ -16,8 +16,9 @@ from jointbus.streams.errors import ConfigError
 AUDIT_TOPIC = "jointbus.audit"
 CHECKPOINT_TOPIC = "jointbus.checkpoints"
 REGISTRY_TOPIC = "jointbus.registry"
-#: the agencies' witnesses' cosignatures of audit checkpoints (key: the agency)
-COSIGNATURE_TOPIC = "jointbus.cosignatures"
+#: each agency's witness publishes its cosignatures of audit checkpoints to a topic of its
+#: own, this prefix plus the agency id (only that agency may write it; docs/witnesses.md)
+COSIGNATURE_PREFIX = "jointbus.cosignatures."
 #: Kafka headers of a checkpoint record: the size of the checkpoint before it and the
 #: consistency proof from that one (RFC 9162 hashes, base64, one per line)
 CONSISTENCY_FROM_HEADER = "jointbus-consistency-from"
@@ -38,6 +39,11 @@ def inbox(agency: str) -> str:
     return f"jointbus.inbox.{agency}"
 
 
+def cosignature_topic(agency: str) -> str:
+    """The topic ``agency``'s witness publishes its cosignatures to; only it writes there."""
+    return COSIGNATURE_PREFIX + agency
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     """A topic with its partition count and configs."""
@@ -50,7 +56,8 @@ class TopicSpec:
 def layout(
     agencies: Iterable[str], partitions: int = 3, retention_days: int = 30, min_isr: int = 1
 ) -> list[TopicSpec]:
-    """Every topic jointbus needs: outbox and inbox per agency, audit, checkpoints, registry."""
+    """Every topic jointbus needs: outbox, inbox and witness cosignatures per agency, audit,
+    checkpoints, registry."""
     kept = {"retention.ms": str(retention_days * DAYS), "min.insync.replicas": str(min_isr)}
     # the broker stamps every outbox record with its arrival: every time rule (window,
     # revocation, deadlines) is judged against it, so no producer may choose it
@@ -61,11 +68,11 @@ def layout(
         specs += [
             TopicSpec(outbox(agency), partitions, arrival),
             TopicSpec(inbox(agency), partitions, kept),
+            TopicSpec(cosignature_topic(agency), 1, forever),
         ]
     specs += [
         TopicSpec(AUDIT_TOPIC, 1, forever),
         TopicSpec(CHECKPOINT_TOPIC, 1, forever),
-        TopicSpec(COSIGNATURE_TOPIC, 1, forever),
         TopicSpec(REGISTRY_TOPIC, 1, {**forever, "cleanup.policy": "compact"}),
     ]
     return specs

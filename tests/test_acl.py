@@ -19,8 +19,9 @@ from aiokafka.errors import (
 
 from jointbus.agents.worker import LEASE_GROUP, TRANSACTIONAL_ID
 from jointbus.streams.broker import LocalBroker
+from jointbus.streams.reader import read_topic
 from jointbus.streams.security import Credentials, new_credentials
-from jointbus.streams.topics import AUDIT_TOPIC, inbox, outbox
+from jointbus.streams.topics import AUDIT_TOPIC, cosignature_topic, inbox, outbox
 
 pytestmark = pytest.mark.broker
 
@@ -161,3 +162,27 @@ async def test_agency_cannot_join_the_router_lease_group(
             await join()
     finally:
         await consumer.stop()
+
+
+async def test_a_member_cannot_write_cosignatures_under_another_agencys_witness(
+    secured: tuple[LocalBroker, dict[str, Credentials]],
+) -> None:
+    """sc-zigong fills cq-dazu's witness topic with forged or padded cosignatures, kept
+    forever and read by every witness and auditor: Kafka refuses the write. Its own
+    witness's topic takes its records, which every member, the audit service and auditors
+    read; the one shared topic every agency could write is gone."""
+    broker, creds = secured
+    with pytest.raises(TopicAuthorizationFailedError):
+        await produce(broker, creds["sc-zigong"], cosignature_topic("cq-dazu"))
+    await produce(broker, creds["sc-zigong"], cosignature_topic("sc-zigong"))
+    for reader in ("cq-dazu", "auditor", "svc-audit"):
+        async with asyncio.timeout(60):
+            seen = [
+                value
+                async for _, _, value in read_topic(
+                    broker.bootstrap, cosignature_topic("sc-zigong"), **creds[reader].client_kwargs()
+                )
+            ]
+        assert b"x" in seen, reader
+    with pytest.raises(TopicAuthorizationFailedError):
+        await produce(broker, creds["sc-zigong"], "jointbus.cosignatures")

@@ -17,12 +17,18 @@ from click.testing import CliRunner
 
 from jointbus.cli import cli
 from jointbus.console import app as console_app
-from jointbus.console.app import ALL, create_app
+from jointbus.console.app import ALL, allowed_hosts, create_app
 from jointbus.console.state import LogState
+from jointbus.processes import JointbusProcess
 from jointbus.schemas.ids import format_time
 from jointbus.schemas.projections import COLUMNS, Projection, apply
 from jointbus.schemas.records import AuditRecord
+from jointbus.streams.broker import free_port
+from jointbus.streams.reader import read_topic
 from jointbus.streams.settings import Settings
+from jointbus.streams.topics import AUDIT_TOPIC, outbox
+from tests.conftest import Bus as LiveBus
+from tests.harness import eventually
 from tests.test_projections import NOW, REGISTRY, Bus
 
 CLUE = [
@@ -57,7 +63,14 @@ def log() -> LogState:
 
 @pytest.fixture
 async def http(log: LogState) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(), REGISTRY, log, clock=lambda: NOW + timedelta(days=10), follow_log=False)
+    app = create_app(
+        Settings(),
+        REGISTRY,
+        log,
+        hosts=allowed_hosts("127.0.0.1", 8080, ["console"]),
+        clock=lambda: NOW + timedelta(days=10),
+        follow_log=False,
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
         yield client
 
@@ -160,3 +173,160 @@ def test_the_command_refuses_a_bad_or_taken_address_in_one_line() -> None:
     assert busy.exit_code == 2
     assert busy.output.strip().endswith("[address_in_use]")
     assert len(busy.output.strip().splitlines()) == 1
+
+
+async def test_dns_rebinding_host_is_refused_on_every_route(log: LogState, http: httpx.AsyncClient) -> None:
+    """DNS rebinding: a page of ``rebind.evil.example`` whose name now resolves to the
+    console's address sends its own name as ``Host`` (and ``Origin``). Every route, the
+    verify button and a proof download included, answers 421 and starts nothing; the
+    console's own names (the listen address, localhost, [::1], a configured name) answer."""
+    event_id = next(e.event_id for e in log.entries if e.event_id)
+    routes = [
+        ("GET", "/"),
+        ("GET", "/flow"),
+        ("GET", "/deadlines"),
+        ("GET", "/log"),
+        ("GET", "/healthz"),
+        ("GET", "/api/figures"),
+        ("GET", "/api/stream"),
+        ("GET", "/api/verify"),
+        ("GET", f"/event/{event_id}"),
+        ("GET", f"/event/{event_id}/proof"),
+        ("GET", f"/figure/{ALL}/rejected"),
+        ("GET", "/aggregate/clue/x"),
+        ("GET", "/static/console.css"),
+        ("GET", "/no/such/route"),
+        ("POST", "/log/verify"),
+    ]
+    for host in ("rebind.evil.example", "rebind.evil.example:8080", "127.0.0.1:8081", "127.0.0.1", ""):
+        evil = {"Host": host, "Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin"}
+        for method, path in routes:
+            answer = await http.request(method, path, headers=evil)
+            assert answer.status_code == 421, (host, method, path, answer.status_code)
+            assert event_id not in answer.text
+    assert (await http.get("/api/verify")).json() == {"state": "idle"}  # nothing started
+    for host in ("127.0.0.1:8080", "localhost:8080", "LOCALHOST:8080", "[::1]:8080", "console"):
+        assert (await http.get("/healthz", headers={"Host": host})).status_code == 200, host
+    assert allowed_hosts("0.0.0.0", 9000, ["bus.example", "proxy.example:443"]) >= {
+        "0.0.0.0:9000",
+        "bus.example",
+        "bus.example:9000",
+        "proxy.example:443",
+    }
+    assert "proxy.example" not in allowed_hosts("0.0.0.0", 9000, ["proxy.example:443"])
+
+
+#: every field of an event the console reads
+FIELDS = ("recipients", "type", "subject", "causationid", "correlationid", "datacontenttype", "data")
+
+
+def hostile_records() -> list[bytes]:
+    """Rejected, accepted and emitted records whose ``event`` holds JSON of every type in
+    every field the console reads (a rejected event is kept as it was sent)."""
+    odd: list[object] = [5, -1, 1.5, True, None, "x", [], [5], [[]], {}, {"a": [1]}, "🙂" * 3]
+    records = []
+    for n, value in enumerate(odd):
+        for decision in ("rejected", "accepted", "emitted"):
+            event = {field: value for field in FIELDS}
+            overdue = {**event, "type": "org.jointbus.deadline.overdue.v1"}
+            for event_ in ({"recipients": value}, event, overdue):
+                records.append(
+                    AuditRecord(
+                        position=f"jointbus.outbox.sc-zigong:2:{len(records)}",
+                        received_at=format_time(NOW + timedelta(days=n % 5)),
+                        decision=decision,  # type: ignore[arg-type]
+                        sender="sc-zigong",
+                        event_id=f"odd-{len(records)}",
+                        event=event_,
+                        notice={"type": value},
+                    ).to_bytes()
+                )
+    return records
+
+
+async def test_a_rejected_record_with_any_json_in_its_fields_does_not_stop_the_console(
+    log: LogState, http: httpx.AsyncClient
+) -> None:
+    """`{"recipients": 5}`, kept forever in the audit log, stopped the console at start
+    (TypeError). Now every record becomes an entry, its ill-typed fields blank, and every
+    page serves (the figures of the honest records unchanged)."""
+    before = figures_in((await http.get("/")).text)
+    first = len(log.entries)
+    seventeen = AuditRecord(
+        position="jointbus.outbox.sc-zigong:1:99",
+        received_at=format_time(NOW),
+        decision="rejected",
+        reason="schema",
+        sender="sc-zigong",
+        event={"recipients": 5},
+    )
+    log.add(log.next_offset, seventeen.to_bytes())
+    assert log.entries[first].recipients == ()
+    assert log.entries[first].decision == "rejected"
+    hostile = hostile_records()
+    for value in hostile:
+        log.add(log.next_offset, value)
+    assert len(log.entries) == first + 1 + len(hostile)
+    for entry in log.entries[first:]:
+        assert all(isinstance(r, str) for r in entry.recipients)
+        assert isinstance(entry.type, str)
+        assert isinstance(entry.subject, str)
+        assert entry.causation is None or isinstance(entry.causation, str)
+        assert entry.notice is None or isinstance(entry.notice, str)
+    odd = next(e for e in log.entries[first:] if e.subject == "" and e.event_id)
+    pages = ("/", "/flow", "/deadlines", f"/figure/{ALL}/rejected", f"/event/{odd.event_id}", "/api/figures")
+    for path in pages:
+        assert (await http.get(path)).status_code == 200, path
+    after = figures_in((await http.get("/")).text)
+    assert after[(ALL, "rejected")] == before[(ALL, "rejected")] + 1 + len(hostile) // 3
+    assert after[(ALL, "clues_transferred")] == before[(ALL, "clues_transferred")]
+
+
+class Console(JointbusProcess):
+    """`jointbus console --listen 127.0.0.1:<port>` as a child process."""
+
+    ready_mark = "console at http://"
+
+    def __init__(self, home: Path, bootstrap: str, port: int) -> None:
+        super().__init__(home, bootstrap)
+        self.args = ("console", "--listen", f"127.0.0.1:{port}")
+
+
+@pytest.mark.broker
+async def test_a_seventeen_byte_record_in_an_outbox_does_not_stop_the_console_on_the_broker(
+    bus: LiveBus,
+) -> None:
+    """sc-zigong writes the 17 bytes `{"recipients": 5}` to its own outbox: the router
+    rejects them (schema) and keeps them, as sent, in the audit log forever. `jointbus
+    console` then starts (it exited 1 with a TypeError) and answers 200 on `/`; a rebound
+    Host is still refused."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bus.bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(outbox("sc-zigong"), b'{"recipients": 5}', key=b"k")
+    finally:
+        await producer.stop()
+    position = f"{outbox('sc-zigong')}:{sent.partition}:{sent.offset}"
+
+    async def rejected() -> AuditRecord | None:
+        async for _, _, value in read_topic(bus.bootstrap, AUDIT_TOPIC):
+            record = AuditRecord.model_validate_json(value)
+            if record.position == position:
+                return record
+        return None
+
+    record = await eventually(rejected, within=60, what=f"the decision on {position}")
+    assert record.decision == "rejected"
+    assert record.event == {"recipients": 5}
+    port = free_port()
+    console = Console(bus.home, bus.bootstrap, port).start(timeout=90)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            assert (await client.get("/")).status_code == 200
+            assert (await client.get("/healthz")).json()["records"] >= 1
+            rebound = await client.get("/", headers={"Host": "rebind.evil.example"})
+            assert rebound.status_code == 421
+    finally:
+        console.stop()

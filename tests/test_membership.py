@@ -55,8 +55,9 @@ from jointbus.streams.security import (
 from jointbus.streams.topics import (
     AUDIT_TOPIC,
     CHECKPOINT_TOPIC,
-    COSIGNATURE_TOPIC,
+    COSIGNATURE_PREFIX,
     REGISTRY_TOPIC,
+    cosignature_topic,
     inbox,
     outbox,
 )
@@ -98,15 +99,15 @@ def test_admitted_agency_is_a_member_in_registry_order() -> None:
 
 def test_topics_and_projection_rows_follow_the_registry() -> None:
     """The topic layout and the projection's rows are the registry's agencies, in its order:
-    the ninth gets an outbox, an inbox and a row; an agency the registry does not name gets
-    nothing."""
+    the ninth gets an outbox, an inbox, its witness's cosignature topic and a row; an agency
+    the registry does not name gets nothing."""
     eight, _ = new_federation(utcnow() - timedelta(days=1))
     nine, _ = ninth(eight)
     settings = secured_settings(Path("/nonexistent"), "127.0.0.1:1")
     added = {s.name for s in topic_specs(settings, nine.agencies)} - {
         s.name for s in topic_specs(settings, eight.agencies)
     }
-    assert added == {outbox(LESHAN), inbox(LESHAN)}
+    assert added == {outbox(LESHAN), inbox(LESHAN), cosignature_topic(LESHAN)}
     fewer = {s.name for s in topic_specs(settings, eight.agencies[1:])}
     assert outbox(eight.agencies[0]) not in fewer
     rows = Projection(nine.agencies).rows()
@@ -117,7 +118,8 @@ def test_topics_and_projection_rows_follow_the_registry() -> None:
 
 def test_acl_plan_gives_the_ninth_its_rules_and_nothing_else() -> None:
     """sc-leshan may write its outbox, read its inbox (groups jointbus-inbox-sc-leshan*), the
-    registry and the checkpoints, and read and write cosignatures (its witness), nothing else;
+    registry and the checkpoints, write its witness's cosignature topic and read every
+    witness's, nothing else;
     the router reads its outbox and writes its inbox, auditors read its outbox; every rule of
     the eight stays."""
     eight, _ = new_federation(utcnow() - timedelta(days=1))
@@ -132,9 +134,10 @@ def test_acl_plan_gives_the_ninth_its_rules_and_nothing_else() -> None:
         Acl(LESHAN, DESCRIBE, TOPIC, REGISTRY_TOPIC),
         Acl(LESHAN, READ, TOPIC, CHECKPOINT_TOPIC),  # its witness follows them
         Acl(LESHAN, DESCRIBE, TOPIC, CHECKPOINT_TOPIC),
-        Acl(LESHAN, READ, TOPIC, COSIGNATURE_TOPIC),  # ... and publishes its cosignatures
-        Acl(LESHAN, WRITE, TOPIC, COSIGNATURE_TOPIC),
-        Acl(LESHAN, DESCRIBE, TOPIC, COSIGNATURE_TOPIC),
+        Acl(LESHAN, WRITE, TOPIC, cosignature_topic(LESHAN)),  # ... publishes its cosignatures
+        Acl(LESHAN, DESCRIBE, TOPIC, cosignature_topic(LESHAN)),
+        Acl(LESHAN, READ, TOPIC, COSIGNATURE_PREFIX, PREFIXED),  # ... and reads every witness's
+        Acl(LESHAN, DESCRIBE, TOPIC, COSIGNATURE_PREFIX, PREFIXED),
         Acl(LESHAN, READ, GROUP, f"jointbus-inbox-{LESHAN}", PREFIXED),
     }
     before = set(acl_plan(eight.agencies))
@@ -243,16 +246,17 @@ def test_keys_admit_writes_the_member_its_keys_and_credentials(bus: Admitted) ->
 @pytest.mark.broker
 async def test_provisioning_creates_the_ninth_agencys_topics(bus: Admitted) -> None:
     """Before: the eight agencies' topics, nothing of sc-leshan. `topics create` adds exactly
-    its outbox and inbox (3 partitions each) and its Kafka user; run again, it adds nothing."""
+    its outbox and inbox (3 partitions each), its witness's cosignature topic (1) and its
+    Kafka user; run again, it adds nothing."""
     assert outbox(LESHAN) not in bus.topics_before
     assert inbox(LESHAN) not in bus.topics_before
     assert bus.provisioned.returncode == 0, bus.provisioned.stderr
-    assert "9 member agencies: 2 topics created, 1 Kafka users created" in bus.provisioned.stdout
+    assert "9 member agencies: 3 topics created, 1 Kafka users created" in bus.provisioned.stdout
     after = await topic_names(bus.broker.bootstrap, bus.creds[ADMIN])
-    assert after - bus.topics_before == {outbox(LESHAN), inbox(LESHAN)}
+    assert after - bus.topics_before == {outbox(LESHAN), inbox(LESHAN), cosignature_topic(LESHAN)}
     async with admin_client(bus.broker.bootstrap, **bus.creds[ADMIN].client_kwargs()) as client:
-        described = await client.describe_topics([outbox(LESHAN), inbox(LESHAN)])
-    assert sorted(len(t["partitions"]) for t in described) == [3, 3]
+        described = await client.describe_topics([outbox(LESHAN), inbox(LESHAN), cosignature_topic(LESHAN)])
+    assert sorted(len(t["partitions"]) for t in described) == [1, 3, 3]
     assert bus.again.returncode == 0, bus.again.stderr
     assert "0 topics created, 0 Kafka users created" in bus.again.stdout
     done = await provision(secured_settings(bus.home, bus.broker.bootstrap), bus.registry)

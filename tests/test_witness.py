@@ -242,3 +242,63 @@ def test_a_witness_behind_by_a_checkpoint_finds_its_own_proof_in_the_record() ->
     assert proof_of(headers, 0)[0] == 20
     w.observe(note(30), *proof_of(headers, w.state.size))
     assert w.state.size == 30
+
+
+def test_forged_cosignature_lines_are_skipped_by_every_reader(tmp_path: Path) -> None:
+    """What sc-zigong can put on its own witness's topic (the only one it may write): a
+    note with a forged sc-luzhou line, cq-dazu's genuine line copied in, its own line
+    broken, no value, bytes that are not UTF-8, a note padded to 100 KB. Every reader cuts
+    a record to the topic owner's line (``owned_note``, which the witnesses, the console,
+    `audit verify/prove`, export and the demo share): nothing counts for another agency,
+    nothing raises, and a real sc-zigong cosignature still counts."""
+    from jointbus.audit.cosign import WITNESS_PREFIX
+    from jointbus.audit.cosigned import owned_note
+    from jointbus.audit.export import read_cosignatures
+    from jointbus.audit.witnessing import cosignature_lines
+
+    cp = Checkpoint(ORIGIN, 10, tree_root(10))
+    own = witness("sc-zigong").observe(note(10), 0, [], now=1_800_000_000)
+    dazu_line = signature_lines(witness("cq-dazu").observe(note(10), 0, [], now=1_800_000_000))[-1]
+    own_line = signature_lines(own)[-1]
+    forged_luzhou = f"— {WITNESS_PREFIX}sc-luzhou {base64.b64encode(bytes(76)).decode()}"
+    broken_own = own_line[:-8] + "AAAAAAA="
+    hostile: list[bytes | None] = [
+        None,
+        b"",
+        b"\xff\xfe\x00",
+        (note(10) + forged_luzhou + "\n").encode(),
+        (note(10) + dazu_line + "\n").encode(),
+        (note(10) + dazu_line + "\u2028" + forged_luzhou + "\n").encode(),
+        (note(10) + broken_own + "\n" + dazu_line + "\n").encode(),
+        (own + "— x " + "A" * 100_000 + "\n").encode(),
+    ]
+    cut = [owned_note("sc-zigong", value) for value in hostile]
+    assert cut[:3] == [None, None, None]
+    assert cut[3:6] == [None, None, None]  # no line of the topic's owner: passed over
+    assert cut[7] is None  # over a note's size
+    assert cut[6] is not None
+    assert dazu_line not in cut[6]
+    assert witnessed(cp, cosignature_lines(cp, [c for c in cut if c]), REGISTRY).agencies == ()
+    honest = owned_note("sc-zigong", own.encode())
+    assert honest is not None
+    notes = [honest, *(c for c in cut if c)]
+    assert witnessed(cp, cosignature_lines(cp, notes), REGISTRY).agencies == ("sc-zigong",)
+    # the same bytes copied into cq-dazu's own topic count for cq-dazu only when they are its line
+    assert owned_note("cq-dazu", (note(10) + dazu_line + "\n").encode()) is not None
+    # a witness compares what others' topics hold without raising on any of it
+    other = witness("cq-yongchuan")
+    other.observe(note(10), 0, [])
+    for c in cut:
+        if c is not None:
+            other.compare(c)
+    # an export's cosignatures.jsonl: rows of any shape, each cut as its topic's owner
+    rows = [
+        json.dumps({"agency": "sc-zigong", "note": (note(10) + dazu_line + "\n")}),
+        json.dumps({"agency": "sc-zigong", "note": own}),
+        json.dumps([1, 2]),
+        json.dumps({"agency": 5, "note": 7}),
+        "not json",
+    ]
+    (tmp_path / "cosignatures.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    exported = read_cosignatures(tmp_path)
+    assert exported == [honest]

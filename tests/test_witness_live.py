@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from jointbus.audit.agent import AuditLog
 from jointbus.audit.cosign import WITNESS_PREFIX
+from jointbus.audit.cosigned import read_cosigned
 from jointbus.audit.notes import ORIGIN, Checkpoint, open_checkpoint, sign_checkpoint
 from jointbus.audit.witness import WitnessState
 from jointbus.audit.witnessing import cosignature_lines, witnessed
@@ -29,10 +30,9 @@ from jointbus.schemas.keys import Keyring, new_federation
 from jointbus.schemas.registry import AUDIT, Registry
 from jointbus.streams import keystore
 from jointbus.streams.broker import LocalBroker
-from jointbus.streams.reader import read_texts
 from jointbus.streams.sdk import Delivery, Publisher
 from jointbus.streams.settings import Settings
-from jointbus.streams.topics import CHECKPOINT_TOPIC, CONSISTENCY_FROM_HEADER, COSIGNATURE_TOPIC
+from jointbus.streams.topics import CHECKPOINT_TOPIC, CONSISTENCY_FROM_HEADER, cosignature_topic
 from jointbus.witnesscli import state_path, witness_agency
 from tests.conftest import _broker
 from tests.harness import collect, eventually, jointbus_cli
@@ -114,7 +114,7 @@ async def traffic_and_checkpoint(bus: WitnessedBus) -> tuple[str, Checkpoint]:
 
 
 async def cosigners(bus: WitnessedBus, checkpoint: Checkpoint) -> tuple[str, ...]:
-    notes = await read_texts(bus.bootstrap, COSIGNATURE_TOPIC)
+    notes = (await read_cosigned(bus.bootstrap, bus.registry.agencies)).texts
     return witnessed(checkpoint, cosignature_lines(checkpoint, notes), bus.registry).agencies
 
 
@@ -128,9 +128,9 @@ async def cosigned_by(bus: WitnessedBus, checkpoint: Checkpoint, agencies: set[s
 
 
 async def hostile_cosignatures(bus: WitnessedBus, checkpoint: Checkpoint) -> None:
-    """What a malicious agency can write to jointbus.cosignatures: no value, bytes that are
-    not UTF-8, the real checkpoint with a forged audit line and a forged witness line, and a
-    note padded to 100 KB."""
+    """What a malicious agency can write to its own witness's topic (the only one it may):
+    no value, bytes that are not UTF-8, the real checkpoint with a forged audit line and a
+    forged witness line, and a note padded to 100 KB."""
     body = checkpoint.text().rstrip("\n")
     forged = (
         f"{body}\n\n— {ORIGIN} {base64.b64encode(bytes(68)).decode()}\n"
@@ -139,7 +139,7 @@ async def hostile_cosignatures(bus: WitnessedBus, checkpoint: Checkpoint) -> Non
     producer = AIOKafkaProducer(bootstrap_servers=bus.bootstrap, acks="all")
     await producer.start()
     for value in (None, b"\xff\xfe\x00", forged.encode(), (forged + "— x " + "A" * 100_000).encode()):
-        await producer.send_and_wait(COSIGNATURE_TOPIC, value, key=b"sc-luzhou")
+        await producer.send_and_wait(cosignature_topic("sc-luzhou"), value, key=b"sc-luzhou")
     await producer.stop()
 
 

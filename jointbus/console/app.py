@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import structlog
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
@@ -33,6 +34,7 @@ from jointbus.schemas.registry import Registry
 from jointbus.streams.settings import Settings
 from jointbus.views import GROUPS
 
+log = structlog.get_logger(__name__)
 HERE = Path(__file__).parent
 #: the charting library, fetched at build time (``make charts``); pages say so when absent
 ECHARTS = HERE / "static" / "vendor" / "echarts.min.js"
@@ -51,11 +53,14 @@ def create_app(
     registry: Registry,
     state: LogState,
     *,
+    hosts: frozenset[str],
     clock: Callable[[], datetime] = utcnow,
     follow_log: bool = True,
 ) -> FastAPI:
     """The console over ``state`` (already caught up with the topic); with ``follow_log``
-    it keeps folding the records the router appends while it serves."""
+    it keeps folding the records the router appends while it serves. It answers only
+    requests whose ``Host`` is one of ``hosts`` (:func:`allowed_hosts`): a page of another
+    name that resolves to the console (DNS rebinding) gets 421 on every route."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -76,7 +81,14 @@ def create_app(
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
+        if request.headers.get("host", "").lower() not in hosts:
+            log.warning("console.host_refused", host=request.headers.get("host", "")[:200])
+            response: Response = PlainTextResponse(
+                "421 this console does not answer to that host name (see --allowed-host)",
+                status_code=421,
+            )
+        else:
+            response = await call_next(request)
         response.headers["Content-Security-Policy"] = POLICY
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
@@ -243,6 +255,27 @@ def create_app(
         return jobs.latest.view() if jobs.latest else {"state": "idle"}
 
     return app
+
+
+def allowed_hosts(host: str, port: int, names: Iterable[str] = ()) -> frozenset[str]:
+    """The ``Host`` header values the console answers to, listening on ``host:port``: the
+    loopback names and the bound host with that port, and each configured name (``name`` or
+    ``name:port``; a bare name with the listen port or none, as behind a reverse proxy).
+    Lower-case; IPv6 addresses in brackets."""
+
+    def bracketed(name: str) -> str:
+        return f"[{name}]" if ":" in name and not name.startswith("[") else name
+
+    allowed = {f"{bracketed(n)}:{port}" for n in ("127.0.0.1", "localhost", "::1", host)}
+    for name in names:
+        name = name.strip().lower()
+        if not name:
+            continue
+        if name.startswith("[") or name.count(":") != 1:  # no port given (or a bare IPv6)
+            allowed |= {bracketed(name), f"{bracketed(name)}:{port}"}
+        else:
+            allowed.add(name)
+    return frozenset(a.lower() for a in allowed)
 
 
 def same_origin(request: Request) -> bool:

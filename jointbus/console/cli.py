@@ -36,23 +36,33 @@ def bound_socket(host: str, port: int) -> socket.socket:
 
 @click.command("console")
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, help="host:port to serve on")
+@click.option(
+    "--allowed-host",
+    "allowed",
+    multiple=True,
+    metavar="NAME[:PORT]",
+    help="a further name browsers reach the console by (repeatable); the listen address, "
+    "127.0.0.1, localhost and [::1] with its port are always allowed, any other Host gets 421",
+)
 @registry_opt
-def console_command(listen: str, registry_file: Path | None) -> None:
+def console_command(listen: str, allowed: tuple[str, ...], registry_file: Path | None) -> None:
     """Serve the read-only web console of the audit log (figures, clue flow, deadlines,
     histories, checkpoints, proofs), as the auditor principal."""
     host, port = listen_address(listen)
     sock = bound_socket(host, port)  # a taken port is said first, before Kafka is asked
     try:
-        asyncio.run(_serve(sock, host, port, registry_file))
+        asyncio.run(_serve(sock, host, port, registry_file, allowed))
     finally:
         sock.close()
 
 
-async def _serve(sock: socket.socket, host: str, port: int, registry_file: Path | None) -> None:
+async def _serve(
+    sock: socket.socket, host: str, port: int, registry_file: Path | None, allowed: tuple[str, ...] = ()
+) -> None:
     """Read the log as it is, then serve the console on ``sock`` while following the log."""
     import uvicorn
 
-    from jointbus.console.app import create_app
+    from jointbus.console.app import allowed_hosts, create_app
     from jointbus.console.reading import catch_up
     from jointbus.console.state import LogState
 
@@ -62,7 +72,7 @@ async def _serve(sock: socket.socket, host: str, port: int, registry_file: Path 
         ui.say(f"[yellow]warning:[/] serving on {host}, not loopback: whoever reaches it reads figures")
     state = LogState(registry)
     await catch_up(state, cfg)
-    app = create_app(cfg, registry, state)
+    app = create_app(cfg, registry, state, hosts=allowed_hosts(host, port, allowed))
     # live streams stay open: a stop waits for them at most 2 s
     config = uvicorn.Config(
         app, lifespan="on", timeout_graceful_shutdown=2, log_config=None, access_log=False

@@ -132,9 +132,10 @@ def deadlines(state: LogState, projection: Projection, entries: list[Entry], now
     items = []
     for subject, item in projection.items.items():
         kind = kind_named(item.kind)
-        if kind is None or item.status not in kind.open_statuses:
-            continue
-        first = state.entries[state.by_subject[subject][0]]
+        followed = state.by_subject.get(subject)
+        if kind is None or item.status not in kind.open_statuses or not followed:
+            continue  # (an item under no subject the log names has no history to age by)
+        first = state.entries[followed[0]]
         age = max(0, (now - first.moment).days)
         items.append(
             OpenItem(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import structlog
 
 from jointbus import context
+from jointbus.audit.cosigned import read_cosigned
 from jointbus.audit.notes import open_checkpoint
 from jointbus.audit.witnessing import cosignature_lines, witnessed
 from jointbus.console.state import LogState
@@ -19,7 +20,7 @@ from jointbus.schemas.registry import AUDIT, Registry
 from jointbus.streams.reader import read_texts, read_topic
 from jointbus.streams.security import AUDITOR
 from jointbus.streams.settings import Settings
-from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC, COSIGNATURE_TOPIC
+from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
 
 log = structlog.get_logger(__name__)
 
@@ -69,10 +70,12 @@ class CheckpointRow:
 
 async def checkpoints(cfg: Settings, registry: Registry) -> list[CheckpointRow]:
     """Every checkpoint published, newest first: its size and root when the audit key
-    signed it, and the agencies whose witnesses cosigned it (their lines verified)."""
+    signed it, and the agencies whose witnesses cosigned it (their lines verified, each read
+    from that witness's own topic only)."""
     kw = context.kafka(cfg, AUDITOR)
     notes = await read_texts(cfg.bootstrap_servers, CHECKPOINT_TOPIC, **kw)
-    cosigned = await read_texts(cfg.bootstrap_servers, COSIGNATURE_TOPIC, **kw)
+    # each witness's own topic, each record cut to what that witness vouches for
+    cosigned = (await read_cosigned(cfg.bootstrap_servers, registry.agencies, **kw)).texts
     public = registry.verifier(registry.current_key(AUDIT, "sign", registry.issued_at).kid)
     rows = []
     for note in notes:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from jointbus.schemas.catalog import family_of
 from jointbus.schemas.envelope import SEALED_CONTENT_TYPE
@@ -90,20 +91,23 @@ class Entry:
 
 
 def entry_of(offset: int, record: AuditRecord, added: list[tuple[str, str]]) -> Entry:
-    """The slim entry of an audit record (``added``: the figures it made up)."""
+    """The slim entry of an audit record (``added``: the figures it made up).
+
+    Total on any record: a rejected event is kept as it was sent, so any of its fields may
+    hold any JSON value; each is shown only when it has the type the envelope gives it
+    (otherwise blank), and nothing here iterates or converts what it has not checked.
+    """
     event = record.event or {}
-    family = family_of(str(event.get("type", "")))
+    kind = text_field(event, "type") or ""
+    subject = text_field(event, "subject") or ""
+    recipients = recipients_of(event)
     overdue = None
-    if family == "deadline.overdue" and record.decision in ("accepted", "emitted"):
-        recipients = tuple(str(r) for r in event.get("recipients", []))
-        payload = Fact(
-            family, record.sender or "", str(event.get("subject", "")), recipients, event
-        ).payload()
+    if family_of(kind) == "deadline.overdue" and record.decision in ("accepted", "emitted"):
+        payload = Fact("deadline.overdue", record.sender or "", subject, recipients, event).payload()
         if isinstance(payload, ItemOverdue):
             overdue = Overdue(
                 payload.aggregate, payload.what, payload.deadline.isoformat(), payload.responsible
             )
-    notice = record.notice or {}
     return Entry(
         offset=offset,
         position=record.position,
@@ -112,22 +116,32 @@ def entry_of(offset: int, record: AuditRecord, added: list[tuple[str, str]]) -> 
         reason=record.reason,
         detail=record.detail,
         event_id=record.event_id,
-        type=str(event.get("type", "")),
-        subject=str(event.get("subject", "")),
+        type=kind,
+        subject=subject,
         sender=record.sender or "",
-        recipients=tuple(str(r) for r in event.get("recipients", [])),
+        recipients=recipients,
         delivered_to=tuple(record.delivered_to),
-        causation=_text(event.get("causationid")),
-        correlation=_text(event.get("correlationid")),
-        notice=_text(notice.get("type")),
+        causation=text_field(event, "causationid"),
+        correlation=text_field(event, "correlationid"),
+        notice=text_field(record.notice or {}, "type"),
         sealed=event.get("datacontenttype") == SEALED_CONTENT_TYPE,
         added=tuple(added),
         overdue=overdue,
     )
 
 
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
+def text_field(obj: Mapping[str, Any], name: str) -> str | None:
+    """``obj[name]`` when it is a string, else None (absent, or of another type)."""
+    value = obj.get(name)
+    return value if isinstance(value, str) else None
+
+
+def recipients_of(event: Mapping[str, Any]) -> tuple[str, ...]:
+    """The event's recipients when they are a list of strings, else none."""
+    value = event.get("recipients")
+    if isinstance(value, list) and all(isinstance(r, str) for r in value):
+        return tuple(value)
+    return ()
 
 
 class LogState:
@@ -151,10 +165,12 @@ class LogState:
 
     def add(self, offset: int, value: bytes) -> None:
         """Fold the record at ``offset`` (a repeat of a logged position, or bytes that are
-        not a record, change nothing: as in ``audit replay``)."""
+        not a record, change nothing: as in ``audit replay``). Total: whatever a record's
+        ``event`` holds, it becomes an entry (``entry_of``)."""
         self.next_offset = offset + 1
         try:
             record = AuditRecord.model_validate_json(value)
+            parse_time(record.received_at)  # the pattern admits dates no calendar has
         except (ValueError, ContractError):
             return
         if record.position in self.projection.seen:
