@@ -5,6 +5,12 @@ the router and auditors apply.
 The router writes one :class:`RegistryVersion` per version to ``jointbus.registry``; an
 agency's Subscriber and Publisher, starting from the registry they trust, accept a version
 only if its evidence, verified under the version before, brings exactly it into force.
+
+A proposal carried forward across self-revocations (wire-format §5.1) was made on an older
+version: its record holds that version as ``base`` and, in its evidence, the
+self-revocations since, in log order. The replay starts there and must end at the new
+version, whose ``previous`` is the digest of the version before: the hash links bind the
+base and every version between to the chain the reader already trusts.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from jointbus.schemas.wiremodel import WireModel
 __all__ = [
     "Evidence",
     "GenesisSignatures",
+    "OpenEvidence",
     "RegistryVersion",
     "check_genesis",
     "next_from_evidence",
@@ -46,11 +53,22 @@ class Evidence(BaseModel):
     received_at: str = Field(pattern=TIME_PATTERN)
 
 
+#: evidence items of one version at most: a proposal and its approvals, and the self-revocations
+#: it was carried across (each revokes a live key, and only a majority adds keys)
+MAX_EVIDENCE = 256
+
+
 class RegistryVersion(WireModel):
     """One version of the registry and the signed events that brought it into force."""
 
     registry: Registry
-    evidence: list[Evidence] = Field(min_length=1, max_length=64)
+    evidence: list[Evidence] = Field(min_length=1, max_length=MAX_EVIDENCE)
+    base: Registry | None = Field(
+        default=None,
+        description="the version the evidence is replayed from when it is older than the version "
+        "before: the one the deciding proposal was made on, carried forward across the "
+        "self-revocations in the evidence (absent: the version before)",
+    )
 
     @property
     def in_force_from(self) -> datetime:
@@ -59,15 +77,26 @@ class RegistryVersion(WireModel):
 
 
 def next_from_evidence(current: Registry, version: RegistryVersion) -> Registry:
-    """``version.registry`` if its evidence, replayed under ``current`` by the governance
-    rules at the times it arrived, brings exactly that version into force; ``bad_transition``
-    otherwise (a forged version, a fork, a rollback, too few signatures, unreadable bytes)."""
+    """``version.registry`` if its evidence, replayed by the governance rules at the times it
+    arrived under ``current`` (or under ``version.base``, older, for a proposal carried
+    forward), brings exactly that version into force; ``bad_transition`` otherwise (a forged
+    version or base, a fork, a rollback, too few signatures, unreadable bytes)."""
     if version.registry.version != current.version + 1 or version.registry.previous != current.digest:
         raise ContractError(
             f"registry v{version.registry.version} does not follow v{current.version}",
             reason=Reason.BAD_TRANSITION,
         )
-    ledger, rules = Ledger(current), Rules()
+    start = current
+    if version.base is not None:
+        if version.base.version >= current.version:
+            raise ContractError(
+                f"the base of registry v{version.registry.version} is not older than v{current.version}",
+                reason=Reason.BAD_TRANSITION,
+            )
+        # trusted only through the replay: it must end at version.registry, whose previous
+        # is current's digest, so each version replayed from the base is one current links to
+        start = version.base
+    ledger, rules = Ledger(start), Rules()
     for offset, item in enumerate(version.evidence):
         try:
             wire = base64.b64decode(item.event, validate=True)
@@ -89,6 +118,38 @@ def next_from_evidence(current: Registry, version: RegistryVersion) -> Registry:
             reason=Reason.BAD_TRANSITION,
         )
     return ledger.registry
+
+
+class OpenEvidence:
+    """What a writer of the registry chain keeps between versions: per open proposal, the
+    version it was made on and its signed events, and the self-revocations since (which
+    carry it forward). Fed every accepted governance event in log order; answers the
+    :class:`RegistryVersion` of each version brought into force."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, tuple[Registry, list[Evidence]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.open)
+
+    def add(
+        self, under: Registry, key: str, item: Evidence, adopted: Registry | None, *, self_revocation: bool
+    ) -> RegistryVersion | None:
+        """Keep ``item``, an accepted governance event decided under ``under`` that belongs to
+        proposal ``key`` (a proposal's own id, an approval's proposal, a self-revocation's
+        id); when it brought ``adopted`` into force, that version with its evidence."""
+        if self_revocation:
+            assert adopted is not None, "a self-revocation always brings a version into force"
+            for _, items in self.open.values():  # carried forward: the replay passes through it
+                items.append(item)
+            return RegistryVersion(registry=adopted, evidence=[item])
+        base, items = self.open.setdefault(key, (under, []))
+        items.append(item)
+        if adopted is None:
+            return None
+        self.open.clear()  # a majority's version closes every other open proposal
+        older = base if base.version < under.version else None
+        return RegistryVersion(registry=adopted, evidence=items, base=older)
 
 
 GENESIS_CONTEXT = b"jointbus registry genesis\n"

@@ -21,17 +21,20 @@ from jointbus.schemas.errors import ContractError
 from jointbus.schemas.governance import (
     ChairPassed,
     KeyAdded,
+    KeyRevoked,
     MemberAdmitted,
     MemberSuspended,
     PolicyChanged,
     next_version,
     proposal,
 )
+from jointbus.schemas.ids import parse_time
 from jointbus.schemas.keys import Keyring, new_federation, new_key
 from jointbus.schemas.lifecycle import Rules
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import ROUTER, Member, Registry
-from jointbus.streams.topics import outbox
+from jointbus.schemas.registry_chain import RegistryVersion, next_from_evidence
+from jointbus.streams.topics import REGISTRY_TOPIC, outbox
 from tests.samples import SAMPLES
 
 T0 = datetime(2026, 11, 25, 20, 18, tzinfo=UTC)
@@ -47,6 +50,8 @@ class Bus:
         self.records: list[AuditRecord] = []
         self.offsets: dict[str, int] = {}
         self.now = T0
+        #: every record written to jointbus.registry, in order
+        self.written: list[RegistryVersion] = []
 
     @property
     def registry(self) -> Registry:
@@ -87,6 +92,9 @@ class Bus:
         routed = self.router.route(to_wire(env), topic, 0, offset, int(self.now.timestamp() * 1000))
         assert routed.record is not None
         self.records.append(routed.record)
+        for out in routed.outputs:
+            if out.topic == REGISTRY_TOPIC:
+                self.written.append(RegistryVersion.model_validate_json(out.value))
         return routed.record
 
     def propose(self, agency: str, changes: list[Any], reason: str = "联席会议决定") -> AuditRecord:
@@ -98,6 +106,11 @@ class Bus:
         new_digest = digest or record.event["data"]["new_digest"]
         payload = {"proposal_id": record.event_id, "new_digest": new_digest}
         return self.send(agency, "governance.approved", GOV, self.others(agency), payload)
+
+    def revoke_own(self, agency: str, kid: str, reason: str = "设备遗失") -> AuditRecord:
+        """``agency`` revokes its own key ``kid`` at once (`govern revoke-own`)."""
+        payload = {"kid": kid, "reason": reason}
+        return self.send(agency, "governance.key_revoked", GOV, self.others(agency), payload)
 
     def issue(
         self, agency: str, *, ring: Keyring | None = None, believed: Registry | None = None
@@ -313,8 +326,6 @@ def test_a_restarted_router_rebuilds_the_registry_in_force_from_the_log() -> Non
     registry version, and with the newest version's record as the adopting decision wrote
     it to the registry topic; that record proves itself from the genesis (what agencies'
     Subscribers check)."""
-    from jointbus.schemas.registry_chain import RegistryVersion, next_from_evidence
-
     bus = Bus()
     proposed = bus.propose("sc-zigong", [MemberSuspended(member="cq-dazu")])
     for agency in ["sc-luzhou", "sc-neijiang", "sc-yibin", "cq-yongchuan"]:
@@ -334,8 +345,6 @@ def test_a_restarted_router_rebuilds_the_registry_in_force_from_the_log() -> Non
 def test_a_forked_registry_version_is_refused() -> None:
     """A v2 that is not what its evidence brings into force (the operator swapped a key or
     the chair in it), or that does not follow v1, is refused by every reader."""
-    from jointbus.schemas.registry_chain import RegistryVersion, next_from_evidence
-
     bus = Bus()
     proposed = bus.propose("sc-zigong", [MemberSuspended(member="cq-dazu")])
     for agency in ["sc-luzhou", "sc-neijiang", "sc-yibin", "cq-yongchuan"]:
@@ -535,3 +544,145 @@ def test_the_agencies_change_how_they_decide() -> None:
     assert sent.decision == "accepted"
     due = bus.router.dues[clue]
     assert due == bus.now + timedelta(hours=48)
+
+
+# ------------------------------------------------------------------ governance cannot be dodged
+SUSPENDERS = ["sc-luzhou", "sc-neijiang", "sc-yibin"]  # with the proposer: four of eight
+
+
+def _suspension_dodged(bus: Bus) -> tuple[AuditRecord, AuditRecord]:
+    """cq-rongchang proposes suspending sc-zigong, three more approve (4 of 8, 5 needed), and
+    sc-zigong revokes its own lesser key (no quorum: registry v2). The proposal and the
+    self-revocation, as recorded."""
+    proposed = bus.propose("cq-rongchang", [MemberSuspended(member="sc-zigong")], "暂停自贡市")
+    for agency in SUSPENDERS:
+        assert bus.approve(agency, proposed).decision == "accepted"
+    dodge = bus.revoke_own("sc-zigong", "sc-zigong#seal-1")
+    assert dodge.decision == "accepted"
+    assert bus.registry.version == 2
+    return proposed, dodge
+
+
+def test_a_member_cannot_void_its_own_suspension_by_revoking_its_own_key() -> None:
+    """The self-revocation brings v2 into force but voids nothing: the fifth approval, naming
+    the digest every other signer approved (the version on v1), counts; the suspension takes
+    effect as v3 on top of v2 (the key stays revoked) and sc-zigong is refused from then on."""
+    bus = Bus()
+    proposed, _ = _suspension_dodged(bus)
+    v2 = bus.registry
+    fifth = bus.approve("cq-yongchuan", proposed)
+    assert (fifth.decision, fifth.registry_version) == ("accepted", 2)
+    assert bus.registry.version == 3
+    assert bus.registry.previous == v2.digest
+    assert bus.registry.member("sc-zigong").suspended
+    assert bus.registry.key("sc-zigong#seal-1").revoked_at is not None
+    on_v1 = next_version(
+        bus.genesis, [MemberSuspended(member="sc-zigong")], parse_time(proposed.event["time"])
+    )  # type: ignore[index]
+    assert on_v1.digest == proposed.event["data"]["new_digest"]  # type: ignore[index]  # what was signed
+    assert bus.issue("sc-zigong").reason == "not_authorized"
+    assert bus.approve("cq-dazu", proposed).reason == "bad_transition"  # decided: closed
+
+
+def test_a_carried_proposal_whose_revocation_became_moot_still_takes_effect() -> None:
+    """cq-dazu consents to "revoke cq-dazu#seal-1 and suspend sc-zigong", then revokes that
+    key itself to void the proposal: the revocation is moot (the key stays revoked as its
+    owner did it), the suspension still takes effect with the next approval."""
+    bus = Bus()
+    changes: list[Any] = [
+        KeyRevoked(kid="cq-dazu#seal-1", at=bus.now, reason="联席会议决定"),
+        MemberSuspended(member="sc-zigong"),
+    ]
+    proposed = bus.propose("cq-rongchang", changes)
+    for agency in ["cq-dazu", "sc-luzhou", "sc-neijiang"]:
+        assert bus.approve(agency, proposed).decision == "accepted"
+    assert bus.revoke_own("cq-dazu", "cq-dazu#seal-1", "自行吊销").decision == "accepted"
+    revoked = bus.registry.key("cq-dazu#seal-1")
+    assert bus.approve("sc-yibin", proposed).decision == "accepted"
+    assert bus.registry.version == 3
+    assert bus.registry.member("sc-zigong").suspended
+    assert bus.registry.key("cq-dazu#seal-1") == revoked  # the owner's revocation, unchanged
+
+
+def test_a_self_revocation_does_not_free_a_backer_to_back_a_second_proposal() -> None:
+    """Carried proposals keep their backers: sc-luzhou, backing the suspension, cannot back a
+    rival proposal made on v2 (two majorities between two decisions would need it twice)."""
+    bus = Bus()
+    _suspension_dodged(bus)
+    rival = bus.propose("cq-jiangjin", [ChairPassed(chair="sc-yibin")])
+    assert rival.decision == "accepted"
+    switched = bus.approve("sc-luzhou", rival)
+    assert (switched.decision, switched.reason) == ("rejected", "bad_transition")
+
+
+def test_an_auditor_re_derives_a_suspension_carried_across_a_self_revocation() -> None:
+    """`audit verify` re-derives the whole history from the genesis; a restarted router folds
+    it into the same registry; every record on jointbus.registry proves itself from the one
+    before (the carried version from its base, v1, through the self-revocation)."""
+    bus = Bus()
+    proposed, _ = _suspension_dodged(bus)
+    bus.approve("cq-yongchuan", proposed)
+    bus.issue("sc-yibin")
+    assert verify(bus.records, bus.genesis).leaves == len(bus.records)
+    restarted = Router(bus.genesis, bus.rings[ROUTER], Rules())
+    for record in bus.records:
+        restarted.fold(record)
+    assert restarted.registry.digest == bus.registry.digest
+    v2, v3 = bus.written
+    assert v2.base is None
+    assert len(v2.evidence) == 1
+    assert v3.base is not None
+    assert v3.base.digest == bus.genesis.digest
+    assert len(v3.evidence) == 6  # the proposal, three approvals, the self-revocation, the fifth
+    registry = bus.genesis
+    for version in bus.written:
+        registry = next_from_evidence(registry, version)
+    assert registry.digest == bus.registry.digest
+
+
+def test_a_forged_carry_forward_is_refused() -> None:
+    """What a lying router might write for the carried version is refused by every reader:
+    no base (the proposal is not on v2), a base it was not made on, evidence without the
+    self-revocation or one approval short, a base not older than the version before, or a
+    version that applied the moot revocation its own way."""
+    bus = Bus()
+    proposed, _ = _suspension_dodged(bus)
+    bus.approve("cq-yongchuan", proposed)
+    v2, v3 = bus.written
+    after_v2 = next_from_evidence(bus.genesis, v2)
+    assert next_from_evidence(after_v2, v3).digest == bus.registry.digest
+    other_base = Registry.model_validate({**bus.genesis.model_dump(mode="json"), "chair": "sc-yibin"})
+    skipped = [e for e in v3.evidence if e not in v2.evidence]
+    forgeries = {
+        "no base": v3.model_copy(update={"base": None}),
+        "another base": v3.model_copy(update={"base": other_base}),
+        "no self-revocation": v3.model_copy(update={"evidence": skipped}),
+        "one approval short": v3.model_copy(update={"evidence": v3.evidence[:2] + v3.evidence[3:]}),
+        "base not older": v3.model_copy(update={"base": after_v2}),
+    }
+    for what, forged in forgeries.items():
+        with pytest.raises(ContractError) as info:
+            next_from_evidence(after_v2, forged)
+        assert info.value.reason == "bad_transition", what
+    own_way = next_version(v2.registry, [MemberSuspended(member="sc-zigong")], bus.now)
+    with pytest.raises(ContractError, match="does not bring"):
+        next_from_evidence(after_v2, v3.model_copy(update={"registry": own_way}))
+
+
+def test_a_logged_carry_forward_across_a_majority_version_is_a_decision_mismatch() -> None:
+    """A majority's version closes the other open proposals (it may change who votes and how
+    many are needed): an approval of a closed proposal is refused, and a log claiming it was
+    accepted does not re-derive."""
+    bus = Bus()
+    closed = bus.propose("cq-rongchang", [MemberSuspended(member="sc-zigong")])
+    winner = bus.propose("sc-yibin", [ChairPassed(chair="sc-yibin")])
+    for agency in ["sc-luzhou", "sc-neijiang", "cq-jiangjin", "cq-yongchuan"]:
+        bus.approve(agency, winner)
+    assert bus.registry.version == 2
+    late = bus.approve("cq-dazu", closed)
+    assert (late.decision, late.reason) == ("rejected", "bad_transition")
+    forged = list(bus.records)
+    forged[-1] = late.model_copy(update={"decision": "accepted", "reason": None, "detail": None})
+    with pytest.raises(VerificationError) as info:
+        verify(forged, bus.genesis)
+    assert info.value.why == "decision_mismatch"

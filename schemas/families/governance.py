@@ -9,7 +9,10 @@ before (``schemas.governance.next_version``). The router, the auditors and the a
 Subscribers all switch to it in log order, without a restart.
 
 One change cannot wait for a meeting: an agency revokes its own compromised key at once,
-with one signature (``governance.key_revoked``).
+with one signature (``governance.key_revoked``). That version needs no quorum, so it voids
+nothing: the open proposals are carried forward to it (a member cannot dodge its own
+suspension by revoking one of its keys). Only a version a majority brought into force closes
+the proposals still open (wire-format §5.1).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from jointbus.schemas.envelope import Envelope
 from jointbus.schemas.errors import Reason
 from jointbus.schemas.family import AggregateState, Context, Fact, Kind, Payload, Tally, event, evolve, refuse
 from jointbus.schemas.fields import Text
-from jointbus.schemas.governance import Change, KeyAdded, KeyRevoked, next_version
+from jointbus.schemas.governance import Change, KeyAdded, KeyRevoked, carried, next_version
 from jointbus.schemas.ids import parse_time
 from jointbus.schemas.registry import Registry
 
@@ -50,6 +53,8 @@ class RegistryApproved(Payload):
     """A member approves a proposal: the exact version it produces (by digest)."""
 
     proposal_id: Annotated[str, Field(pattern=r"^[0-9a-f-]{36}$")]
+    #: the proposal's own ``new_digest`` (the version on the version it was made on), also
+    #: once self-revocations carried it forward (§5.1): one proposal, one digest to sign
     new_digest: Digest
 
 
@@ -99,18 +104,21 @@ def _reaches_all(env: Envelope, ctx: Context) -> None:
 
 
 def _one_backing(now: GovernanceState, env: Envelope, ctx: Context) -> None:
-    """A voter backs one proposal per registry version (proposing counts): two majorities
-    on one version would need someone to sign twice, which is then on record."""
+    """A voter backs one open proposal at a time (proposing counts), until a majority decides
+    one: two majorities between two decisions would need someone to sign twice, which is then
+    on record. Proposals carried across a self-revocation keep their backers."""
     backed = next((p.id for p in now.open if env.sender in p.approvals), None)
     if backed is not None:
-        refuse(Reason.BAD_TRANSITION, f"{env.sender} already backs {backed} on v{ctx.registry.version}")
+        refuse(Reason.BAD_TRANSITION, f"{env.sender} already backs {backed}, still open")
 
 
 def _consenting(proposal: Proposal, ctx: Context) -> set[str]:
     """The agencies whose own keys a proposal adds or revokes: none loses or gains a key
-    without its own signature among the approvals."""
+    without its own signature among the approvals (no majority signs in a member's name, nor
+    takes its key; against a hostile member the majority suspends it, which needs no consent).
+    A revocation made moot by the owner's own meanwhile needs none either."""
     owners = set()
-    for change in _CHANGES.validate_python(json.loads(proposal.changes)):
+    for change in carried(ctx.registry, _CHANGES.validate_python(json.loads(proposal.changes))):
         if isinstance(change, KeyAdded):
             owners.add(change.key.owner)
         elif isinstance(change, KeyRevoked):
@@ -127,15 +135,27 @@ def _passes(proposal: Proposal, ctx: Context) -> bool:
 
 
 def _current(state: GovernanceState | None, ctx: Context) -> GovernanceState:
-    """The chain's state with proposals on an older version dropped (they can never pass)."""
+    """The chain's state under the version in force. Its open proposals are still open when
+    this chain produced that version (a self-revocation carries them forward; a majority's
+    version closed them in ``_adopt``); under a version it did not produce, only proposals
+    on that version are."""
     version = ctx.registry.version
     if state is None:
         return GovernanceState(status="idle", version=version)
-    return evolve(state, open=tuple(p for p in state.open if p.base_version == version), adopted_by=None)
+    still = (
+        state.open if state.version == version else tuple(p for p in state.open if p.base_version == version)
+    )
+    return evolve(state, version=version, open=still, adopted_by=None)
 
 
-def _adopt(state: GovernanceState, env: Envelope, proposal: Proposal, ctx: Context) -> GovernanceState:
-    rest = tuple(p for p in state.open if p.id != proposal.id)
+def _adopt(
+    state: GovernanceState, env: Envelope, proposal: Proposal, ctx: Context, *, by_majority: bool = True
+) -> GovernanceState:
+    """``proposal`` takes effect. A majority's version closes every other open proposal: it
+    may change the voters, the quorum and the keys their approvals were counted under, and it
+    frees each backer to back anew; it took a majority, and what it closed may be proposed
+    again on it. An owner's self-revocation (no quorum) closes none: they carry forward."""
+    rest = () if by_majority else tuple(p for p in state.open if p.id != proposal.id)
     return evolve(
         state,
         status="adopted",
@@ -224,14 +244,17 @@ def key_revoked(
         changes=changes,
         approvals=(env.sender,),
     )
-    return _adopt(now, env, self_revocation, ctx)
+    return _adopt(now, env, self_revocation, ctx, by_majority=False)
 
 
 def registry_change(state: AggregateState, env: Envelope, ctx: Context) -> Registry | None:
-    """The registry version an accepted governance event brings into force, if it does."""
+    """The registry version an accepted governance event brings into force, if it does: the
+    adopted changes applied to the version in force (``carried``: the proposal may have been
+    made on an earlier version, before its members' self-revocations), issued at the time of
+    the event that made them (the proposal's, or the self-revocation's)."""
     if not isinstance(state, GovernanceState) or state.adopted_by != env.id or state.adopted is None:
         return None
-    changes = _CHANGES.validate_python(json.loads(state.adopted))
+    changes = carried(ctx.registry, _CHANGES.validate_python(json.loads(state.adopted)))
     at = parse_time(state.adopted_time or env.time)
     return next_version(ctx.registry, changes, at)
 
