@@ -19,7 +19,14 @@ from jointbus.schemas.checkpoints import ORIGIN, Checkpoint, sign_checkpoint
 from jointbus.schemas.conformance import Verdict
 from jointbus.schemas.errors import Reason
 from jointbus.schemas.forge import signing_key
-from jointbus.schemas.governance import ChairPassed, Change, proposal
+from jointbus.schemas.governance import (
+    ChairPassed,
+    Change,
+    KeyRevoked,
+    MemberSuspended,
+    next_version,
+    proposal,
+)
 from jointbus.schemas.ids import uuid7_from
 from jointbus.schemas.transitions import CASTS, Move
 
@@ -469,6 +476,85 @@ class RuleCases(CaseBook):
             registry="keys",
         )
         self.under("base")
+        self.undodgeable()
+
+    def undodgeable(self) -> None:
+        """§5.1 open proposals outlive self-revocations: only a majority closes them."""
+        rule = "§5.1 governance: open proposals outlive self-revocations"
+        registry = self.registries["base"]
+        voters = list(registry.voters)
+
+        def signed(agency: str, family: str, payload: dict[str, Any]) -> dict[str, Any]:
+            to = [a for a in voters if a != agency]
+            return self.sign(self.forge.unsigned(agency, family, "governance/registry", to, payload))
+
+        def approval(agency: str, first: dict[str, Any]) -> dict[str, Any]:
+            vote = {"proposal_id": first["id"], "new_digest": first["data"]["new_digest"]}
+            return signed(agency, "governance.approved", vote)
+
+        def by_zigong() -> dict[str, Any]:
+            invited = example("jointcheck.invited") | {"staff_requested": {"sc-yibin": 1}}
+            return self.sign(
+                self.invitation(sender="sc-zigong", to=["sc-yibin", "sc-neijiang"], payload=invited)
+            )
+
+        suspend: list[Change] = [MemberSuspended(member="sc-zigong")]
+        dodge = {"kid": "sc-zigong#seal-1", "reason": "lost"}
+        first = signed("cq-rongchang", "governance.proposed", proposal(registry, suspend, T, "暂停自贡市"))
+        self.add(
+            "governance/suspension-outlives-a-self-revocation",
+            rule,
+            "a member voiding its own suspension, four signatures in, by revoking one of its keys alone",
+            self.route(first),
+            *(self.route(approval(a, first)) for a in ["sc-luzhou", "sc-neijiang", "sc-yibin"]),
+            self.route(signed("sc-zigong", "governance.key_revoked", dodge)),
+            self.route(approval("cq-jiangjin", first)),
+            self.route(by_zigong(), refused(Reason.NOT_AUTHORIZED)),
+            self.route(approval("cq-dazu", first), refused(Reason.BAD_TRANSITION)),
+        )
+        both: list[Change] = [KeyRevoked(kid="cq-dazu#seal-1", at=T, reason="decided"), *suspend]
+        first = signed("cq-rongchang", "governance.proposed", proposal(registry, both, T, "暂停自贡市"))
+        self.add(
+            "governance/moot-revocation-carried-forward",
+            rule,
+            "a proposal voided because a key it revokes was revoked by its owner meanwhile",
+            self.route(first),
+            *(self.route(approval(a, first)) for a in ["cq-dazu", "sc-luzhou", "sc-neijiang"]),
+            self.route(signed("cq-dazu", "governance.key_revoked", {"kid": "cq-dazu#seal-1", "reason": "x"})),
+            self.route(approval("sc-yibin", first)),
+            self.route(by_zigong(), refused(Reason.NOT_AUTHORIZED)),
+        )
+        first = signed("cq-rongchang", "governance.proposed", proposal(registry, suspend, T, "暂停自贡市"))
+        revoked = next_version(registry, [KeyRevoked(kid="sc-zigong#seal-1", at=T, reason="lost")], T)
+        rival = signed(
+            "sc-yibin", "governance.proposed", proposal(revoked, [ChairPassed(chair="sc-yibin")], T, "x")
+        )
+        self.add(
+            "governance/backs-one-across-a-self-revocation",
+            rule,
+            "an agency backing two proposals at once because a self-revocation came between them",
+            self.route(first),
+            self.route(approval("sc-luzhou", first)),
+            self.route(signed("sc-zigong", "governance.key_revoked", dodge)),
+            self.route(rival),
+            self.route(approval("sc-luzhou", rival), refused(Reason.BAD_TRANSITION)),
+        )
+        first = signed("cq-rongchang", "governance.proposed", proposal(registry, suspend, T, "暂停自贡市"))
+        winner = signed(
+            "sc-yibin", "governance.proposed", proposal(registry, [ChairPassed(chair="sc-yibin")], T, "x")
+        )
+        self.add(
+            "governance/majority-closes-the-others",
+            rule,
+            "a proposal counted under the voters and quorum of a version a majority has replaced",
+            self.route(first),
+            self.route(winner),
+            *(
+                self.route(approval(a, winner))
+                for a in ["sc-luzhou", "sc-neijiang", "cq-jiangjin", "cq-yongchuan"]
+            ),
+            self.route(approval("cq-dazu", first), refused(Reason.BAD_TRANSITION)),
+        )
 
     def alerts(self) -> None:
         """Witness alerts: an equivocation is accepted only with evidence of a split view."""
