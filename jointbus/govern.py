@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from jointbus import context, ui
+from jointbus.inbox import say_refused
 from jointbus.schemas.errors import JointbusError
 from jointbus.schemas.families.governance import GOVERNANCE_SUBJECT, RegistryProposed
 from jointbus.schemas.governance import (
@@ -180,6 +181,7 @@ def approve(agency: str, proposal_id: str) -> None:
             until_end=True,
             **context.kafka(cfg, agency),
         )
+        sub.on_refusal = say_refused  # a record it cannot accept is named, and passed over
         async with sub:
             async for delivery in sub:
                 if delivery.id == proposal_id and isinstance(delivery.payload, RegistryProposed):

@@ -6,9 +6,16 @@ import json
 
 from jointbus import ui
 from jointbus.streams import keystore
+from jointbus.streams.judge import Refused
 from jointbus.streams.sdk import Delivery, Subscriber
 from jointbus.streams.security import kafka_kwargs
 from jointbus.streams.settings import Settings
+
+
+def say_refused(refused: Refused) -> None:
+    """One readable line on stderr for a record the inbox refused (stdout stays the
+    deliveries': ``--json`` readers see only events); reading goes on."""
+    ui.err.print(f"passed over: {refused.describe()}", markup=False, highlight=False)
 
 
 def summary(delivery: Delivery) -> str:
@@ -37,6 +44,7 @@ async def show_inbox(settings: Settings, agency: str, *, follow: bool, receipts:
         group_id=f"jointbus-inbox-{agency}-cli",
         **kafka_kwargs(settings, agency),
     ) as sub:
+        sub.on_refusal = say_refused
         async for d in sub:
             row = [
                 d.envelope.time[:19].replace("T", " "),

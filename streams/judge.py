@@ -82,6 +82,14 @@ class Refused:
     event_id: str = ""
     answer: VerifiedEvent | None = None
     stale: bool = False
+    partition: int = 0
+    offset: int = 0
+
+    def describe(self) -> str:
+        """One readable line: which record, its reason code and why."""
+        which = f"event {self.event_id}" if self.event_id else "a record"
+        where = f"partition {self.partition}, offset {self.offset}"
+        return f"{which} ({where}) refused: {self.reason}: {self.detail}"
 
 
 Judgement = Accepted | Duplicate | Refused
@@ -144,6 +152,8 @@ class InboxJudge:
                 event_id=verified.id if verified is not None else "",
                 answer=answer,
                 stale=exc.reason in STALE_REASONS,
+                partition=partition,
+                offset=offset,
             )
         return Accepted(Delivery(verified.envelope, payload, verified, partition, offset))
 

@@ -565,7 +565,12 @@ class Subscriber:
             )
         except Exception as exc:  # second line only: the judge itself refuses by value
             log.exception("inbox judge failed", agency=self.agency, partition=partition, offset=record.offset)
-            return Refused(Reason.INTERNAL, f"the inbox judge failed ({type(exc).__name__})")
+            return Refused(
+                Reason.INTERNAL,
+                f"the inbox judge failed ({type(exc).__name__})",
+                partition=partition,
+                offset=record.offset,
+            )
 
     async def _refuse(self, refused: Refused) -> None:
         """Answer an authentic event this agency cannot open or accept with a signed refusal

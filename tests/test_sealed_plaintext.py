@@ -6,7 +6,7 @@ code) and goes on. In memory: the Subscriber's judge, the conformance reference 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +48,12 @@ def sealed_clue(
     to: str = RECIPIENT,
     subject: str | None = None,
     broken: bool = False,
+    at: datetime | None = None,
 ) -> dict[str, Any]:
     """A clue transfer from ``sender`` to ``to``, correctly signed and sealed, whose sealed
     plaintext is ``plaintext`` as it is (``broken``: encrypted to another agency's key, so
-    it does not open)."""
-    now = utcnow()
+    it does not open; ``at``: its time, default now)."""
+    now = at or utcnow()
     env = compose(
         keyring=rings[sender],
         registry=registry,
