@@ -18,7 +18,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from jointbus.audit.verifier import RECORD_DEPTH, Verifier
+from jointbus.audit.verifier import RECORD_DEPTH, RECORD_STRUCTURE, Verifier
 from jointbus.schemas.envelope import loads_with_flag
 from jointbus.schemas.records import AuditRecord
 from jointbus.schemas.registry import Registry
@@ -43,7 +43,7 @@ def precheck(values: list[bytes], keys: dict[str, bytes]) -> list[dict[str, bool
     for value in values:
         found: dict[str, bool] = {}
         try:
-            obj, _ = loads_with_flag(value, RECORD_DEPTH)
+            obj, _ = loads_with_flag(value, RECORD_DEPTH, RECORD_STRUCTURE)
             record = AuditRecord.model_validate(obj)
             wire = record.wire() if record.event is None else None
             event = record.event if wire is None else loads_with_flag(wire)[0]

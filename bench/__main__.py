@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import auditlog, cli, console, contract, deadlines, e2e, gateway, router, witness
+from bench import auditlog, cli, console, contract, deadlines, e2e, gateway, hostile, router, witness
 
 
 def main() -> None:
     which = set(sys.argv[1:]) or {
         "contract",
+        "hostile",
         "audit",
         "router",
         "deadlines",
@@ -22,6 +23,8 @@ def main() -> None:
     }
     if "contract" in which:
         print(json.dumps({"bench": "contract", **contract.run()}, ensure_ascii=False), flush=True)
+    if "hostile" in which:
+        print(json.dumps({"bench": "hostile", **hostile.run()}, ensure_ascii=False), flush=True)
     if "audit" in which:
         print(json.dumps({"bench": "audit", **auditlog.run()}, ensure_ascii=False), flush=True)
     if "router" in which:

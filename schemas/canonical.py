@@ -12,7 +12,6 @@ property test keeps the two paths equal.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import rfc8785
@@ -20,16 +19,13 @@ import rfc8785
 from jointbus.schemas.errors import Reason, rejection
 
 MAX_SAFE_INT = 2**53
-_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
-_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89abAB]")
 _ASTRAL_LEADS = (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
 
 
-def astral_free(json_text: bytes) -> bool:
-    """True when UTF-8 JSON text holds no astral character, raw or escaped (cheap scans)."""
-    if not json_text.isascii() and any(lead in json_text for lead in _ASTRAL_LEADS):
-        return False
-    return b"\\u" not in json_text or not _ESCAPED_SURROGATE.search(json_text)
+def astral_bytes(text: bytes) -> bool:
+    """True when UTF-8 ``text`` holds an astral character as such (escaped ones, which begin
+    ``\\ud8``–``\\udb``, are the JSON parser's to find); byte searches only."""
+    return not text.isascii() and any(lead in text for lead in _ASTRAL_LEADS)
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -64,8 +60,11 @@ def canonical(obj: Any, *, plain: bool = False) -> bytes:
             return _ENCODER.encode(obj).encode("utf-8")
         if _plain(obj):
             text = _ENCODER.encode(obj)
-            if not _ASTRAL.search(text):
-                return text.encode("utf-8")
+            if text.isascii():
+                return text.encode("ascii")
+            data = text.encode("utf-8")  # a lone surrogate raises: no canonical form
+            if not astral_bytes(data):
+                return data
         return rfc8785.dumps(obj)
     except (UnicodeEncodeError, rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise rejection(Reason.SCHEMA, f"no canonical JSON form: {str(exc)[:200]}") from None

@@ -139,6 +139,6 @@ def parse_payload(event_type: str, data: dict[str, Any]) -> Payload:
 
 
 def _first_error(exc: ValidationError) -> str:
-    err = exc.errors(include_url=False)[0]
+    err = exc.errors(include_url=False, include_context=False, include_input=False)[0]
     where = ".".join(str(p) for p in err["loc"]) or "(root)"
     return f"{where}: {err['msg']}"[:300]

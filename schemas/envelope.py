@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from jointbus.schemas.canonical import MAX_SAFE_INT, astral_free
+from jointbus.schemas.canonical import MAX_SAFE_INT, astral_bytes
 from jointbus.schemas.errors import Reason, rejection
 from jointbus.schemas.ids import TIME_PATTERN, UUID_PATTERN
 from jointbus.schemas.wiremodel import WireModel, refuse_top_nulls
@@ -96,6 +96,8 @@ def _no_floats(text: str) -> Any:
 
 
 def _safe_int(text: str) -> int:
+    if len(text) > 17:  # beyond ±2^53 whatever its digits: never convert a long one
+        raise ValueError(f"integer {text[:20]}... is outside ±2^53")
     if text == "-0":  # canonicalizes to 0: a second wire form of one value
         raise ValueError("-0 is not an integer form of the contract: write 0")
     value = int(text)
@@ -110,62 +112,83 @@ _DECODER = json.JSONDecoder(
     parse_float=_no_floats,
     parse_int=_safe_int,
 )
+#: the most structure an envelope may have: bytes ``[``, ``]``, ``{``, ``}`` and ``,``
+#: anywhere, strings included (each value beyond a container's first takes a comma, so
+#: this bounds every value, key and container a reader walks). Honest events stay under
+#: 1,500 (a findings report of 200 findings is the largest the catalog allows).
+MAX_STRUCTURE = 2048
 
 
-_STRUCTURAL = re.compile(rb'[\[\]{}"\\]')
+#: every byte but the structural ones: deleting them leaves a record's skeleton, in order
+_NOT_STRUCTURAL = bytes(b for b in range(256) if b not in b"[]{},")
+
+
+def structure_size(raw: bytes) -> int:
+    """How many bytes of ``raw`` are ``[``, ``]``, ``{``, ``}`` or ``,`` (wire-format §2)."""
+    return len(raw.translate(None, _NOT_STRUCTURAL))
 
 
 def nesting_depth(raw: bytes, limit: int) -> int:
-    """How deep objects and arrays nest in JSON text (0 when it cannot exceed ``limit``;
-    counting stops once past ``limit``).
+    """How deep brackets nest in ``raw``, counted on the bytes (strings included; a close
+    never goes below level 0); counting stops once past ``limit``.
 
     A scan of the bytes, before any recursive work: a parser, canonicalizer or validator
-    given 1,000 nested arrays would exhaust the stack. Linear time whatever the input.
+    given 1,000 nested arrays would exhaust the stack.
     """
-    if raw.count(b"[") + raw.count(b"{") <= limit:  # cannot nest deeper than it opens
+    return _depth(raw.translate(None, _NOT_STRUCTURAL), limit)
+
+
+def _depth(bones: bytes, limit: int) -> int:
+    """``nesting_depth`` of the structural bytes alone (one step per bracket)."""
+    if bones.count(b"[") + bones.count(b"{") <= limit:  # cannot nest deeper than it opens
         return 0
     depth = deepest = 0
-    in_string = False
-    skip_to = 0
-    for match in _STRUCTURAL.finditer(raw):
-        at = match.start()
-        if at < skip_to:
-            continue
-        char = raw[at]
-        if in_string:
-            if char == 0x5C:  # backslash: the next byte is escaped
-                skip_to = at + 2
-            elif char == 0x22:
-                in_string = False
-        elif char == 0x22:
-            in_string = True
-        elif char in (0x5B, 0x7B):
+    for char in bones:
+        if char in (0x5B, 0x7B):
             depth += 1
             if depth > deepest:
                 deepest = depth
                 if deepest > limit:
                     return deepest
-        elif char in (0x5D, 0x7D):
+        elif char != 0x2C and depth:
             depth -= 1
     return deepest
 
 
-def loads_with_flag(raw: bytes, max_depth: int = MAX_DEPTH) -> tuple[Any, bool]:
+def check_bounds(raw: bytes, max_depth: int = MAX_DEPTH, max_structure: int = MAX_STRUCTURE) -> None:
+    """The bounds of wire-format §2, on the bytes, before any parse: at most
+    ``max_structure`` structural bytes (``too_large``), then nesting at most ``max_depth``
+    levels (``too_deep``). Both are byte counts with no JSON knowledge, so every verifier
+    agrees on them whatever the bytes; after them, every later step costs at most a
+    constant per byte plus a constant per structural byte."""
+    bones = raw.translate(None, _NOT_STRUCTURAL)  # one pass at C speed
+    if len(bones) > max_structure:
+        raise rejection(
+            Reason.TOO_LARGE,
+            f"{len(bones)} of the bytes are brackets or commas; the limit is {max_structure}",
+        )
+    if _depth(bones, max_depth) > max_depth:
+        raise rejection(Reason.TOO_DEEP, f"JSON nests deeper than {max_depth} levels")
+
+
+def loads_with_flag(
+    raw: bytes, max_depth: int = MAX_DEPTH, max_structure: int = MAX_STRUCTURE
+) -> tuple[Any, bool]:
     """Strict parse; also says whether ``canonical``'s fast path applies (no astral chars).
 
     The contract's numbers are integers within ±2^53 (I-JSON), so floats and huge integers
-    are refused here: no implementation has to agree on float formatting. Nesting deeper
-    than ``max_depth`` is refused (``too_deep``) before parsing.
+    are refused here: no implementation has to agree on float formatting. The bounds of
+    ``check_bounds`` are checked first (``too_large``, ``too_deep``).
     """
-    if nesting_depth(raw, max_depth) > max_depth:
-        raise rejection(Reason.TOO_DEEP, f"JSON nests deeper than {max_depth} levels")
+    check_bounds(raw, max_depth, max_structure)
     try:
         value = _DECODER.decode(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise rejection(Reason.SCHEMA, f"not strict JSON: {str(exc)[:200]}") from None
-    if (b"\\ud" in raw or b"\\uD" in raw) and not _unicode_only(value):
+    escaped_surrogate = b"\\u" in raw and (b"\\ud" in raw or b"\\uD" in raw)
+    if escaped_surrogate and not _unicode_only(value):
         raise rejection(Reason.SCHEMA, "not strict JSON: a string holds a lone surrogate (no UTF-8 form)")
-    return value, astral_free(raw)
+    return value, not escaped_surrogate and not astral_bytes(raw)
 
 
 def _unicode_only(value: Any) -> bool:
@@ -195,11 +218,15 @@ def parse_envelope(wire: bytes) -> ParsedEnvelope:
     The raw object is what the signature is checked over, so no normalisation by the model
     can change what was signed.
     """
-    raw = wire
-    if len(raw) > MAX_ENVELOPE_BYTES:
-        raise rejection(Reason.TOO_LARGE, f"envelope is {len(raw)} bytes; the limit is {MAX_ENVELOPE_BYTES}")
-    obj, plain = loads_with_flag(raw)
-    return envelope_of(obj, plain)
+    return envelope_of(*parse_wire(wire))
+
+
+def parse_wire(wire: bytes) -> tuple[Any, bool]:
+    """The bounds and strict parse of wire-format §3.1 checks 1–3: the JSON value of an
+    envelope's bytes (any value; ``envelope_of`` checks it is an envelope) and its flag."""
+    if len(wire) > MAX_ENVELOPE_BYTES:
+        raise rejection(Reason.TOO_LARGE, f"envelope is {len(wire)} bytes; the limit is {MAX_ENVELOPE_BYTES}")
+    return loads_with_flag(wire)
 
 
 def envelope_of(obj: Any, plain: bool = False) -> ParsedEnvelope:

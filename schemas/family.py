@@ -19,13 +19,16 @@ one new module (plus its vectors and tests), nothing else.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
 from jointbus.schemas.errors import Reason, rejection
 from jointbus.schemas.wiremodel import WireModel, null_error
@@ -51,10 +54,50 @@ class Payload(WireModel):
         """Parsed JSON ``data`` as this payload, typed as strictly as JSON itself: ``1`` is
         not ``true`` and ``"5"`` is not ``5`` (a lax reading lets two implementations
         disagree about one event)."""
-        error = null_error(cls.__name__, data)
+        where = unknown_key(cls, data)
+        if where is not None:  # one error, where the validator would build one per key
+            detail = PydanticCustomError("extra_forbidden", "Extra inputs are not permitted")
+            raise ValidationError.from_exception_data(
+                cls.__name__, [{"type": detail, "loc": where, "input": None}]
+            )
+        text = json.dumps(data, ensure_ascii=False)
+        error = null_error(cls.__name__, data) if "null" in text else None  # a walk only then
         if error is not None:
             raise error
-        return cls.model_validate_json(json.dumps(data, ensure_ascii=False), strict=True)
+        return cls.model_validate_json(text, strict=True)
+
+
+def unknown_key(model: type[BaseModel], data: Any) -> tuple[str | int, ...] | None:
+    """Where the first unknown key of ``data`` read as ``model`` is, following fields that
+    hold models or lists of models (None: none found). Cheap set operations per object: a
+    record of thousands of unknown keys costs the validator one error, not thousands."""
+    if not isinstance(data, dict):
+        return None
+    fields = model.model_fields
+    if not data.keys() <= fields.keys():
+        return (min(data.keys() - fields.keys()),)
+    for name, inner in _nested_models(model):
+        value = data.get(name)
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            found = unknown_key(inner, item)
+            if found is not None:
+                return (name, *(() if index is None else (index,)), *found)
+    return None
+
+
+@functools.cache
+def _nested_models(model: type[BaseModel]) -> tuple[tuple[str, type[BaseModel]], ...]:
+    """The fields of ``model`` that hold a model, or a list or tuple of one model."""
+    found = []
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        args = typing.get_args(kind)
+        if typing.get_origin(kind) in (list, tuple) and args:
+            kind = args[0]
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            found.append((name, kind))
+    return tuple(found)
 
 
 class AggregateState(BaseModel):
@@ -229,8 +272,8 @@ class Tally(Protocol):
     def total(self, figure: str, n: int = 1) -> None:
         """Add ``n`` to a collaboration-level figure (counted once, not per agency)."""
 
-    def track(self, subject: str, kind: str, holders: tuple[str, ...], status: str) -> None:
-        """Start following an item (its holders own it while it is open)."""
+    def track(self, subject: str, kind: str, holders: tuple[str, ...], status: str, by: str = "") -> None:
+        """Start following an item (its holders own it while it is open; ``by`` opened it)."""
 
     def restatus(self, subject: str, status: str) -> None:
         """A followed item's new status (an unknown subject is ignored)."""
@@ -276,7 +319,7 @@ def item_figures(
             tally.count(fact.sender, column)
             tally.total(column)
         if fact.family == opening:
-            tally.track(fact.subject, kind, fact.recipients, first_status)
+            tally.track(fact.subject, kind, fact.recipients, first_status, by=fact.sender)
         elif fact.family in status_after:
             tally.restatus(fact.subject, status_after[fact.family])
 
@@ -303,6 +346,10 @@ class Kind:
     open_statuses: tuple[str, ...] = ()
     #: the registry version an accepted event of this kind brings into force (governance)
     registry_change: Callable[[Any, Envelope, Context], Registry | None] | None = None
+    #: the obligations a state holds open, as (opened by, owed by) agency pairs: what the
+    #: ledger counts against the policy's ``open_per_pair`` (a flood cannot charge a
+    #: recipient with more than that)
+    obligations: Callable[[Any], tuple[tuple[str, str], ...]] | None = None
 
     def __post_init__(self) -> None:
         # every event type belongs to this kind, whatever its family is called

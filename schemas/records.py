@@ -79,8 +79,8 @@ class AuditRecord(BaseModel):
 def event_fields(wire: bytes, parsed: dict[str, Any] | None = None) -> dict[str, Any]:
     """How to keep received bytes: the JSON object, else base64, else (oversized) a digest.
 
-    ``parsed``: the object a successful verification already parsed from ``wire`` (strict,
-    bounded and canonicalizable by then), which saves parsing it again.
+    ``parsed``: the object already parsed from ``wire`` by the strict parser (bounded, and
+    canonicalizable by then), which saves parsing it again.
     """
     if parsed is not None:
         return {"event": parsed}
