@@ -48,6 +48,7 @@ class JointbusGroup(click.Group):
         "conformance": "jointbus.conformancecli:conformance_group",
         "verify": "jointbus.conformancecli:verify_command",
         "witness": "jointbus.witnesscli:witness_group",
+        "quotas": "jointbus.quotascli:quotas_group",
         "gateway": "jointbus.gateway.cli:gateway_group",
         "console": "jointbus.console.cli:console_command",
     }
@@ -209,6 +210,8 @@ def _provisioned(done: Provisioned, secure: bool) -> str:
     said = f"{len(done.agencies)} member agencies: {len(done.topics)} topics created"
     if secure:
         said += f", {len(done.users)} Kafka users created, {done.acls} ACLs applied"
+        if done.quota_version is not None:
+            said += f", quotas of registry v{done.quota_version} set"
     return said
 
 

@@ -139,18 +139,52 @@ def propose_chair(agency: str, new_chair: str, reason: str) -> None:
     default=None,
     help="agencies' witnesses that must cosign a checkpoint before auditors trust it",
 )
+@click.option(
+    "--open-per-pair",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    help="open obligations one agency may hold on another (beyond: too_many_open)",
+)
+@click.option(
+    "--produce-bytes", type=click.IntRange(1024, 1 << 30), default=None, help="Kafka quota: B/s per agency"
+)
+@click.option(
+    "--consume-bytes", type=click.IntRange(1024, 1 << 30), default=None, help="Kafka quota: B/s fetched"
+)
+@click.option(
+    "--request-percent", type=click.IntRange(1, 1000), default=None, help="Kafka quota: %% of a thread"
+)
 @click.option("--reason", required=True, help="why (kept in the log)")
 def propose_policy(
-    agency: str, quorum_percent: int | None, ack_hours: int | None, witness_quorum: int | None, reason: str
+    agency: str,
+    quorum_percent: int | None,
+    ack_hours: int | None,
+    witness_quorum: int | None,
+    open_per_pair: int | None,
+    produce_bytes: int | None,
+    consume_bytes: int | None,
+    request_percent: int | None,
+    reason: str,
 ) -> None:
     """Change how the agencies decide: the quorum, the acknowledgement deadline, how many
-    witnesses make a checkpoint trusted."""
-    if quorum_percent is None and ack_hours is None and witness_quorum is None:
-        raise JointbusError("give --quorum-percent, --ack-hours or --witness-quorum", reason="usage")
-    cfg = context.settings()
+    witnesses make a checkpoint trusted, the flood limits (open items per pair, Kafka
+    quotas: apply those with `jointbus quotas apply` once the change is in force)."""
     change = PolicyChanged(
-        quorum_percent=quorum_percent, ack_within_hours=ack_hours, witness_quorum=witness_quorum
+        quorum_percent=quorum_percent,
+        ack_within_hours=ack_hours,
+        witness_quorum=witness_quorum,
+        open_per_pair=open_per_pair,
+        produce_bytes_per_second=produce_bytes,
+        consume_bytes_per_second=consume_bytes,
+        request_percentage=request_percent,
     )
+    if not change.model_dump(exclude={"op"}, exclude_none=True):
+        raise JointbusError(
+            "give --quorum-percent, --ack-hours, --witness-quorum, --open-per-pair, "
+            "--produce-bytes, --consume-bytes or --request-percent",
+            reason="usage",
+        )
+    cfg = context.settings()
     _said(*asyncio.run(_propose(cfg, agency, [change], reason)))
 
 

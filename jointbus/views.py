@@ -94,6 +94,8 @@ def print_projection(projection: Projection, *, as_json: bool, title: str, as_cs
         for row in rows:
             ui.json_line({"kind": "agency", **row})
         ui.json_line({"kind": "collaboration", "records": projection.records, **period, **totals})
+        for pair in projection.pairs():
+            ui.json_line({"kind": "pair", **pair})
         return
     if as_csv:
         out = io.StringIO()
@@ -115,4 +117,23 @@ def print_projection(projection: Projection, *, as_json: bool, title: str, as_cs
     ui.say(
         "the (collaboration) row counts each event once: a mechanism of three agencies is one "
         "mechanism, while the agency rows show each agency's part"
+    )
+    print_pairs(projection)
+
+
+#: pairs shown in the table of `status` (all of them with --json)
+PAIRS_SHOWN = 20
+
+
+def print_pairs(projection: Projection) -> None:
+    """Who holds whom busy: open items per sender → recipient pair, and the events the
+    router refused as ``too_many_open`` (a flood), the most refused first."""
+    pairs = projection.pairs()
+    if not pairs:
+        return
+    more = f" (the {PAIRS_SHOWN} busiest of {len(pairs)})" if len(pairs) > PAIRS_SHOWN else ""
+    ui.table(
+        f"who holds whom busy: open items, and floods refused as too_many_open{more}",
+        ["sender", "recipient", "open", "too many open"],
+        [[p["sender"], p["recipient"], p["open"], p["too_many_open"]] for p in pairs[:PAIRS_SHOWN]],
     )

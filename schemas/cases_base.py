@@ -35,7 +35,8 @@ def refused(reason: str) -> Verdict:
 def registries() -> dict[str, Registry]:
     """``base``: the vector federation; ``keys``: sc-zigong and cq-yongchuan hold keys
     revoked, expired or not yet valid around the vector time; ``rights``: sc-zigong may
-    publish only ``clue.*`` and receipts, and cq-dazu is suspended."""
+    publish only ``clue.*`` and receipts, and cq-dazu is suspended; ``limits``: at most 2
+    obligations open per sender → recipient pair (``policy.open_per_pair``)."""
     base, _ = vector_federation()
     extra = [
         vector_key("sc-zigong#sig-2", revoked_at=T - timedelta(hours=1), revocation_reason="compromised"),
@@ -58,10 +59,12 @@ def registries() -> dict[str, Registry]:
         return member
 
     rights = base.model_copy(update={"members": tuple(narrowed(m) for m in base.members)})
+    limits = base.model_copy(update={"policy": base.policy.model_copy(update={"open_per_pair": 2})})
     return {
         "base": base,
         "keys": Registry.model_validate(keys.model_dump(mode="json")),
         "rights": Registry.model_validate(rights.model_dump(mode="json")),
+        "limits": Registry.model_validate(limits.model_dump(mode="json")),
     }
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from jointbus.schemas.cases_limits import LimitCases
 from jointbus.schemas.cases_rules import RuleCases
 from jointbus.schemas.cases_wire import WireCases
 from jointbus.schemas.conformance import Case, Suite, reference_verdicts
 from jointbus.schemas.transitions import CASTS, Cell, tables
 
 
-class Builder(WireCases, RuleCases):
+class Builder(WireCases, RuleCases, LimitCases):
     """Every group of cases, in the order of the document."""
 
     def build(self) -> list[Case]:
@@ -32,6 +33,7 @@ class Builder(WireCases, RuleCases):
             self.lifecycle_rules,
             self.receipts,
             self.governance,
+            self.limits,
             self.alerts,
             self.coverage,
             self.sealed_plaintexts,

@@ -31,6 +31,7 @@ class Reason(StrEnum):
     SEAL_BROKEN = "seal_broken"
     BAD_TRANSITION = "bad_transition"
     DUPLICATE = "duplicate"
+    TOO_MANY_OPEN = "too_many_open"
     INTERNAL = "internal_error"
 
 
@@ -76,6 +77,13 @@ class SealError(ContractError):
     """A sealed payload cannot be opened by this reader."""
 
 
+class LimitError(AuthorizationError):
+    """The sender already holds as many obligations open on a recipient as the policy
+    allows: a flood is refused before it charges the recipient with anything."""
+
+    reason = Reason.TOO_MANY_OPEN
+
+
 class LifecycleError(ContractError):
     """The event is authentic and authorized but not allowed in the aggregate's state."""
 
@@ -102,6 +110,7 @@ _CLASS_OF: dict[Reason, type[ContractError]] = {
     Reason.SEAL_BROKEN: SealError,
     Reason.BAD_TRANSITION: LifecycleError,
     Reason.DUPLICATE: ContractError,
+    Reason.TOO_MANY_OPEN: LimitError,
     Reason.INTERNAL: ContractError,
 }
 

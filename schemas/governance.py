@@ -98,13 +98,20 @@ class MemberReinstated(_Op):
 
 
 class PolicyChanged(_Op):
-    """How the agencies decide: the quorum (more than this percent of the voting agencies)
-    and the clue acknowledgement deadline; an absent field stays as it is."""
+    """How the agencies decide: the quorum (more than this percent of the voting agencies),
+    the clue acknowledgement deadline, the witness quorum and the flood limits; an absent
+    field stays as it is."""
 
     op: Literal["policy.changed"] = "policy.changed"
     quorum_percent: Annotated[int, Field(ge=50, le=90)] | None = None
     ack_within_hours: Annotated[int, Field(ge=1, le=720)] | None = None
     witness_quorum: Annotated[int, Field(ge=1, le=16)] | None = None
+    #: the flood limits (docs/wire-format.md §5.1, §7): open obligations per pair, and the
+    #: Kafka quotas of every agency's user
+    open_per_pair: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    produce_bytes_per_second: Annotated[int, Field(ge=1024, le=1 << 30)] | None = None
+    consume_bytes_per_second: Annotated[int, Field(ge=1024, le=1 << 30)] | None = None
+    request_percentage: Annotated[int, Field(ge=1, le=1000)] | None = None
 
 
 class ChairPassed(_Op):

@@ -6,7 +6,11 @@ changes it.
   subject: the same signed event cannot be decided twice, not even on another aggregate),
 - for each outbox partition, the offset of the last record decided (``heads``): a decision
   names its predecessor (``prev``), so a decision missing from the audit log leaves a hole
-  an auditor can point at.
+  an auditor can point at;
+- how many obligations each agency holds open on each other (``open``, by sender →
+  recipient pair, from the aggregates' states as their kinds declare them): an event that
+  would open one more than the policy's ``open_per_pair`` is refused (``too_many_open``), so
+  a flood cannot charge its recipient with anything. Incremental, one integer per pair.
 
 The router keeps one ledger live and rebuilds it from the audit log when it starts;
 auditors rebuild one the same way while re-deriving every decision. Both call
@@ -20,8 +24,10 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from jointbus.schemas.catalog import kind_named
 from jointbus.schemas.envelope import ParsedEnvelope, envelope_of, to_wire
 from jointbus.schemas.errors import ContractError, Reason
+from jointbus.schemas.family import AggregateState
 from jointbus.schemas.ids import parse_time
 from jointbus.schemas.lifecycle import Aggregate, Decision, Rules
 from jointbus.schemas.records import AuditRecord, outbox_owner, parse_position
@@ -31,6 +37,17 @@ from jointbus.schemas.verify import ID_WINDOW, VerifiedEvent, verify_event, veri
 #: how long ids are remembered: the window events must fall in, plus as much again for
 #: partitions the router reads later than others (their arrival times interleave)
 ID_MEMORY = 2 * ID_WINDOW
+
+Pair = tuple[str, str]
+
+
+def obligations_of(state: AggregateState | None) -> tuple[Pair, ...]:
+    """The (opened by, owed by) agency pairs ``state`` holds open, as its kind declares
+    (none for kinds that open no obligation)."""
+    kind = kind_named(state.kind) if state is not None else None
+    if state is None or kind is None or kind.obligations is None:
+        return ()
+    return kind.obligations(state)
 
 
 @dataclass
@@ -45,6 +62,9 @@ class Outcome:
     state: Aggregate | None = None
     #: the registry version the decision was made under
     registry_version: int | None = None
+    #: obligations the decision opens and closes (sender → recipient pairs)
+    opens: tuple[Pair, ...] = ()
+    closes: tuple[Pair, ...] = ()
 
     @property
     def position(self) -> str:
@@ -64,6 +84,8 @@ class Ledger:
         self.aggregates: MutableMapping[str, Aggregate] = aggregates if aggregates is not None else {}
         self.ids: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
         self.heads: dict[str, int] = {}
+        #: obligations open per (opened by, owed by) pair; a pair with none is absent
+        self.open: dict[Pair, int] = {}
 
     def aggregate(self, subject: str) -> Aggregate | None:
         return self.aggregates.get(subject)
@@ -107,8 +129,9 @@ class Ledger:
             outcome.decision = Decision(False, exc.reason, exc.message)
             return outcome
         outcome.verified = verified
+        before = self.aggregate(env.subject)
         outcome.state, outcome.decision = rules.decide(
-            self.aggregate(env.subject),
+            before,
             env,
             verified.spec.family,
             verified.payload,
@@ -116,7 +139,31 @@ class Ledger:
             lookup=self.aggregate,
             received=received,
         )
+        if outcome.state is not None:
+            self._bound_open(outcome, before, registry)
         return outcome
+
+    def _bound_open(self, outcome: Outcome, before: Aggregate | None, registry: Registry) -> None:
+        """Note the obligations an accepted event opens and closes; refuse it
+        (``too_many_open``) when one of those it opens would pass the policy's limit for its
+        pair. Nothing changes until ``commit``."""
+        was = obligations_of(before.state if before is not None else None)
+        now = obligations_of(outcome.state.state if outcome.state is not None else None)
+        opens = tuple(p for p in now if p not in was)
+        limit = registry.policy.open_limit
+        for sender, recipient in opens:
+            held = self.open.get((sender, recipient), 0)
+            if held >= limit:
+                outcome.state = None
+                outcome.decision = Decision(
+                    False,
+                    Reason.TOO_MANY_OPEN,
+                    f"{sender} already holds {held} obligations open on {recipient}, the "
+                    f"most the policy allows ({limit}); {recipient} must answer some first",
+                )
+                return
+        outcome.opens = opens
+        outcome.closes = tuple(p for p in was if p not in now)
 
     def commit(self, outcome: Outcome) -> None:
         """Make a decision part of history: the head moves, the id is taken, state changes."""
@@ -128,6 +175,14 @@ class Ledger:
         self.remember_id(env.id, outcome.position, parse_time(env.time))
         if outcome.state is not None:
             self.aggregates[env.subject] = outcome.state
+            for pair in outcome.opens:
+                self.open[pair] = self.open.get(pair, 0) + 1
+            for pair in outcome.closes:
+                left = self.open.get(pair, 0) - 1
+                if left > 0:
+                    self.open[pair] = left
+                else:
+                    self.open.pop(pair, None)
         if outcome.decision.registry is not None:
             self.registry = outcome.decision.registry
             self.versions[self.registry.version] = self.registry.digest

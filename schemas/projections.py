@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jointbus.schemas.catalog import KINDS, family_of, kind_named, kind_of
+from jointbus.schemas.errors import Reason
 from jointbus.schemas.family import Fact
 from jointbus.schemas.ids import parse_time
 from jointbus.schemas.records import AuditRecord
@@ -32,6 +33,8 @@ class Item:
     kind: str
     holders: list[str]
     status: str
+    #: the agency that opened it (its sender), "" when unknown
+    by: str = ""
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Projection:
     totals: Counter[str] = field(default_factory=Counter)
     since: str | None = None
     seen: set[str] = field(default_factory=set)
+    #: refusals ``too_many_open`` by (sender, recipient): who flooded whom
+    flooded: Counter[tuple[str, str]] = field(default_factory=Counter)
     records: int = 0
     until: str | None = None
     unit: str = "audit records"
@@ -67,8 +72,8 @@ class Projection:
     def total(self, figure: str, n: int = 1) -> None:
         self.totals[figure] += n
 
-    def track(self, subject: str, kind: str, holders: tuple[str, ...], status: str) -> None:
-        self.items[subject] = Item(kind, list(holders), status)
+    def track(self, subject: str, kind: str, holders: tuple[str, ...], status: str, by: str = "") -> None:
+        self.items[subject] = Item(kind, list(holders), status, by)
 
     def restatus(self, subject: str, status: str) -> None:
         item = self.items.get(subject)
@@ -96,6 +101,22 @@ class Projection:
                 )
         figures["clues_received"] = figures["clues_transferred"]
         return figures
+
+    def pairs(self) -> list[dict[str, Any]]:
+        """Who holds whom busy: per (sender, recipient) pair, the items the sender opened that
+        are still open on the recipient and the events refused ``too_many_open`` (a flood is
+        the sender's doing, never the recipient's), most refused first."""
+        held: Counter[tuple[str, str]] = Counter()
+        for item in self.items.values():
+            kind = kind_named(item.kind)
+            if item.by and kind is not None and item.status in kind.open_statuses:
+                for holder in item.holders:
+                    held[(item.by, holder)] += 1
+        keys = sorted(set(held) | set(self.flooded), key=lambda p: (-self.flooded[p], -held[p], p))
+        return [
+            {"sender": s, "recipient": r, "open": held[(s, r)], "too_many_open": self.flooded[(s, r)]}
+            for s, r in keys
+        ]
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per agency with every column (open items computed from the items)."""
@@ -125,6 +146,9 @@ def apply(p: Projection, record: AuditRecord) -> None:
     if record.decision == "rejected":
         p.count(sender, "rejected")
         p.total("rejected")
+        if record.reason == Reason.TOO_MANY_OPEN:
+            for recipient in _recipients(record.event or {}):
+                p.flooded[(sender, recipient)] += 1
         return
     event = record.event or {}
     # total on any record (an export, a log of another bus): a field of another type than
@@ -138,6 +162,12 @@ def apply(p: Projection, record: AuditRecord) -> None:
         recipients = []
     subject = subject if isinstance(subject, str) else ""
     kind.project(p, Fact(family, sender, subject, tuple(recipients), event))
+
+
+def _recipients(event: dict[str, Any]) -> list[str]:
+    """The event's recipients when they are a list of strings (any record is read)."""
+    found = event.get("recipients")
+    return found if isinstance(found, list) and all(isinstance(r, str) for r in found) else []
 
 
 def project(

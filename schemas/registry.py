@@ -137,6 +137,10 @@ class KeyRecord(WireModel):
         return b64d(self.public_key, what="public_key")
 
 
+#: open obligations one agency may hold on another at once when the policy names no figure
+DEFAULT_OPEN_PER_PAIR = 200
+
+
 class Policy(WireModel):
     """How the member agencies decide, itself changed only by their decision."""
 
@@ -151,6 +155,32 @@ class Policy(WireModel):
         description="how many agencies' witnesses must cosign an audit checkpoint before auditors "
         "trust it (absent: cosignatures are reported, not required)",
     )
+    open_per_pair: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
+        default=None,
+        description="how many obligations one agency may hold open on another at once (clues, "
+        "rectifications, unanswered joint-check invitations): beyond it the router refuses "
+        f"the next with too_many_open (absent: {DEFAULT_OPEN_PER_PAIR})",
+    )
+    produce_bytes_per_second: Annotated[int, Field(ge=1024, le=1 << 30)] | None = Field(
+        default=None,
+        description="Kafka quota of each agency's user: bytes per second into its outbox "
+        "(absent: the bus's default)",
+    )
+    consume_bytes_per_second: Annotated[int, Field(ge=1024, le=1 << 30)] | None = Field(
+        default=None,
+        description="Kafka quota of each agency's user: bytes per second it fetches (absent: "
+        "the bus's default)",
+    )
+    request_percentage: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+        default=None,
+        description="Kafka quota of each agency's user: percent of one broker thread's time "
+        "its requests may take (absent: the bus's default)",
+    )
+
+    @property
+    def open_limit(self) -> int:
+        """Open obligations allowed per sender → recipient pair (the policy's, else the bus's)."""
+        return self.open_per_pair if self.open_per_pair is not None else DEFAULT_OPEN_PER_PAIR
 
 
 class Registry(WireModel):

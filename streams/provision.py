@@ -3,7 +3,10 @@
 Membership comes from the registry, never from a constant. For every member agency of the
 registry :func:`provision` creates its outbox and inbox (and the shared topics); on a
 secured cluster also a SCRAM-SHA-512 user for every principal the registry implies (its
-password in a 0600 file of the credentials folder, made if missing) and the ACL plan. It
+password in a 0600 file of the credentials folder, made if missing), the ACL plan and every
+agency user's Kafka quotas, from the policy of the registry version in force (the newest
+``jointbus.registry`` proves; ``streams.quotas``: set every run, so a policy change takes
+effect at the next run, e.g. ``jointbus quotas apply``). It
 only adds what is missing: run again after the registry gained a member, it gives that
 member its topics, Kafka user and rules and leaves everything else as it was. ``jointbus
 broker start``, ``jointbus topics create``, the demo and the tests' brokers all call it.
@@ -22,6 +25,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from jointbus.schemas.registry import Registry
 from jointbus.streams.admin import admin_client
 from jointbus.streams.errors import StreamsError
+from jointbus.streams.quotas import apply_quotas
+from jointbus.streams.registry_feed import follow
 from jointbus.streams.scram import add_scram_users, scram_users
 from jointbus.streams.security import (
     ADMIN,
@@ -48,6 +53,10 @@ class Provisioned:
     topics: tuple[str, ...]  # topics created
     users: tuple[str, ...] = ()  # SCRAM users created on the cluster
     acls: int = 0  # ALLOW rules applied (a rule that exists already stays as it is)
+    #: the Kafka quotas every agency's user was given (secured clusters), and the registry
+    #: version whose policy they come from
+    quotas: tuple[tuple[str, float], ...] = ()
+    quota_version: int | None = None
 
 
 def topic_specs(settings: Settings, agencies: Iterable[str]) -> list[TopicSpec]:
@@ -77,7 +86,18 @@ async def provision(settings: Settings, registry: Registry | None) -> Provisione
         topics = await ensure_topics(admin, specs, settings.replication)
         users = await _ensure_users(admin, creds.values(), fresh)
         acls = await create_acls(admin, acl_plan(agencies))
-    return Provisioned(agencies, tuple(topics), tuple(users), acls)
+        in_force = await _in_force(registry, settings, root)
+        quotas = await apply_quotas(admin, in_force, agencies) if in_force is not None else {}
+    version = in_force.version if in_force is not None else None
+    return Provisioned(agencies, tuple(topics), tuple(users), acls, tuple(quotas.items()), version)
+
+
+async def _in_force(registry: Registry | None, settings: Settings, root: Credentials) -> Registry | None:
+    """The registry version in force on the bus: the newest that ``jointbus.registry``
+    proves from ``registry`` (a governance change may have moved past the local copy)."""
+    if registry is None:
+        return None
+    return await follow(registry, settings.bootstrap_servers, **root.client_kwargs())
 
 
 async def _ensure_users(

@@ -176,6 +176,14 @@ def deadline(state: ClueState) -> Deadline | None:
     return Deadline("clue_not_acknowledged", due.date(), due, state.receiver, parties)
 
 
+def obligations(state: ClueState) -> tuple[tuple[str, str], ...]:
+    """A clue is open on its receiver, for its sender, until it is returned, disposed of or
+    refused (the statuses ``clues_open`` counts)."""
+    return ((state.sender, state.receiver),) if state.status in _OPEN else ()
+
+
+_OPEN = ("transferred", "acknowledged", "accepted")
+
 _figures = item_figures(
     "clue",
     ("clue.transferred", "transferred"),
@@ -271,5 +279,6 @@ KIND = Kind(
     deadline=deadline,
     refusable={"clue.transferred": ("transferred", "undeliverable")},
     open_column="clues_open",
-    open_statuses=("transferred", "acknowledged", "accepted"),
+    open_statuses=_OPEN,
+    obligations=obligations,
 )

@@ -68,7 +68,7 @@ class Finding(Payload):
 class JointCheckFindingsReported(Payload):
     """The check's findings, reported by a participating agency."""
 
-    findings: list[Finding] = Field(min_length=0, max_length=500)
+    findings: list[Finding] = Field(min_length=0, max_length=200)
 
 
 class CheckState(AggregateState):
@@ -118,6 +118,12 @@ def findings_reported(state: CheckState | None, env: Envelope, _: Any, __: Conte
     if env.sender not in participants:
         refuse(Reason.NOT_AUTHORIZED, f"{env.sender} does not take part in {env.subject}")
     return evolve(check, status="findings_reported", findings=check.findings + 1)
+
+
+def obligations(state: CheckState) -> tuple[tuple[str, str], ...]:
+    """An invitation is open on each invitee, for the convener, until it responds."""
+    answered = {invitee for invitee, _ in state.responses}
+    return tuple((state.convener, i) for i in state.invitees if i not in answered)
 
 
 def project(tally: Tally, fact: Fact) -> None:
@@ -183,4 +189,5 @@ KIND = Kind(
     },
     columns=("checks_convened", "checks_joined", "findings_reported"),
     project=project,
+    obligations=obligations,
 )

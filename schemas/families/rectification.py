@@ -121,6 +121,17 @@ def deadline(state: RectificationState) -> Deadline | None:
     return Deadline("rectification_past_deadline", state.deadline, due, state.responsible[0], parties)
 
 
+_OPEN = ("open", "completed", "reopened")
+
+
+def obligations(state: RectificationState) -> tuple[tuple[str, str], ...]:
+    """An item is open on each responsible agency, for its issuer, until it is verified (the
+    statuses ``rect_open`` counts)."""
+    if state.status not in _OPEN:
+        return ()
+    return tuple((state.issuer, r) for r in state.responsible)
+
+
 #: items issued, completed, verified, reopened; open items per responsible agency
 project = item_figures(
     "rectification",
@@ -193,5 +204,6 @@ KIND = Kind(
     project=project,
     deadline=deadline,
     open_column="rect_open",
-    open_statuses=("open", "completed", "reopened"),
+    open_statuses=_OPEN,
+    obligations=obligations,
 )
