@@ -261,7 +261,7 @@ async def test_an_agency_admitted_by_a_majority_publishes_after_provisioning(bus
 
     provisioned = await jointbus_cli(bus.home, bus.bootstrap, "topics", "create")
     assert provisioned.returncode == 0, provisioned.stderr
-    assert "9 member agencies: 2 topics created" in provisioned.stdout, provisioned.stdout
+    assert "9 member agencies: 3 topics created" in provisioned.stdout, provisioned.stdout
     bus.worker.stop()
     bus.worker.start()  # reads the registry in force: the new member's outbox too
     async with Publisher("sc-leshan", ring, bus.registry, bus.bootstrap) as pub:
@@ -288,3 +288,71 @@ async def test_keys_revoke_on_a_running_bus_is_the_owners_self_revocation(bus: B
     assert (bus.home / "keys" / "registry.json").read_text() == before
     async with Publisher("sc-zigong", bus.rings["sc-zigong"], bus.registry, bus.bootstrap) as pub:
         assert pub.registry.key(kid).revoked_at is not None
+
+
+async def test_a_member_cannot_void_its_own_suspension_by_revoking_its_own_key(bus: Bus) -> None:
+    """The attack as run: four agencies sign "suspend sc-zigong" (five needed); sc-zigong runs
+    `govern revoke-own` on its lesser sealing key (no quorum: a new version). The fifth
+    operator's `govern approve` still signs the proposal's digest and the running worker
+    counts it: sc-zigong is suspended, an agency's Publisher proves the carried version from
+    the genesis, and `audit verify` re-derives it all, the registry topic included."""
+    async with Publisher("sc-luzhou", bus.rings["sc-luzhou"], bus.registry, bus.bootstrap) as pub:
+        before = pub.registry
+    assert before.quorum == 5
+    proposed = await jointbus_cli(
+        bus.home, bus.bootstrap, "govern", "propose", "suspend", "--as", "cq-rongchang", "sc-zigong",
+        "--reason", "联席会议决定暂停自贡市",
+    )  # fmt: skip
+    assert proposed.returncode == 0, proposed.stderr
+    found = re.search(r"proposed ([0-9a-f-]{36})", proposed.stdout)
+    assert found, proposed.stdout
+    proposal_id = found.group(1)
+    record = await decided(bus, proposal_id)
+    assert record.decision == "accepted"
+    assert record.event is not None
+    approval = {"proposal_id": proposal_id, "new_digest": record.event["data"]["new_digest"]}
+    for agency in ["sc-luzhou", "sc-neijiang", "sc-yibin"]:  # four of five with the proposer
+        vote = await send(
+            bus,
+            agency,
+            bus.rings[agency],
+            before,
+            "governance.approved",
+            GOV,
+            voters(before, agency),
+            approval,
+        )
+        assert (await decided(bus, vote)).decision == "accepted"
+
+    dodge = await jointbus_cli(
+        bus.home, bus.bootstrap, "govern", "revoke-own", "--as", "sc-zigong", "sc-zigong#seal-1",
+        "--reason", "设备遗失",
+    )  # fmt: skip
+    assert dodge.returncode == 0, dodge.stderr
+    revoked = re.search(r"revoked sc-zigong#seal-1: ([0-9a-f-]{36})", dodge.stdout)
+    assert revoked, dodge.stdout
+    assert (await decided(bus, revoked.group(1))).registry_version == before.version
+
+    fifth = await jointbus_cli(
+        bus.home, bus.bootstrap, "govern", "approve", "--as", "cq-yongchuan", proposal_id
+    )
+    assert fifth.returncode == 0, fifth.stdout + fifth.stderr
+    assert "carried forward" in fifth.stdout
+    vote_id = re.search(r"approved: ([0-9a-f-]{36})", fifth.stdout)
+    assert vote_id, fifth.stdout
+    counted = await decided(bus, vote_id.group(1))
+    assert (counted.decision, counted.registry_version) == ("accepted", before.version + 1)
+
+    async with Publisher("sc-luzhou", bus.rings["sc-luzhou"], bus.registry, bus.bootstrap) as pub:
+        after = pub.registry  # followed from the genesis: every version proven by its evidence
+    assert after.version == before.version + 2
+    assert after.member("sc-zigong").suspended
+    assert after.key("sc-zigong#seal-1").revoked_at is not None
+    refused = await send(
+        bus, "sc-zigong", bus.rings["sc-zigong"], before, "rectification.issued",
+        f"rectification/{uuid.uuid4()}", ["sc-luzhou"], SAMPLES["rectification.issued"],
+    )  # fmt: skip
+    assert (await decided(bus, refused)).reason == "not_authorized"
+    audited = await jointbus_cli(bus.home, bus.bootstrap, "audit", "verify", "--grace", "0")
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    assert re.search(r"every record on jointbus.registry \([1-9][0-9]*\) matches it", audited.stdout)
