@@ -32,6 +32,7 @@ from jointbus.streams.topics import outbox
 #: room left for the envelope's own attributes when filling it to the size limit
 HEADROOM = 1_500
 
+
 def shapes() -> dict[str, Callable[[dict[str, Any]], dict[str, Any] | bytes]]:
     """Each worst shape, built from an honest envelope (signed again after the change)."""
     room = MAX_ENVELOPE_BYTES - HEADROOM
@@ -53,12 +54,16 @@ def shapes() -> dict[str, Callable[[dict[str, Any]], dict[str, Any] | bytes]]:
         "long Chinese string": extra("渠" * (room // 3)),
         "widest array of integers": extra(list(range(width))),
         "widest array of long strings": extra(["渠" * (room // width // 3 - 2)] * width),
-        "most keys in one object": lambda env: env | {"data": env["data"] | {f"k{i}": i for i in range(width)}},
-        "most unknown keys one level down": lambda env: env
-        | {
-            "type": "org.jointbus.jointcheck.findings_reported.v1",
-            "data": {"findings": [{f"k{i}": i for i in range(width)}]},
-        },
+        "most keys in one object": lambda env: (
+            env | {"data": env["data"] | {f"k{i}": i for i in range(width)}}
+        ),
+        "most unknown keys one level down": lambda env: (
+            env
+            | {
+                "type": "org.jointbus.jointcheck.findings_reported.v1",
+                "data": {"findings": [{f"k{i}": i for i in range(width)}]},
+            }
+        ),
         "deepest nesting, widest": extra(nested(13, width // 30)),
         "the reported attack (5,000 arrays 15 deep)": extra(nested(13, 5000)),
         "nesting 17 deep": extra(nested(15, 1)),
@@ -66,6 +71,7 @@ def shapes() -> dict[str, Callable[[dict[str, Any]], dict[str, Any] | bytes]]:
         "quotes only": lambda _: b'"' * MAX_ENVELOPE_BYTES,
         "commas in one string": extra("," * room),
     }
+
 
 def run(n: int = 30, rounds: int = 5) -> dict[str, Any]:
     """Measure and return the figures (decisions/s; each shape's cost as a multiple of an

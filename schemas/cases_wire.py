@@ -24,7 +24,7 @@ from jointbus.schemas.cases_base import (
     with_trailing_bit,
 )
 from jointbus.schemas.conformance import Verdict
-from jointbus.schemas.envelope import MAX_ENVELOPE_BYTES, to_wire
+from jointbus.schemas.envelope import MAX_DEPTH, MAX_ENVELOPE_BYTES, MAX_STRUCTURE, structure_size, to_wire
 from jointbus.schemas.errors import Reason
 from jointbus.schemas.forge import signing_key
 from jointbus.schemas.ids import format_time, uuid7_from
@@ -794,6 +794,51 @@ class WireCases(CaseBook):
                 self.route(hostile),
                 self.receive(hostile, "cq-yongchuan", refused(Reason.SCHEMA)),
             )
+
+    def byte_bounds(self) -> None:
+        """§2 the bounds on the bytes: brackets and commas counted wherever they stand
+        (last in the document, so adding it renumbered no earlier event)."""
+        rule = "§2 bounds"
+        payload = example("jointcheck.invited")
+        base = structure_size(to_wire(self.sign(self.invitation(payload))))
+        for extra, expect, name, attack in (
+            (0, OK, "bounds/structure-at-limit", "an honest event refused for commas in its text"),
+            (
+                1,
+                refused(Reason.TOO_LARGE),
+                "bounds/structure-over-limit",
+                "a reader's time exhausted by structure",
+            ),
+        ):
+            commas = "," * (MAX_STRUCTURE - base + extra)
+            scope = payload["scope"] + commas
+            event = self.sign(self.invitation(payload | {"scope": scope}))
+            self.add(name, rule, attack, self.route(event, expect))
+        deep = self.sign(self.invitation(payload | {"scope": "[" * 40 + payload["scope"]}))
+        self.add(
+            "bounds/brackets-in-a-string-do-not-nest",
+            rule,
+            "an honest text refused for its brackets (they count as structure, not nesting)",
+            self.route(deep, OK),
+        )
+        nested: list[Any] = []
+        for _ in range(MAX_DEPTH - 2):  # 17 levels of JSON with the envelope and data
+            nested = [nested]
+        body = self.invitation(payload | {"scope": "]" * 40 + payload["scope"]})
+        body["data"] = body["data"] | {"x": nested}  # the closing brackets come first
+        self.add(
+            "bounds/closing-brackets-in-a-string-hide-no-nesting",
+            rule,
+            "nesting smuggled past a depth count that reads brackets inside strings",
+            self.route(sign_exactly(body, "sc-yibin#sig-1"), refused(Reason.TOO_DEEP)),
+        )
+        broken = to_wire(self.sign(self.invitation()))[:-1] + b',"x":' + b"[" * MAX_DEPTH + b"x"
+        self.add(
+            "bounds/depth-before-the-first-syntax-error",
+            rule,
+            "two verifiers disagreeing on a text both deep and broken (deep first: too_deep)",
+            self.route(broken, refused(Reason.TOO_DEEP), outbox="sc-yibin"),
+        )
 
 
 def _plaintext(payload: dict[str, Any], **changes: Any) -> bytes:

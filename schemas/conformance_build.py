@@ -37,6 +37,7 @@ class Builder(WireCases, RuleCases, LimitCases):
             self.alerts,
             self.coverage,
             self.sealed_plaintexts,
+            self.byte_bounds,
         ):
             group()
         return self.cases

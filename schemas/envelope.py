@@ -128,20 +128,42 @@ def structure_size(raw: bytes) -> int:
     return len(raw.translate(None, _NOT_STRUCTURAL))
 
 
-def nesting_depth(raw: bytes, limit: int) -> int:
-    """How deep brackets nest in ``raw``, counted on the bytes (strings included; a close
-    never goes below level 0); counting stops once past ``limit``.
+#: a JSON string (or the rest of the text from an unterminated one); possessive, so each
+#: match costs what it spans
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*+"?', re.DOTALL)
+#: reads JSON syntax only: numbers and constants stay text (nothing converted, nothing
+#: refused but syntax), so its only errors are where the text stops being JSON
+_SYNTAX = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
 
-    A scan of the bytes, before any recursive work: a parser, canonicalizer or validator
-    given 1,000 nested arrays would exhaust the stack.
+
+def nesting_depth(raw: bytes, limit: int) -> int:
+    """How deep objects and arrays nest in JSON text, brackets inside strings not counted,
+    measured on the text as far as it is JSON (up to its first syntax error); counting
+    stops once past ``limit``.
+
+    Checked before any recursive work: a parser, canonicalizer or validator given 1,000
+    nested arrays would exhaust the stack. Bounded: it runs only when the bytes open more
+    than ``limit`` levels, and the part of a text that is JSON holds at most about twice
+    as many strings as ``check_bounds`` lets it have commas and brackets.
     """
-    return _depth(raw.translate(None, _NOT_STRUCTURAL), limit)
+    bones = raw.translate(None, _NOT_STRUCTURAL)
+    if bones.count(b"[") + bones.count(b"{") <= limit:  # cannot nest deeper than it opens
+        return 0
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = raw[: exc.start].decode("utf-8")
+    try:
+        _SYNTAX.decode(text)
+    except json.JSONDecodeError as exc:
+        text = text[: exc.pos]
+    except RecursionError:  # a thousand levels before any syntax error
+        return limit + 1
+    return _depth(_STRING.sub("", text).encode("utf-8").translate(None, _NOT_STRUCTURAL), limit)
 
 
 def _depth(bones: bytes, limit: int) -> int:
-    """``nesting_depth`` of the structural bytes alone (one step per bracket)."""
-    if bones.count(b"[") + bones.count(b"{") <= limit:  # cannot nest deeper than it opens
-        return 0
+    """How deep the brackets of a skeleton (``[]{},`` only) nest, up to ``limit`` + 1."""
     depth = deepest = 0
     for char in bones:
         if char in (0x5B, 0x7B):
@@ -150,24 +172,23 @@ def _depth(bones: bytes, limit: int) -> int:
                 deepest = depth
                 if deepest > limit:
                     return deepest
-        elif char != 0x2C and depth:
+        elif char != 0x2C:
             depth -= 1
     return deepest
 
 
 def check_bounds(raw: bytes, max_depth: int = MAX_DEPTH, max_structure: int = MAX_STRUCTURE) -> None:
-    """The bounds of wire-format §2, on the bytes, before any parse: at most
-    ``max_structure`` structural bytes (``too_large``), then nesting at most ``max_depth``
-    levels (``too_deep``). Both are byte counts with no JSON knowledge, so every verifier
-    agrees on them whatever the bytes; after them, every later step costs at most a
-    constant per byte plus a constant per structural byte."""
-    bones = raw.translate(None, _NOT_STRUCTURAL)  # one pass at C speed
-    if len(bones) > max_structure:
+    """The bounds of wire-format §2, before the strict parse: at most ``max_structure``
+    bytes that are brackets or commas, wherever they stand (``too_large``; a count with no
+    JSON knowledge), then JSON nesting at most ``max_depth`` levels (``too_deep``). After
+    them, every later step costs at most a constant per byte plus a constant per
+    structural byte."""
+    size = structure_size(raw)
+    if size > max_structure:
         raise rejection(
-            Reason.TOO_LARGE,
-            f"{len(bones)} of the bytes are brackets or commas; the limit is {max_structure}",
+            Reason.TOO_LARGE, f"{size} of the bytes are brackets or commas; the limit is {max_structure}"
         )
-    if _depth(bones, max_depth) > max_depth:
+    if nesting_depth(raw, max_depth) > max_depth:
         raise rejection(Reason.TOO_DEEP, f"JSON nests deeper than {max_depth} levels")
 
 
