@@ -1,16 +1,19 @@
 """The router's writes on the real broker: an output that cannot be written stops progress
-(no input acknowledged past it) until it is written, and the audit log keeps every
-partition's decisions in order, each once."""
+(no input acknowledged past it) until it is written, the audit log keeps every
+partition's decisions in order, each once, and a restarted router writes nothing twice."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 from structlog.testing import capture_logs
 
@@ -25,9 +28,9 @@ from jointbus.streams.lease import Lease
 from jointbus.streams.reader import read_topic
 from jointbus.streams.sdk import Publisher
 from jointbus.streams.settings import Settings
-from jointbus.streams.topics import AUDIT_TOPIC, outbox
+from jointbus.streams.topics import AUDIT_TOPIC, inbox, outbox
 from tests.conftest import _broker
-from tests.harness import audit_settled, make_federation, read_outbox
+from tests.harness import audit_settled, eventually, make_federation, read_outbox
 from tests.samples import SAMPLES
 
 pytestmark = pytest.mark.broker
@@ -43,13 +46,17 @@ def writer_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
 Record = tuple[int, int, bytes, int, bool]  # partition, offset, value, timestamp, appended
 
 
-async def published(bootstrap: str, tmp_path: Path) -> tuple[Registry, list[Record]]:
-    """EVENTS rectifications from sc-zigong to cq-dazu: the federation and the outbox records."""
+async def published(bootstrap: str, tmp_path: Path, *, clue: bool = False) -> tuple[Registry, list[Record]]:
+    """EVENTS rectifications from sc-zigong to cq-dazu (and a clue last, with ``clue``): the
+    federation and the outbox records."""
     registry, rings = make_federation(tmp_path)
     async with Publisher("sc-zigong", rings["sc-zigong"], registry, bootstrap) as pub:
         for _ in range(EVENTS):
             subject = f"rectification/{uuid.uuid4()}"
             await pub.publish("rectification.issued", subject, ["cq-dazu"], SAMPLES["rectification.issued"])
+        if clue:
+            subject = f"clue/{uuid.uuid4()}"
+            await pub.publish("clue.transferred", subject, ["cq-dazu"], SAMPLES["clue.transferred"])
     records = await read_outbox(bootstrap, outbox("sc-zigong"))
     return registry, sorted(records, key=lambda r: (r[3], r[0], r[1]))
 
@@ -180,6 +187,75 @@ async def test_transaction_aborted_for_its_timeout_is_written_again_not_taken_fo
     assert writer.recoveries == 1
     assert any(e["event"].startswith("transaction aborted by the broker") for e in logs), logs
     await audit_log_holds_each_once(bootstrap, registry, records)
+
+
+async def read_committed(bootstrap: str, topic: str, within: float = 30.0) -> list[tuple[bytes, bytes]]:
+    """(key, value) of every committed record of every partition of ``topic``, as readers
+    see them (a commit's marker takes an offset: read up to each position, bounded)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        assert tps, f"{topic} has no partitions"
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)  # the last stable offsets: nothing left open
+        found: list[tuple[bytes, bytes]] = []
+        async with asyncio.timeout(within):  # fails loudly if the end is never reached
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                batch = await consumer.getmany(timeout_ms=1000)
+                found += [(r.key or b"", r.value or b"") for records in batch.values() for r in records]
+        return found
+    finally:
+        await consumer.stop()
+
+
+def ids_of(records: list[tuple[bytes, bytes]]) -> Counter[str]:
+    """How many copies of each event id ``records`` (inbox deliveries) hold."""
+    return Counter(str(json.loads(value)["id"]) for _, value in records)
+
+
+async def test_a_restarted_worker_writes_no_decision_twice(writer_kafka: LocalBroker, tmp_path: Path) -> None:
+    """A worker routes the outbox and raises an overdue alert, then stops cleanly before its
+    consumer offsets are committed (faust commits them later); the next worker is handed
+    every record again, as faust does then. It finds each position decided in the committed
+    log and writes nothing: read committed, every inbox holds each event, notice and alert
+    once, and the audit log each position once (the old router wrote them all again)."""
+    bootstrap = writer_kafka.bootstrap
+    registry, records = await published(bootstrap, tmp_path, clue=True)
+    settings = Settings(bootstrap=bootstrap, home=tmp_path, ack_deadline_seconds=1.0)
+    first = OrderedWriter(settings, registry)
+    await first.start()
+    try:
+        await route_all(first, records)
+
+        async def raised() -> int | None:  # the clue's acknowledgement was due 1 s after it was sent
+            return await first.alerts() or None
+
+        assert await eventually(raised, within=30, what="the clue's overdue alert") == 1
+    finally:
+        await first.stop()  # commits the alert's transaction
+    second = OrderedWriter(settings, registry)  # the restart: memory rebuilt from the log
+    await second.start()
+    try:
+        acked = await route_all(second, records)
+        assert await second.alerts() == 0
+    finally:
+        await second.stop()
+    assert acked == list(map(position, records)), "a repeat must still be acknowledged, in order"
+    assert second.router.counts["repeats"] == len(records) == EVENTS + 1
+    audit = Counter(key.decode() for key, _ in await read_committed(bootstrap, AUDIT_TOPIC))
+    assert set(audit) == {*map(position, records), *(p for p in audit if p.startswith("deadline:clue/"))}
+    assert len(audit) == EVENTS + 2  # the decisions and the one alert
+    assert set(audit.values()) == {1}, [p for p, n in audit.items() if n > 1]
+    delivered = ids_of(await read_committed(bootstrap, inbox("cq-dazu")))
+    notices = ids_of(await read_committed(bootstrap, inbox("sc-zigong")))
+    assert len(delivered) == EVENTS + 2  # the events and the alert
+    assert len(notices) == EVENTS + 2  # an acceptance notice each, and the alert
+    assert set(delivered.values()) == set(notices.values()) == {1}
 
 
 class Fenced(BaseException):
