@@ -21,7 +21,7 @@ def china_date(moment: datetime) -> date:
 
 def deadline_moment(day: date) -> datetime:
     """The instant a deadline date has passed (end of that day, UTC+8)."""
-    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC) - CHINA
+    return datetime.combine(day, time(0), tzinfo=UTC) + (timedelta(days=1) - CHINA)
 
 
 def still_ahead(deadline: date, event_time: str) -> bool:

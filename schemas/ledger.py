@@ -23,16 +23,17 @@ from collections import OrderedDict
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from jointbus.schemas.catalog import kind_named
-from jointbus.schemas.envelope import ParsedEnvelope, envelope_of, to_wire
+from jointbus.schemas.envelope import ParsedEnvelope, envelope_of, parse_wire, to_wire
 from jointbus.schemas.errors import ContractError, Reason
 from jointbus.schemas.family import AggregateState
 from jointbus.schemas.ids import parse_time
 from jointbus.schemas.lifecycle import Aggregate, Decision, Rules
 from jointbus.schemas.records import AuditRecord, outbox_owner, parse_position
 from jointbus.schemas.registry import Registry
-from jointbus.schemas.verify import ID_WINDOW, VerifiedEvent, verify_event, verify_parsed
+from jointbus.schemas.verify import ID_WINDOW, VerifiedEvent, verify_parsed
 
 #: how long ids are remembered: the window events must fall in, plus as much again for
 #: partitions the router reads later than others (their arrival times interleave)
@@ -62,6 +63,9 @@ class Outcome:
     state: Aggregate | None = None
     #: the registry version the decision was made under
     registry_version: int | None = None
+    #: the record's bytes as a strictly parsed JSON object, when they are one (parsed once:
+    #: the audit record keeps this object whether or not the event passed)
+    document: dict[str, Any] | None = None
     #: obligations the decision opens and closes (sender → recipient pairs)
     opens: tuple[Pair, ...] = ()
     closes: tuple[Pair, ...] = ()
@@ -111,9 +115,13 @@ class Ledger:
         )
         try:
             if isinstance(wire, ParsedEnvelope):
-                verified = verify_parsed(wire, registry, received_at=received)
+                parsed = wire
             else:
-                verified = verify_event(wire, registry, received_at=received)
+                value, plain = parse_wire(wire)
+                if isinstance(value, dict):
+                    outcome.document = value
+                parsed = envelope_of(value, plain)
+            verified = verify_parsed(parsed, registry, received_at=received)
             env = verified.envelope
             if env.sender != outbox_owner(topic):
                 raise ContractError(
