@@ -214,7 +214,9 @@ class Router:
 
     def _record(self, wire: bytes, owner: str | None, outcome: Outcome, received: datetime) -> AuditRecord:
         decision = outcome.decision
-        fields = event_fields(wire, outcome.verified.raw if outcome.verified is not None else outcome.document)
+        fields = event_fields(
+            wire, outcome.verified.raw if outcome.verified is not None else outcome.document
+        )
         event = fields.get("event") or {}
         event_id = event.get("id")
         return AuditRecord(
