@@ -31,6 +31,7 @@ from jointbus.schemas.conformance import (
     load_suite,
     serve,
 )
+from jointbus.schemas.envelope import parse_wire
 from jointbus.schemas.errors import ContractError, JointbusError, Reason
 from jointbus.schemas.ids import format_time, utcnow
 from jointbus.schemas.keys import Keyring
@@ -78,10 +79,10 @@ def _opening_key(key: Path, agency: str, wire: bytes) -> tuple[str, str]:
         text = key.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise UsageError(f"cannot read {key}: {exc.strerror}") from None
+    envelope = _bounded(wire)
     try:
-        envelope = json.loads(wire)
         wraps = [w for w in envelope["data"]["recipients"] if w.get("agency") == agency]
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         wraps = []
     if text.startswith("{"):
         ring = Keyring.model_validate_json(text)
@@ -97,16 +98,22 @@ def _opening_key(key: Path, agency: str, wire: bytes) -> tuple[str, str]:
     return (str(wraps[0]["kid"]) if wraps else f"{agency}#seal-1"), text
 
 
-def _summary(wire: bytes) -> tuple[str, str, str]:
+def _bounded(wire: bytes) -> Any:
+    """The JSON value of ``wire`` within the wire's bounds (size, structure, depth), else
+    None: what the table shows of a record is read as cheaply as the verdict is."""
     try:
-        env = json.loads(wire)
-        return (
-            str(env.get("type", "?")),
-            str(env.get("source", "?")).removeprefix("urn:jointbus:"),
-            str(env.get("id", "?")),
-        )
-    except (ValueError, AttributeError):
+        return parse_wire(wire)[0]
+    except ContractError:
+        return None
+
+
+def _summary(wire: bytes) -> tuple[str, str, str]:
+    env = _bounded(wire)
+    if not isinstance(env, dict):
         return "?", "?", "?"
+    return tuple(  # type: ignore[return-value]
+        str(env.get(name, "?"))[:80].removeprefix("urn:jointbus:") for name in ("type", "source", "id")
+    )
 
 
 @click.command("verify")
@@ -352,12 +359,9 @@ def show_command(suite_path: Path | None, name: str, step_index: int | None, wir
 def _readable(wire: bytes) -> str:
     """Indented JSON when nothing is lost by parsing (the fault may be in the very bytes:
     ``-0``, a duplicate key, bad UTF-8); the bytes as they are otherwise."""
-    try:
-        value = json.loads(wire)
-        if json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() == wire:
-            return json.dumps(value, ensure_ascii=False, indent=2)
-    except ValueError:
-        pass
+    value = _bounded(wire)
+    if value is not None and json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() == wire:
+        return json.dumps(value, ensure_ascii=False, indent=2)
     text = wire.decode("utf-8", errors="backslashreplace")
     return text[:3000] + (" ..." if len(text) > 3000 else "")
 
