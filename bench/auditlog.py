@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bench.common import compare
+from bench.common import OPEN_PER_PAIR, compare
 from jointbus.agents.routing import Router
 from jointbus.audit.index import TreeIndex
 from jointbus.audit.merkle import Frontier, leaf_hash, verify_inclusion
@@ -37,7 +37,7 @@ PAYLOAD = {"percent_complete": 40, "note": "向家坝灌区北总干渠 渠道�
 def synthetic_log(n: int) -> tuple[Any, list[tuple[int, bytes, bytes]], list[str]]:
     """A log of ``n`` router decisions (issue + progress pairs) with checkpoints every 1000."""
     now = utcnow() - timedelta(hours=2)
-    registry, rings = new_federation(now - timedelta(days=1))
+    registry, rings = new_federation(now - timedelta(days=1), open_per_pair=OPEN_PER_PAIR)
     router = Router(registry, rings[ROUTER], Rules())
     rows: list[tuple[int, bytes, bytes]] = []
     offset = 0

@@ -20,6 +20,11 @@ from jointbus.streams.broker import LocalBroker, free_port
 from jointbus.streams.provision import provision
 from jointbus.streams.settings import Settings
 
+#: obligations open per pair on a benchmark's federation: a benchmark sends thousands of
+#: events between one pair, as a load test, not as agencies at work (the limit's own cost is
+#: part of every decision either way)
+OPEN_PER_PAIR = 100_000
+
 
 def rate(fn: Callable[[], object], n: int) -> float:
     """Calls per second of ``fn`` over ``n`` calls."""
@@ -48,7 +53,9 @@ def bench_bus(prefix: str) -> Iterator[Bench]:
         broker.start()
         bench = Bench(home, broker)
         try:
-            bench.registry, bench.rings = new_federation(utcnow() - timedelta(days=1))
+            bench.registry, bench.rings = new_federation(
+                utcnow() - timedelta(days=1), open_per_pair=OPEN_PER_PAIR
+            )
             for ring in bench.rings.values():
                 keystore.save_keyring(home / "keys", ring)
             keystore.save_registry(home / "keys", bench.registry)

@@ -6,7 +6,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bench.common import compare
+from bench.common import OPEN_PER_PAIR, compare
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.ids import utcnow
@@ -17,7 +17,7 @@ from jointbus.schemas.verify import verify_event
 def run(n: int = 3000) -> dict[str, Any]:
     """Measure and return the figures (rates in events/s, ratios to bare Ed25519)."""
     now = utcnow()
-    registry, rings = new_federation(now)
+    registry, rings = new_federation(now, open_per_pair=OPEN_PER_PAIR)
     payload = {
         "percent_complete": 40,
         "note": "向家坝灌区北总干渠 渠道衬砌已完成40%，剩余段落计划月底前完工",

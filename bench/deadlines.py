@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from bench.common import OPEN_PER_PAIR
 from jointbus.agents.routing import Router
 from jointbus.schemas.ids import utcnow
 from jointbus.schemas.keys import new_federation
@@ -19,7 +20,7 @@ def tick_cost(open_deadlines: int, ticks: int = 2000) -> tuple[float, float]:
     """Microseconds per monitor tick (ten deadlines passing each tick among the open ones),
     and per full scan of them."""
     now = utcnow()
-    registry, rings = new_federation(now - timedelta(days=1))
+    registry, rings = new_federation(now - timedelta(days=1), open_per_pair=OPEN_PER_PAIR)
     router = Router(registry, rings[ROUTER], Rules())
     for i in range(open_deadlines):
         router.dues.set(f"clue/open-{i}", now + timedelta(days=3, seconds=i))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from bench.common import compare
+from bench.common import OPEN_PER_PAIR, compare
 from bench.e2e import PAYLOAD
 from jointbus.agents.routing import Router
 from jointbus.schemas.compose import compose
@@ -77,7 +77,7 @@ def run(n: int = 30, rounds: int = 5) -> dict[str, Any]:
     """Measure and return the figures (decisions/s; each shape's cost as a multiple of an
     honest event's)."""
     now = utcnow()
-    registry, rings = new_federation(now - timedelta(days=1))
+    registry, rings = new_federation(now - timedelta(days=1), open_per_pair=OPEN_PER_PAIR)
     router = Router(registry, rings[ROUTER], Rules())
     ring = rings["sc-zigong"]
     kid, key = ring.signer(registry, now)

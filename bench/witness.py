@@ -10,7 +10,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from bench.common import bench_bus, compare
+from bench.common import OPEN_PER_PAIR, bench_bus, compare
 from bench.e2e import jointbus_run, pct
 from jointbus.audit.agent import AuditLog
 from jointbus.audit.merkle import consistency_proof, leaf_hash, list_subtree
@@ -43,7 +43,7 @@ class _Replay:
 def observe_rate(checkpoints: int = 400) -> dict[str, float]:
     """Checkpoints checked and cosigned per second (signature, consistency proof over a
     growing tree, cosignature) beside bare Ed25519 verify + sign, interleaved."""
-    registry, rings = new_federation(utcnow() - timedelta(days=1))
+    registry, rings = new_federation(utcnow() - timedelta(days=1), open_per_pair=OPEN_PER_PAIR)
     audit = rings[AUDIT].signer(registry, registry.issued_at)[1]
     leaves = [leaf_hash(f"record {i}".encode()) for i in range(checkpoints * 50 + 1)]
     subtree = list_subtree(leaves)

@@ -142,10 +142,14 @@ FIRST_CHAIR = "cq-rongchang"
 
 
 def new_federation(
-    now: datetime, chair: str = FIRST_CHAIR, witness_quorum: int | None = None
+    now: datetime,
+    chair: str = FIRST_CHAIR,
+    witness_quorum: int | None = None,
+    open_per_pair: int | None = None,
 ) -> tuple[Registry, dict[str, Keyring]]:
     """A development federation: registry v1 (``chair`` chairing; checkpoints trusted once
-    ``witness_quorum`` agencies cosigned them, when given) and every member's keyring."""
+    ``witness_quorum`` agencies cosigned them, and ``open_per_pair`` obligations open per
+    pair, when given) and every member's keyring."""
     records: list[KeyRecord] = []
     rings: dict[str, Keyring] = {}
     for member in members():
@@ -156,7 +160,7 @@ def new_federation(
             records.append(record)
             ring.keys[record.kid] = seed
         rings[member.id] = ring
-    policy = Policy(witness_quorum=witness_quorum)
+    policy = Policy(witness_quorum=witness_quorum, open_per_pair=open_per_pair)
     registry = Registry(
         version=1, issued_at=now, members=members(), keys=tuple(records), chair=chair, policy=policy
     )

@@ -25,7 +25,7 @@ from jointbus.streams.reader import read_topic
 from jointbus.streams.sdk import Delivery, Publisher
 from jointbus.streams.settings import Settings
 from jointbus.streams.topics import AUDIT_TOPIC, outbox
-from tests.harness import collect, eventually, explained_by, jointbus_cli
+from tests.harness import LOAD_OPEN_PER_PAIR, collect, eventually, explained_by, jointbus_cli
 from tests.samples import SAMPLES
 from tests.stats import STATS
 
@@ -71,7 +71,7 @@ async def test_leaders_killed_mid_stream_lose_and_double_nothing(
     then the leader of sc-zigong's outbox partition 0, is SIGKILLed and restarted; the stream
     goes on until both are back and 240 were sent. Every event is accepted once, delivered
     once, and `audit verify` passes over the whole log."""
-    registry, rings = new_federation(utcnow() - timedelta(days=1))
+    registry, rings = new_federation(utcnow() - timedelta(days=1), open_per_pair=LOAD_OPEN_PER_PAIR)
     for ring in rings.values():
         keystore.save_keyring(tmp_path / "keys", ring)
     keystore.save_registry(tmp_path / "keys", registry)
