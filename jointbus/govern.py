@@ -130,7 +130,7 @@ def propose_chair(agency: str, new_chair: str, reason: str) -> None:
 @propose_group.command("policy")
 @as_opt
 @click.option(
-    "--quorum-percent", type=click.IntRange(50, 90), default=None, help="more than this %% must sign"
+    "--quorum-percent", type=click.IntRange(50, 90), default=None, help="more than this % must sign"
 )
 @click.option("--ack-hours", type=click.IntRange(1, 720), default=None, help="clue acknowledgement deadline")
 @click.option(
@@ -152,7 +152,7 @@ def propose_chair(agency: str, new_chair: str, reason: str) -> None:
     "--consume-bytes", type=click.IntRange(1024, 1 << 30), default=None, help="Kafka quota: B/s fetched"
 )
 @click.option(
-    "--request-percent", type=click.IntRange(1, 1000), default=None, help="Kafka quota: %% of a thread"
+    "--request-percent", type=click.IntRange(1, 1000), default=None, help="Kafka quota: % of a thread"
 )
 @click.option("--reason", required=True, help="why (kept in the log)")
 def propose_policy(
