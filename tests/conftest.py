@@ -138,3 +138,25 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("jointbus fault and fuzz counts")
         for name, value in STATS.items():
             terminalreporter.write_line(f"{name}: {value}")
+
+
+#: the longest modules (seconds each, measured with ``--durations``), started first: under
+#: ``--dist loadfile`` a worker takes whole modules in collection order, so a long module
+#: collected last would run alone at the end while the other worker idles
+LONGEST_FIRST = (
+    "test_soak.py",
+    "test_failover.py",
+    "test_console.py",
+    "test_cluster.py",
+    "test_demo.py",
+    "test_writer.py",
+    "test_witness_live.py",
+    "test_governance_live.py",
+    "test_gateway.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest modules first (stable otherwise), the same order on every xdist worker."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
