@@ -840,6 +840,18 @@ class WireCases(CaseBook):
             self.route(broken, refused(Reason.TOO_DEEP), outbox="sc-yibin"),
         )
 
+    def impossible_times(self) -> None:
+        """§2 times name real moments (last in the document: no earlier event renumbered)."""
+        for name, day in (("time/no-such-day", "2026-02-30"), ("time/no-such-month", "2026-13-01")):
+            body = self.invitation()
+            body["time"] = day + body["time"][10:]
+            self.add(
+                name,
+                "§2 envelope",
+                "a time that matches the pattern but names no moment (a verifier's date parser fails)",
+                self.route(sign_exactly(body, "sc-yibin#sig-1"), refused(Reason.SCHEMA)),
+            )
+
 
 def _plaintext(payload: dict[str, Any], **changes: Any) -> bytes:
     """A payload's sealed plaintext with ``changes`` (a hostile sender's own bytes)."""

@@ -38,6 +38,7 @@ class Builder(WireCases, RuleCases, LimitCases):
             self.coverage,
             self.sealed_plaintexts,
             self.byte_bounds,
+            self.impossible_times,
         ):
             group()
         return self.cases

@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from jointbus.schemas.canonical import MAX_SAFE_INT, astral_bytes
 from jointbus.schemas.errors import Reason, rejection
-from jointbus.schemas.ids import TIME_PATTERN, UUID_PATTERN
+from jointbus.schemas.ids import UUID_PATTERN, WireTime
 from jointbus.schemas.wiremodel import WireModel, refuse_top_nulls
 
 #: the largest envelope the bus accepts, in bytes of its wire form
@@ -44,7 +44,7 @@ class Envelope(WireModel):
     source: Annotated[str, Field(pattern=r"^urn:jointbus:([a-z]{2}-[a-z]{2,20}|svc-[a-z]{2,20})$")]
     type: Annotated[str, Field(pattern=r"^org\.jointbus\.[a-z_]+(\.[a-z_]+)*\.v[1-9][0-9]{0,2}$")]
     subject: Annotated[str, Field(pattern=r"^[a-z]+/[A-Za-z0-9._-]{1,80}$")]
-    time: Annotated[str, Field(pattern=TIME_PATTERN)]
+    time: WireTime
     datacontenttype: Literal["application/json", "application/jointbus-sealed+json"]
     recipients: Annotated[list[AgencyRef], Field(min_length=1, max_length=16)]
     correlationid: Annotated[str, Field(pattern=UUID_PATTERN)]

@@ -8,6 +8,9 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
@@ -57,6 +60,17 @@ def format_time(moment: datetime) -> str:
     """The wire form of a timestamp: RFC 3339, UTC, millisecond precision, ``Z``."""
     moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def real_time(value: str) -> str:
+    """``value`` unchanged when it names a moment the calendar has (``2026-02-30`` matches
+    the time pattern but is no date); a ``ValueError`` otherwise (a model's validator)."""
+    datetime.fromisoformat(value)
+    return value
+
+
+#: the wire form of a timestamp, as a model field: the pattern, and a real moment
+WireTime = Annotated[str, Field(pattern=TIME_PATTERN), AfterValidator(real_time)]
 
 
 def parse_time(value: str) -> datetime:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jointbus.schemas.canonical import canonical
 from jointbus.schemas.envelope import MAX_ENVELOPE_BYTES, loads_strict, to_wire
 from jointbus.schemas.errors import ContractError
-from jointbus.schemas.ids import TIME_PATTERN
+from jointbus.schemas.ids import WireTime
 
 RECORD_VERSION = 1
 
@@ -37,7 +37,7 @@ class AuditRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     record: Literal[1] = 1
     position: Annotated[str, Field(min_length=1, max_length=300)]
-    received_at: Annotated[str, Field(pattern=TIME_PATTERN)]
+    received_at: WireTime
     decision: Literal["accepted", "rejected", "emitted", "quarantined"]
     reason: str | None = None
     detail: str = ""

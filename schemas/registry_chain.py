@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jointbus.schemas.b64 import b64d, b64e
 from jointbus.schemas.envelope import parse_envelope
 from jointbus.schemas.errors import ContractError, Reason
-from jointbus.schemas.ids import TIME_PATTERN, parse_time
+from jointbus.schemas.ids import WireTime, parse_time
 from jointbus.schemas.keys import Keyring
 from jointbus.schemas.ledger import Ledger
 from jointbus.schemas.lifecycle import Rules
@@ -50,7 +50,7 @@ class Evidence(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     event: str = Field(max_length=400_000, description="the envelope's wire bytes, base64")
-    received_at: str = Field(pattern=TIME_PATTERN)
+    received_at: WireTime
 
 
 #: evidence items of one version at most: a proposal and its approvals, and the self-revocations

@@ -9,10 +9,13 @@ raise is kept under ``tests/regressions/<target>/`` (then ``make test`` runs it 
 from __future__ import annotations
 
 import argparse
+import logging
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import structlog
 
 from tests.fuzzing import REGRESSIONS, TARGETS
 
@@ -24,6 +27,8 @@ def _one(name: str, seconds: int) -> int:
     from tests.test_fuzz_regressions import load_targets
 
     load_targets()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    atheris.instrument_all()  # coverage of every module loaded: jointbus and what it uses
     target = TARGETS[name]
     corpus = Path(tempfile.mkdtemp(prefix=f"jointbus-fuzz-{name}-"))
     for i, seed in enumerate(target.seeds()):

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from jointbus.agents.routing import Router
 from jointbus.schemas.catalog import CURRENT
+from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import to_wire
 from jointbus.schemas.errors import Reason
 from jointbus.schemas.ids import format_time, utcnow, uuid7
@@ -145,3 +146,24 @@ def test_an_envelope_whose_type_is_a_list_gets_a_rejection_notice() -> None:
     assert routed.record is not None
     assert routed.record.reason == Reason.SCHEMA
     assert next(o.topic for o in routed.outputs) == f"jointbus.inbox.{SENDER}"
+
+
+def test_an_event_time_that_is_no_date_is_refused_as_schema() -> None:
+    """A signed envelope whose ``time`` matches the pattern but names no day (2026-02-30)
+    gave ValueError (internal_error) in the key-window check: it is a schema error."""
+    router = Router(REGISTRY, RINGS[ROUTER], Rules())
+    kid, key = RINGS[SENDER].signer(REGISTRY, NOW)
+    env = compose(
+        keyring=RINGS[SENDER],
+        registry=REGISTRY,
+        event_type="rectification.issued",
+        subject=f"rectification/{uuid.uuid4()}",
+        recipients=TO,
+        payload=SAMPLES["rectification.issued"],
+        now=NOW,
+    )
+    body = {k: v for k, v in env.items() if k != "signature"} | {"time": "2026-02-30" + env["time"][10:]}
+    record = router.route(to_wire(sign_envelope(body, key, kid)), outbox(SENDER), 0, 0, STAMP).record
+    assert record is not None
+    assert record.reason == Reason.SCHEMA
+    assert "day is out of range" in record.detail
