@@ -11,11 +11,14 @@ cheaper duplicate); a hostile record may repeat, since a refused check takes no 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+
+import structlog
 
 from bench.common import OPEN_PER_PAIR, compare
 from bench.e2e import PAYLOAD
@@ -76,6 +79,7 @@ def shapes() -> dict[str, Callable[[dict[str, Any]], dict[str, Any] | bytes]]:
 def run(n: int = 30, rounds: int = 5) -> dict[str, Any]:
     """Measure and return the figures (decisions/s; each shape's cost as a multiple of an
     honest event's)."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     now = utcnow()
     registry, rings = new_federation(now - timedelta(days=1), open_per_pair=OPEN_PER_PAIR)
     router = Router(registry, rings[ROUTER], Rules())
