@@ -187,3 +187,43 @@ def test_flood_rejections_are_attributed_to_the_flooder_in_status(
     assert "who holds whom busy" in table
     line = next(text for text in table.splitlines() if FLOODER in text and VICTIM in text)
     assert [cell.strip() for cell in line.split("│")[1:5]] == [FLOODER, VICTIM, "200", "25"]
+
+
+async def test_the_console_shows_who_flooded_whom(bus: Bus) -> None:
+    """The console's overview names the flooder beside the pair it flooded, with its
+    refusals, and charges the victim nothing."""
+    import re
+
+    import httpx
+
+    from jointbus.console.app import allowed_hosts, create_app
+    from jointbus.console.state import LogState
+    from jointbus.streams.settings import Settings
+
+    for _ in range(DEFAULT_OPEN_PER_PAIR + 3):
+        bus.clue(FLOODER, VICTIM)
+    state = LogState(bus.router.registry)
+    for offset, record in enumerate(bus.records):
+        state.add(offset, record.to_bytes())
+    app = create_app(
+        Settings(),
+        bus.router.registry,
+        state,
+        hosts=allowed_hosts("127.0.0.1", 8080, ["console"]),
+        clock=lambda: NOW,
+        follow_log=False,
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
+        page = (await client.get("/?lang=en")).text
+        figures = (await client.get("/api/figures")).json()
+    table = page[page.index('id="pairs"') :]
+    cells = re.findall(r"<td>(.*?)</td>", table[: table.index("</table>")], re.S)
+    assert [re.sub(r"<[^>]+>", "", c).strip() for c in cells][2:4] == [str(DEFAULT_OPEN_PER_PAIR), "3"]
+    assert figures["pairs"][0] == {
+        "sender": FLOODER,
+        "recipient": VICTIM,
+        "open": DEFAULT_OPEN_PER_PAIR,
+        "too_many_open": 3,
+    }
+    assert "never the recipient" in page

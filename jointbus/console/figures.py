@@ -28,6 +28,7 @@ def overview(projection: Projection) -> dict[str, Any]:
         "until": projection.until,
         "rows": projection.rows(),
         "totals": projection.collaboration(),
+        "pairs": projection.pairs(),
     }
 
 

@@ -25,6 +25,13 @@ WORDS: dict[str, tuple[str, str]] = {
     "live": ("实时更新", "live"),
     "offline": ("连接中断，重试中", "disconnected, retrying"),
     "series": ("按日统计（中国标准时间）", "per day (China Standard Time)"),
+    "pairs": ("单位之间的未办结事项与超限拒收", "Who holds whom busy"),
+    "pairs_note": (
+        "超限拒收（too_many_open）记在发送方，不记在接收方。",
+        "Events refused too_many_open are the sender's doing, never the recipient's.",
+    ),
+    "pair_open": ("未办结", "open"),
+    "pair_refused": ("超限拒收", "refused too_many_open"),
     "no_charts": (
         "图表库未安装（运行 make charts）；数字照常显示。",
         "The charting library is not installed (run make charts); the figures are shown as usual.",
