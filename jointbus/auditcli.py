@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import fcntl
 import json
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,21 @@ from jointbus.views import print_projection
 def index_path(cfg: Settings) -> Path:
     """Where the derived audit index lives, in a folder only its owner can enter."""
     return keystore.private_dir(cfg.home / "audit") / "index.sqlite"
+
+
+@contextlib.contextmanager
+def signer_index(cfg: Settings) -> Iterator[Path]:
+    """The audit service's index, held by one process: a second ``audit run`` or ``audit
+    checkpoint`` on it would sign a checkpoint of its own, smaller view of the tree."""
+    path = index_path(cfg)
+    with path.with_suffix(".lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AuditError(
+                f"another audit service process holds {path}; stop it first", reason="index_in_use"
+            ) from None
+        yield path
 
 
 def trusted_registry(cfg: Settings, given: Path | None, bundle: Path | None = None) -> Registry:
@@ -95,7 +112,7 @@ def audit_run(every: int, interval: float, metrics_port: int | None) -> None:
             loop.add_signal_handler(sig, stop.set)
         log = AuditLog(
             cfg.bootstrap_servers,
-            index_path(cfg),
+            index,
             registry,
             keys,
             every_records=every,
@@ -109,7 +126,8 @@ def audit_run(every: int, interval: float, metrics_port: int | None) -> None:
         finally:
             await log.stop()
 
-    asyncio.run(go())
+    with signer_index(cfg) as index:
+        asyncio.run(go())
 
 
 @audit_group.command("checkpoint")
@@ -120,14 +138,15 @@ def audit_checkpoint() -> None:
     keys = keystore.load_keyring(cfg.keystore_dir, AUDIT)
 
     async def go() -> str:
-        log = AuditLog(cfg.bootstrap_servers, index_path(cfg), registry, keys, **context.kafka(cfg, AUDIT))
+        log = AuditLog(cfg.bootstrap_servers, index, registry, keys, **context.kafka(cfg, AUDIT))
         await log.start()
         try:
             return await log.checkpoint()
         finally:
             await log.stop()
 
-    ui.out.print(asyncio.run(go()), end="", markup=False)
+    with signer_index(cfg) as index:
+        ui.out.print(asyncio.run(go()), end="", markup=False)
 
 
 @audit_group.command("verify")
@@ -318,11 +337,26 @@ class _Progress:
             self.bar.update(self.task, completed=reached)
 
 
-async def _reader_index(cfg: Settings, registry: Registry) -> AuditLog:
-    """The local index, caught up with the topic (any auditor can build one: no keys needed)."""
-    log = AuditLog(cfg.bootstrap_servers, index_path(cfg), registry, None, **context.kafka(cfg, AUDITOR))
-    await log.start()
-    return log
+def reader_index_path(cfg: Settings) -> Path:
+    """Where auditors' tools (``audit prove``, ``consistency``, the console's proofs) keep
+    their own index: never the audit service's, whose size its checkpoints are signed at."""
+    return keystore.private_dir(cfg.home / "audit") / "reader-index.sqlite"
+
+
+@contextlib.asynccontextmanager
+async def _reader_index(cfg: Settings, registry: Registry) -> AsyncIterator[AuditLog]:
+    """The auditors' index, caught up with the topic (no keys needed), held by one user at a
+    time: two proofs at once (two downloads, a download and ``audit prove``) take turns, so
+    no writer's smaller view of the tree overwrites another's."""
+    path = reader_index_path(cfg)
+    with path.with_suffix(".lock").open("a") as lock:
+        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)  # released when closed
+        log = AuditLog(cfg.bootstrap_servers, path, registry, None, **context.kafka(cfg, AUDITOR))
+        await log.start()
+        try:
+            yield log
+        finally:
+            await log.stop()
 
 
 @audit_group.command("prove")
@@ -346,8 +380,7 @@ async def build_proof(cfg: Settings, registry: Registry, event_id: str) -> str:
     """The C2SP tlog-proof of ``event_id``'s decision against the latest witnessed checkpoint
     that covers it, from the local index caught up with the topic (`audit prove`, and the
     console's proof downloads)."""
-    log = await _reader_index(cfg, registry)
-    try:
+    async with _reader_index(cfg, registry) as log:
         leaves = log.index.leaves_of(event_id)
         if not leaves:
             raise AuditError(f"no audit record about event {event_id}", reason="not_found")
@@ -361,8 +394,6 @@ async def build_proof(cfg: Settings, registry: Registry, event_id: str) -> str:
         size, note = await _witnessed_checkpoint(cfg, registry, log.index.checkpoints(), index)
         record = await _record_at(cfg, offset)
         return proof_text(index, log.index.inclusion(index, size), note, record)
-    finally:
-        await log.stop()
 
 
 async def _witnessed_checkpoint(
@@ -448,15 +479,12 @@ def audit_consistency(old_size: int, new_size: int, registry_file: Path | None) 
     registry = trusted_registry(cfg, registry_file)
 
     async def go() -> tuple[list[bytes], bytes, bytes]:
-        log = await _reader_index(cfg, registry)
-        try:
+        async with _reader_index(cfg, registry) as log:
             return (
                 log.index.consistency(old_size, new_size),
                 log.index.root(old_size),
                 log.index.root(new_size),
             )
-        finally:
-            await log.stop()
 
     proof, old_root, new_root = asyncio.run(go())
     ok = verify_consistency(old_size, new_size, old_root, new_root, proof)
