@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 # rich assumes 80 columns when output is not a terminal; tables here are wider than that
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -24,8 +25,17 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
         numeric = bool(rows) and all(isinstance(r[i], int | float) for r in rows)
         t.add_column(name, justify="right" if numeric else "left")
     for r in rows:
-        t.add_row(*(str(c) for c in r))
+        t.add_row(*(Text(visible(str(c))) for c in r))  # cells are data, never markup
     out.print(t)
+
+
+def visible(text: str) -> str:
+    """``text`` with every character a terminal would act on or hide (controls, bidi
+    overrides, zero-width marks, NUL) written as an escape: what a member sent is shown, it
+    does not rearrange or blank the operator's screen."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode() for c in text)
 
 
 def say(message: str) -> None:
