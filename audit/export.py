@@ -15,7 +15,10 @@ from typing import Any
 from jointbus.audit.cosigned import owned_note, read_cosigned
 from jointbus.audit.errors import AuditError
 from jointbus.schemas.checkpoints import MAX_NOTE
+from jointbus.schemas.envelope import MAX_STRUCTURE, loads_with_flag
+from jointbus.schemas.errors import ContractError
 from jointbus.schemas.ids import format_time, utcnow
+from jointbus.schemas.records import RECORD_STRUCTURE
 from jointbus.schemas.registry import Registry
 from jointbus.streams.reader import read_texts, read_topic
 from jointbus.streams.topics import AUDIT_TOPIC, CHECKPOINT_TOPIC
@@ -67,20 +70,27 @@ async def export(
     return manifest
 
 
+def _row(line: str, structure: int = MAX_STRUCTURE) -> dict[str, Any] | None:
+    """One line of a bundle as a JSON object, through the bounded strict parser (a bundle is
+    whatever its sender made it), or None."""
+    try:
+        row = loads_with_flag(line.encode("utf-8", errors="replace"), 4, structure)[0]
+    except ContractError:
+        return None
+    return row if isinstance(row, dict) else None
+
+
 def read_records(directory: Path) -> Iterator[tuple[int, bytes | None, bytes]]:
     """(offset, key, value) of an export's records, streaming."""
     with (directory / "records.jsonl").open(encoding="utf-8") as lines:
         for n, line in enumerate(lines):
-            try:
-                row = json.loads(line)
-                key = row["key"]
-                yield (
-                    int(row["offset"]),
-                    None if key is None else key.encode(),
-                    row["value"].encode(),
-                )
-            except (ValueError, KeyError, TypeError, AttributeError):
-                raise AuditError(f"records.jsonl line {n + 1} is not a record", reason="bad_export") from None
+            row = _row(line, RECORD_STRUCTURE + 16) or {}  # the record's own text counts too
+            offset, key, value = row.get("offset"), row.get("key"), row.get("value")
+            if not (
+                isinstance(offset, int) and isinstance(value, str) and (key is None or isinstance(key, str))
+            ):
+                raise AuditError(f"records.jsonl line {n + 1} is not a record", reason="bad_export")
+            yield offset, None if key is None else key.encode(), value.encode()
 
 
 def read_checkpoints(directory: Path) -> list[str]:
@@ -88,7 +98,10 @@ def read_checkpoints(directory: Path) -> list[str]:
     path = directory / "checkpoints.jsonl"
     if not path.exists():
         raise AuditError(f"{path} is missing", reason="bad_export")
-    return [json.loads(line)["note"] for line in path.read_text(encoding="utf-8").splitlines() if line]
+    notes = [(_row(line) or {}).get("note") for line in path.read_text(encoding="utf-8").splitlines() if line]
+    if not all(isinstance(note, str) for note in notes):
+        raise AuditError(f"{path} holds a line that is not a note", reason="bad_export")
+    return notes  # type: ignore[return-value]
 
 
 def read_cosignatures(directory: Path) -> list[str]:
@@ -101,12 +114,8 @@ def read_cosignatures(directory: Path) -> list[str]:
         return []
     notes = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        note = row.get("note") if isinstance(row, dict) else None
-        agency = row.get("agency") if isinstance(row, dict) else None
+        row = _row(line) or {}
+        note, agency = row.get("note"), row.get("agency")
         if not isinstance(note, str) or len(note) > MAX_NOTE:
             continue
         if isinstance(agency, str):

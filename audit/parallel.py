@@ -18,9 +18,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from jointbus.audit.verifier import RECORD_DEPTH, RECORD_STRUCTURE, Verifier
+from jointbus.audit.verifier import Verifier
 from jointbus.schemas.envelope import loads_with_flag
-from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.records import record_of
 from jointbus.schemas.registry import Registry
 from jointbus.schemas.signing import signature_valid
 
@@ -43,8 +43,7 @@ def precheck(values: list[bytes], keys: dict[str, bytes]) -> list[dict[str, bool
     for value in values:
         found: dict[str, bool] = {}
         try:
-            obj, _ = loads_with_flag(value, RECORD_DEPTH, RECORD_STRUCTURE)
-            record = AuditRecord.model_validate(obj)
+            record = record_of(value)
             wire = record.wire() if record.event is None else None
             event = record.event if wire is None else loads_with_flag(wire)[0]
             for env in (event, record.notice):

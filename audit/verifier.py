@@ -28,7 +28,7 @@ from jointbus.audit.merkle import Frontier, leaf_hash
 from jointbus.audit.notes import Checkpoint, open_checkpoint
 from jointbus.audit.state import StateStore
 from jointbus.audit.witnessing import Witnessed, cosignature_lines, witnessed
-from jointbus.schemas.envelope import MAX_DEPTH, MAX_ENVELOPE_BYTES, MAX_STRUCTURE, loads_with_flag, to_wire
+from jointbus.schemas.envelope import MAX_ENVELOPE_BYTES, to_wire
 from jointbus.schemas.errors import ContractError, Reason
 from jointbus.schemas.families.log import audit_checkpoint
 from jointbus.schemas.ids import format_time, parse_time
@@ -36,7 +36,7 @@ from jointbus.schemas.leaves import LeafRule, OffsetRuns
 from jointbus.schemas.ledger import Ledger
 from jointbus.schemas.lifecycle import Rules
 from jointbus.schemas.projections import Projection, apply
-from jointbus.schemas.records import AuditRecord, parse_position
+from jointbus.schemas.records import AuditRecord, parse_position, parse_record
 from jointbus.schemas.registry import AUDIT, ROUTER, Registry
 from jointbus.schemas.registry_chain import RegistryVersion
 from jointbus.schemas.signing import prechecked
@@ -44,10 +44,6 @@ from jointbus.schemas.verify import verify_event
 
 #: how many recent leaves' verdicts a repeated record is compared with
 RECENT_VERDICTS = 200_000
-#: an audit record wraps an envelope (and a notice): two levels more than an envelope
-RECORD_DEPTH = MAX_DEPTH + 2
-#: an audit record holds an event and a notice, each within the envelope's bounds
-RECORD_STRUCTURE = 2 * MAX_STRUCTURE + 1024
 
 
 @dataclass
@@ -157,9 +153,8 @@ class Verifier:
         expected, self._next_offset = self._next_offset, offset + 1
         self.report.records += 1
         try:
-            obj, plain = loads_with_flag(value, RECORD_DEPTH, RECORD_STRUCTURE)
-            record = AuditRecord.model_validate(obj)
-        except (ValidationError, ValueError, ContractError):
+            record, plain = parse_record(value)
+        except ContractError:
             raise self.fail(AuditFailure.NOT_A_RECORD, "not a well-formed audit record") from None
         # Once records carry their leaf index, an offset gap is no failure (a transaction's
         # commit marker takes an offset; what a fenced router wrote is aborted) and a

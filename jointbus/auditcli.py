@@ -30,8 +30,9 @@ from jointbus.audit.parallel import feed_parallel
 from jointbus.audit.verifier import Report, Verifier, check_registry_feed
 from jointbus.audit.witnessing import Witnessed, cosignature_lines, witnessed
 from jointbus.options import metrics_option, period_options
+from jointbus.schemas.errors import ContractError
 from jointbus.schemas.projections import Projection
-from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.records import record_of
 from jointbus.schemas.registry import AUDIT, Registry
 from jointbus.schemas.registry_chain import check_genesis
 from jointbus.streams import keystore, metrics
@@ -448,7 +449,11 @@ def audit_check_proof(proof_file: Path, registry_file: Path | None) -> None:
     if not found.enough:
         ui.fail(f"proof REJECTED: {found.describe()} [not_witnessed]")
         raise SystemExit(1)
-    record = AuditRecord.model_validate_json(proof.record)
+    try:
+        record = record_of(proof.record)
+    except ContractError as exc:
+        ui.fail(f"proof REJECTED: its record is no audit record: {exc.message} [{exc.reason}]")
+        raise SystemExit(1) from None
     event = record.event or {}
     ui.say(f"proof OK: leaf {proof.index} of {cp.size} under a checkpoint signed by the audit key")
     ui.say(f"witnesses: {found.describe()}")
@@ -540,10 +545,10 @@ def audit_replay(
         start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
         for _, _, value in read_records(bundle):
             try:  # as `load_projection`: bytes that are not a record change nothing
-                record = AuditRecord.model_validate_json(value)
-                inside = in_period(record, start, end)
-            except ValueError:
+                record = record_of(value)
+            except ContractError:
                 continue
+            inside = in_period(record, start, end)
             if inside:
                 apply(projection, record)
     title = "replay" + (f" from {since}" if since else "") + (f" until {until}" if until else "")

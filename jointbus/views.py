@@ -11,7 +11,7 @@ from jointbus import ui
 from jointbus.schemas.errors import ContractError
 from jointbus.schemas.ids import parse_time
 from jointbus.schemas.projections import COLUMNS, Projection, apply
-from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.records import AuditRecord, record_of
 from jointbus.schemas.registry import Registry
 from jointbus.streams import keystore
 from jointbus.streams.reader import read_topic
@@ -75,11 +75,10 @@ async def load_projection(
     async for _, _, value in read_topic(settings.bootstrap_servers, AUDIT_TOPIC, **auditor):
         projection = projection or empty()
         try:
-            record = AuditRecord.model_validate_json(value)
-            inside = in_period(record, start, end)  # a date the pattern admits, no calendar has
-        except (ValueError, ContractError):
+            record = record_of(value)
+        except ContractError:  # bytes that are not a record change nothing
             continue
-        if inside:
+        if in_period(record, start, end):
             apply(projection, record)
     return projection or empty()
 

@@ -13,14 +13,25 @@ import functools
 import hashlib
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jointbus.schemas.canonical import canonical
-from jointbus.schemas.envelope import MAX_ENVELOPE_BYTES, loads_strict, to_wire
-from jointbus.schemas.errors import ContractError
+from jointbus.schemas.envelope import (
+    MAX_DEPTH,
+    MAX_ENVELOPE_BYTES,
+    MAX_STRUCTURE,
+    loads_strict,
+    loads_with_flag,
+    to_wire,
+)
+from jointbus.schemas.errors import ContractError, Reason, rejection
 from jointbus.schemas.ids import WireTime
 
 RECORD_VERSION = 1
+#: an audit record wraps an envelope (and a notice): two levels more than an envelope
+RECORD_DEPTH = MAX_DEPTH + 2
+#: an audit record holds an event and a notice, each within the envelope's bounds
+RECORD_STRUCTURE = 2 * MAX_STRUCTURE + 1024
 
 
 class AuditRecord(BaseModel):
@@ -74,6 +85,24 @@ class AuditRecord(BaseModel):
         if self.wire_b64 is not None:
             return base64.b64decode(self.wire_b64)
         return None if self.event is None else to_wire(self.event)
+
+
+def parse_record(value: bytes) -> tuple[AuditRecord, bool]:
+    """The audit record in ``value`` and whether ``canonical``'s fast path applies to it:
+    the one bounded, strict reading every reader of the log uses (its bytes hold what members
+    sent); ``schema`` (or ``too_large``, ``too_deep``) when they are no record."""
+    obj, plain = loads_with_flag(value, RECORD_DEPTH, RECORD_STRUCTURE)
+    try:
+        return AuditRecord.model_validate(obj), plain
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_context=False, include_input=False)[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        raise rejection(Reason.SCHEMA, f"audit record {where}: {err['msg']}"[:300]) from None
+
+
+def record_of(value: bytes) -> AuditRecord:
+    """``parse_record`` without the flag."""
+    return parse_record(value)[0]
 
 
 def event_fields(wire: bytes, parsed: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -8,12 +8,15 @@ from __future__ import annotations
 import itertools
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from jointbus.agents.routing import Router
-from jointbus.audit.errors import VerificationError
+from jointbus.audit.errors import AuditError, VerificationError
+from jointbus.audit.export import read_checkpoints, read_cosignatures, read_records
 from jointbus.audit.verifier import Verifier
 from jointbus.schemas.compose import compose
 from jointbus.schemas.envelope import to_wire
@@ -90,3 +93,19 @@ def test_every_real_record_verifies_as_a_first_leaf() -> None:
     verifier = Verifier(REGISTRY, [])
     verifier.feed(0, SEEDS[0][0], SEEDS[0][1])
     assert verifier.report.records == 1
+
+
+def test_a_bundle_line_of_any_bytes_is_passed_over_or_refused_as_bad_export(tmp_path: Path) -> None:
+    """An export bundle is whatever its sender made it: a line nested 5,000 deep (which
+    ``json.loads`` answered with RecursionError) is read by the bounded parser."""
+    deep = "[" * 5000 + "]" * 5000
+    (tmp_path / "cosignatures.jsonl").write_text(f'{deep}\n{{"note": 5}}\nnot json\n', encoding="utf-8")
+    assert read_cosignatures(tmp_path) == []
+    (tmp_path / "checkpoints.jsonl").write_text(deep + "\n", encoding="utf-8")
+    with pytest.raises(AuditError) as refused:
+        read_checkpoints(tmp_path)
+    assert refused.value.reason == "bad_export"
+    (tmp_path / "records.jsonl").write_text(deep + "\n", encoding="utf-8")
+    with pytest.raises(AuditError) as refused:
+        list(read_records(tmp_path))
+    assert refused.value.reason == "bad_export"

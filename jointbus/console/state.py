@@ -23,7 +23,7 @@ from jointbus.schemas.families.notice import ItemOverdue
 from jointbus.schemas.family import Fact
 from jointbus.schemas.ids import parse_time
 from jointbus.schemas.projections import Projection, apply
-from jointbus.schemas.records import AuditRecord
+from jointbus.schemas.records import AuditRecord, record_of
 from jointbus.schemas.registry import Registry
 
 #: the agency name under which a collaboration figure (each event once) is attributed
@@ -169,9 +169,8 @@ class LogState:
         ``event`` holds, it becomes an entry (``entry_of``)."""
         self.next_offset = offset + 1
         try:
-            record = AuditRecord.model_validate_json(value)
-            parse_time(record.received_at)  # the pattern admits dates no calendar has
-        except (ValueError, ContractError):
+            record = record_of(value)
+        except ContractError:
             return
         if record.position in self.projection.seen:
             return
@@ -215,7 +214,7 @@ class LogState:
         chosen = []
         for entry, value in zip(self.entries, self.raw, strict=True):
             if inside(entry):
-                apply(projection, AuditRecord.model_validate_json(value))
+                apply(projection, record_of(value))
                 chosen.append(entry)
         return projection, chosen
 
