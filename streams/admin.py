@@ -9,6 +9,10 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 from jointbus.streams.clients import start_client
+from jointbus.streams.errors import KafkaAuthorizationError, StreamsError
+
+#: the Kafka error code of an admin request the principal may not make
+CLUSTER_AUTHORIZATION_FAILED = 31
 
 
 @contextlib.asynccontextmanager
@@ -20,3 +24,12 @@ async def admin_client(bootstrap: str, **kafka: Any) -> AsyncIterator[AIOKafkaAd
         yield admin
     finally:
         await admin.close()
+
+
+def check_admin_answer(code: int, message: str | None, what: str, reason: str) -> None:
+    """Raise for an error code in the answer to an admin request made with hand-written wire
+    structs (aiokafka has no client for it): not authorized, or ``reason`` otherwise."""
+    if code == CLUSTER_AUTHORIZATION_FAILED:
+        raise KafkaAuthorizationError(f"{what}: the principal may not alter the cluster ({message})")
+    if code:
+        raise StreamsError(f"{what} failed (Kafka error {code}): {message}", reason=reason)

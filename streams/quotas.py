@@ -35,7 +35,7 @@ from aiokafka.protocol.types import (
 )
 
 from jointbus.schemas.registry import Policy, Registry
-from jointbus.streams.errors import KafkaAuthorizationError, StreamsError
+from jointbus.streams.admin import check_admin_answer
 
 log = structlog.get_logger("jointbus.quotas")
 
@@ -53,7 +53,6 @@ DEFAULT_QUOTAS: Mapping[str, float] = {
 }
 _USER = "user"
 _MATCH_EXACT = 0
-_CLUSTER_AUTHORIZATION_FAILED = 31
 
 
 def quotas_of(policy: Policy) -> dict[str, float]:
@@ -183,10 +182,7 @@ class _Alter(Request[_AlterStruct]):  # type: ignore[misc]
 
 
 def _check(code: int, message: str | None, what: str) -> None:
-    if code == _CLUSTER_AUTHORIZATION_FAILED:
-        raise KafkaAuthorizationError(f"{what}: the principal may not alter the cluster ({message})")
-    if code:
-        raise StreamsError(f"{what} failed (Kafka error {code}): {message}", reason="quota_failed")
+    check_admin_answer(code, message, what, "quota_failed")
 
 
 async def describe_quotas(admin: AIOKafkaAdminClient, user: str) -> dict[str, float]:

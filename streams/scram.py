@@ -31,12 +31,11 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from jointbus.streams.errors import KafkaAuthorizationError, StreamsError
+from jointbus.streams.admin import check_admin_answer
 from jointbus.streams.security import Credentials
 
 SCRAM_SHA_512 = 2  # org.apache.kafka.clients.admin.ScramMechanism
 ITERATIONS = 4096  # Kafka's default and the minimum it accepts for SCRAM-SHA-512
-_CLUSTER_AUTHORIZATION_FAILED = 31
 _RESOURCE_NOT_FOUND = 91
 
 
@@ -145,10 +144,7 @@ def salted_password(password: str, salt: bytes, iterations: int = ITERATIONS) ->
 
 
 def _check(code: int, message: str | None, what: str) -> None:
-    if code == _CLUSTER_AUTHORIZATION_FAILED:
-        raise KafkaAuthorizationError(f"{what}: the principal may not alter the cluster ({message})")
-    if code:
-        raise StreamsError(f"{what} failed (Kafka error {code}): {message}", reason="scram_failed")
+    check_admin_answer(code, message, what, "scram_failed")
 
 
 async def scram_users(admin: AIOKafkaAdminClient) -> set[str]:
