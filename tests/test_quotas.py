@@ -24,6 +24,7 @@ from jointbus.streams.reader import end_offset
 from jointbus.streams.security import ADMIN, Credentials
 from jointbus.streams.topics import outbox
 from tests.conftest import development_registry, secured_broker
+from tests.harness import eventually
 from tests.stats import STATS
 
 pytestmark = pytest.mark.broker
@@ -82,14 +83,25 @@ async def test_provisioning_sets_each_agencys_quotas_from_the_registry_policy(
     wanted = quotas_of(registry.policy)
     assert wanted[PRODUCE] == QUOTA
     async with admin_client(broker.bootstrap, **creds[ADMIN].client_kwargs()) as admin:
+
+        async def read_back(user: str, expect: dict[str, float]) -> dict[str, float]:
+            """What the cluster reports for ``user`` once it reports ``expect``: a broker
+            answers from its metadata, which follows the controller a moment later."""
+
+            async def probe() -> dict[str, float] | None:
+                found = await describe_quotas(admin, user)
+                return found if found == expect else None
+
+            return await eventually(probe, within=30, what=f"the quotas of {user} read back as {expect}")
+
         for agency in registry.agencies:
-            assert await describe_quotas(admin, agency) == wanted
+            assert await read_back(agency, wanted) == wanted
         assert await describe_quotas(admin, "svc-router") == {}
         changed = _policy(registry, request_percentage=40)
         await apply_quotas(admin, changed, ["sc-zigong"])
-        assert (await describe_quotas(admin, "sc-zigong"))["request_percentage"] == 40
+        assert (await read_back("sc-zigong", quotas_of(changed.policy)))["request_percentage"] == 40
         await apply_quotas(admin, registry)  # as the fixture's policy says, for the next test
-        assert await describe_quotas(admin, "sc-zigong") == wanted
+        assert await read_back("sc-zigong", wanted) == wanted
 
 
 async def test_quota_throttles_a_flooding_member_but_not_the_others(
